@@ -1,0 +1,1 @@
+"""Headless core of SqueezeStudio. Never imports Qt (a test enforces it)."""

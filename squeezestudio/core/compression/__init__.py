@@ -1,0 +1,1 @@
+"""Compression methods, recipes, the size accounting and the .sqz codec."""

@@ -1,0 +1,126 @@
+"""How one compressed weight tensor is represented, independent of the file format.
+
+Methods (pruning, clustering, quantization, plugins) produce a
+:class:`WeightEncoding` per weight tensor; the .sqz codec stores exactly that,
+and the size accounting measures it. The model's weight is always set to
+``encoding.decode()``, so decoding a .sqz file reproduces the compressed
+model's weights bit for bit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Optional
+
+import numpy as np
+
+EncodingKind = Literal["float32", "float16", "codebook", "affine", "custom"]
+
+
+@dataclass
+class CustomPayload:
+    """Storage for a plugin method whose parameters are not one value per weight.
+
+    ``method`` names the registered method whose ``decode_custom`` rebuilds the
+    dense weight; ``arrays`` are stored raw, ``meta`` as JSON.
+    """
+
+    method: str
+    arrays: dict[str, np.ndarray]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class WeightEncoding:
+    """One weight tensor as stored.
+
+    - ``mask``: flat boolean array (C-order, ``prod(shape)`` long) of kept
+      positions, or ``None`` for dense storage.
+    - ``kind == "float32" | "float16"``: ``values`` holds the kept values in
+      flat order, in that dtype.
+    - ``kind == "codebook"``: ``symbols`` (unsigned ints < 2**bits) index
+      ``codebook``, shape ``(K,)`` shared by the tensor or ``(C, K)`` with one
+      row per output channel (axis 0).
+    - ``kind == "affine"``: value = ``(symbol - zero_point[c]) * scale[c]``
+      computed in float32, with ``scale``/``zero_point`` of shape ``(1,)``
+      (per tensor) or ``(C,)`` (per output channel, axis 0).
+    - ``kind == "custom"``: ``custom`` holds a plugin's payload.
+    - ``entropy_coded``: symbols and sparse positions are Huffman/rANS coded
+      in the file rather than stored at fixed width.
+    """
+
+    shape: tuple[int, ...]
+    kind: EncodingKind = "float32"
+    mask: Optional[np.ndarray] = None
+    values: Optional[np.ndarray] = None
+    symbols: Optional[np.ndarray] = None
+    bits: int = 32
+    codebook: Optional[np.ndarray] = None
+    scale: Optional[np.ndarray] = None
+    zero_point: Optional[np.ndarray] = None
+    entropy_coded: bool = False
+    custom: Optional[CustomPayload] = None
+
+    @property
+    def numel(self) -> int:
+        return int(np.prod(self.shape)) if self.shape else 1
+
+    @property
+    def kept(self) -> int:
+        """Number of stored (non-pruned) positions."""
+        return self.numel if self.mask is None else int(self.mask.sum())
+
+    @classmethod
+    def dense(cls, weight: np.ndarray) -> "WeightEncoding":
+        """An uncompressed float32 tensor."""
+        w = np.ascontiguousarray(weight, dtype=np.float32)
+        return cls(shape=tuple(w.shape), kind="float32", values=w.reshape(-1).copy(), bits=32)
+
+    def channel_of_kept(self) -> np.ndarray:
+        """Output-channel index (axis 0) of every kept position, for per-channel tables."""
+        c = self.shape[0] if self.shape else 1
+        per = self.numel // max(c, 1)
+        channels = np.repeat(np.arange(c, dtype=np.int64), per)
+        return channels if self.mask is None else channels[self.mask]
+
+    def kept_values(self) -> np.ndarray:
+        """The float32 value at every kept position, in flat order."""
+        if self.kind in ("float32", "float16"):
+            assert self.values is not None
+            return self.values.astype(np.float32)
+        if self.kind == "codebook":
+            assert self.symbols is not None and self.codebook is not None
+            cb = self.codebook.astype(np.float32)
+            sym = self.symbols.astype(np.int64)
+            if cb.ndim == 1:
+                return cb[sym]
+            return cb[self.channel_of_kept(), sym]
+        if self.kind == "affine":
+            assert self.symbols is not None and self.scale is not None and self.zero_point is not None
+            scale = self.scale.astype(np.float32)
+            zp = self.zero_point.astype(np.float32)
+            if scale.shape[0] == 1:
+                return (self.symbols.astype(np.float32) - zp[0]) * scale[0]
+            ch = self.channel_of_kept()
+            return (self.symbols.astype(np.float32) - zp[ch]) * scale[ch]
+        raise ValueError(f"kept_values is not defined for kind {self.kind!r}")
+
+    def decode(self, custom_decoder: Any = None) -> np.ndarray:
+        """The dense float32 weight this encoding stands for.
+
+        ``custom_decoder(payload, shape) -> np.ndarray`` is needed only for
+        ``kind == "custom"`` (the method registry supplies it).
+        """
+        if self.kind == "custom":
+            if custom_decoder is None or self.custom is None:
+                raise ValueError("a custom encoding needs its method's decoder")
+            dense = np.asarray(custom_decoder(self.custom, self.shape), dtype=np.float32)
+            if self.mask is not None:
+                dense = dense.reshape(-1) * self.mask
+            return dense.reshape(self.shape)
+        kept = self.kept_values()
+        if self.mask is None:
+            return kept.reshape(self.shape)
+        out = np.zeros(self.numel, dtype=np.float32)
+        out[self.mask] = kept
+        return out.reshape(self.shape)

@@ -1,0 +1,87 @@
+"""The working state a recipe is applied to: a model copy plus its weight encodings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from squeezestudio.core.compression.encoding import WeightEncoding
+from squeezestudio.core.model_handle import ArchitectureSpec, ModelHandle
+
+
+def weight_key(layer: str) -> str:
+    """The parameter name of a layer's weight (``features.0`` -> ``features.0.weight``)."""
+    return f"{layer}.weight" if layer else "weight"
+
+
+@dataclass
+class CompressionState:
+    """A model being compressed.
+
+    ``handle`` owns a private copy of the module (never the user's original).
+    ``encodings`` maps a weight's parameter name to how it is stored; weights
+    without an entry are stored dense float32. Every method that changes a
+    weight must go through :meth:`set_encoding`, which also writes the decoded
+    weight into the module, keeping file and model identical.
+    """
+
+    handle: ModelHandle
+    encodings: dict[str, WeightEncoding] = field(default_factory=dict)
+    log: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_handle(cls, handle: ModelHandle) -> "CompressionState":
+        """Start from a deep copy of ``handle``'s module."""
+        return cls(handle=handle.clone())
+
+    @property
+    def module(self) -> nn.Module:
+        return self.handle.module
+
+    @property
+    def architecture(self) -> Optional[ArchitectureSpec]:
+        return self.handle.architecture
+
+    def record_modification(self, modification: dict) -> None:
+        """Note an architecture change so a .sqz can replay it on load."""
+        if self.handle.architecture is not None:
+            self.handle.architecture = self.handle.architecture.with_modification(modification)
+
+    def layers(self, types: tuple[type[nn.Module], ...] = (nn.Conv2d, nn.Linear)) -> dict[str, nn.Module]:
+        """Named layers of the given types that own a ``weight`` parameter."""
+        return {name: m for name, m in self.module.named_modules()
+                if isinstance(m, types) and isinstance(getattr(m, "weight", None), nn.Parameter)}
+
+    def layer(self, name: str) -> nn.Module:
+        return self.module.get_submodule(name)
+
+    def encoding(self, layer: str) -> WeightEncoding:
+        """The current encoding of a layer's weight (dense float32 if untouched)."""
+        key = weight_key(layer)
+        enc = self.encodings.get(key)
+        if enc is None:
+            w = self.layer(layer).weight.detach().cpu().numpy()
+            enc = WeightEncoding.dense(w)
+        return enc
+
+    def set_encoding(self, layer: str, encoding: WeightEncoding, custom_decoder=None) -> None:
+        """Store ``encoding`` for the layer and set its weight to the decoded tensor."""
+        module = self.layer(layer)
+        decoded = encoding.decode(custom_decoder)
+        if tuple(decoded.shape) != tuple(module.weight.shape):
+            raise ValueError(f"{layer}: encoding shape {decoded.shape} != weight {tuple(module.weight.shape)}")
+        with torch.no_grad():
+            module.weight.copy_(torch.from_numpy(np.ascontiguousarray(decoded)).to(module.weight.dtype))
+        self.encodings[weight_key(layer)] = encoding
+
+    def mask(self, layer: str) -> Optional[np.ndarray]:
+        """The kept-positions mask of a layer (None if not pruned)."""
+        enc = self.encodings.get(weight_key(layer))
+        return None if enc is None else enc.mask
+
+    def iter_encodings(self) -> Iterator[tuple[str, WeightEncoding]]:
+        yield from self.encodings.items()

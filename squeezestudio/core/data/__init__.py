@@ -1,0 +1,1 @@
+"""Data sets: preprocessing, built-in digits, image folders and CSV lists, robust decoding."""

@@ -1,0 +1,80 @@
+"""The in-memory, preprocessed data set every evaluation and training loop reads.
+
+Images are decoded and preprocessed once into one float tensor, so repeated
+evaluation (every point on the trade-off plot) costs only the forward passes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator, Optional
+
+import torch
+
+from squeezestudio.core.model_handle import InputSpec
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    """How a decoded image becomes a model input.
+
+    ``resize`` scales the shorter side to that many pixels before a center crop
+    to ``height x width`` (``center_crop=False`` resizes straight to
+    ``height x width``). ``channels`` 1 converts to grayscale, 3 to RGB.
+    """
+
+    channels: int
+    height: int
+    width: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    resize: Optional[int] = None
+    center_crop: bool = True
+
+    @classmethod
+    def from_input_spec(cls, spec: InputSpec, resize: Optional[int] = None,
+                        center_crop: bool = True) -> "PreprocessSpec":
+        """The model's own preprocessing (overridable field by field with ``dataclasses.replace``)."""
+        return cls(channels=spec.channels, height=spec.height, width=spec.width,
+                   mean=tuple(spec.mean), std=tuple(spec.std), resize=resize, center_crop=center_crop)
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    """A file left out of a data set, and why (shown to the user)."""
+
+    path: str
+    reason: str
+
+
+@dataclass
+class ImageDataset:
+    """Preprocessed images ``(N, C, H, W)`` float32, labels ``(N,)`` int64 or None."""
+
+    images: torch.Tensor
+    labels: Optional[torch.Tensor]
+    class_names: list[str]
+    name: str = "data"
+    paths: Optional[list[str]] = None
+    skipped: list[SkippedFile] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, Optional[torch.Tensor]]]:
+        """Consecutive ``(images, labels)`` slices (views, no copies)."""
+        for start in range(0, len(self), batch_size):
+            stop = start + batch_size
+            yield self.images[start:stop], None if self.labels is None else self.labels[start:stop]
+
+    def subset(self, indices: torch.Tensor, name: Optional[str] = None) -> "ImageDataset":
+        """The examples at ``indices`` (for calibration sets and quick evaluation)."""
+        return ImageDataset(
+            images=self.images[indices], labels=None if self.labels is None else self.labels[indices],
+            class_names=list(self.class_names), name=name or self.name,
+            paths=None if self.paths is None else [self.paths[int(i)] for i in indices],
+            skipped=list(self.skipped))
