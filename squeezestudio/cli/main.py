@@ -1,0 +1,58 @@
+"""Entry point of the ``squeezestudio`` command.
+
+Each sub-command lives in its own module exposing ``add_parser(subparsers)``
+and ``run(args) -> int``. Errors meant for the user (``SqueezeStudioError``)
+print as one line on stderr with exit code 2 -- never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Optional, Sequence
+
+from squeezestudio import __version__
+
+COMMANDS = ("demo", "inspect", "eval", "classify")
+EXIT_USER_ERROR = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="squeezestudio",
+        description="Make image classifiers smaller and see what it costs. "
+                    "With no command, opens the desktop app on the bundled demo.")
+    parser.add_argument("--version", action="version", version=f"squeezestudio {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        module = importlib.import_module(f"squeezestudio.cli.cmd_{name}")
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the CLI; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    if not args.command:
+        from squeezestudio.cli import cmd_gui
+
+        return cmd_gui.run(argparse.Namespace(model=None, data=None, trust=False, arch=None))
+    from squeezestudio.core.errors import SqueezeStudioError
+    from squeezestudio.core.progress import Cancelled
+
+    try:
+        return int(args.func(args) or 0)
+    except SqueezeStudioError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except Cancelled:
+        print("cancelled", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

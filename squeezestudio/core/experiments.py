@@ -1,0 +1,185 @@
+"""Results of trying recipes: one :class:`Experiment` per point on the trade-off plot.
+
+Every evaluated recipe becomes an Experiment holding the recipe (as a plain
+dict), the exact byte length of its .sqz file and the measured metrics. The
+:class:`ExperimentLog` keeps them in order, tells listeners when it changes
+(the GUI redraws the plot from it) and saves to JSON/CSV, so a project file can
+bring every point back. :func:`pareto_frontier` picks the points worth keeping.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Optional, Sequence
+
+import numpy as np
+
+from squeezestudio.core.atomic_write import PathLike, atomic_write_bytes
+from squeezestudio.core.errors import SqueezeStudioError
+
+METRIC_KEYS = ("top1", "top5", "agreement", "loss", "latency")
+"""Metric names an experiment may carry (latency is milliseconds per image)."""
+
+KEEP_ARTIFACTS = 8
+"""How many recent experiments keep their in-memory compressed model (memory bound)."""
+
+
+def new_experiment_id() -> str:
+    """A short unique id (stable across save/open, unlike list positions)."""
+    return uuid.uuid4().hex[:12]
+
+
+@dataclass
+class Experiment:
+    """One evaluated recipe: what was done, how big the file is, how well it does.
+
+    ``size_bytes`` is the exact length of the encoded .sqz file. ``compressed``
+    and ``size_report`` are in-memory artifacts (the CompressedModel and its
+    SizeReport) kept for export and the layer view; they are never saved.
+    """
+
+    id: str
+    recipe: dict[str, Any]
+    label: str
+    size_bytes: int
+    metrics: dict[str, Optional[float]] = field(default_factory=dict)
+    timestamp: float = field(default_factory=time.time)
+    is_original: bool = False
+    compressed: Any = field(default=None, repr=False, compare=False)
+    size_report: Any = field(default=None, repr=False, compare=False)
+
+    def metric(self, name: str) -> Optional[float]:
+        """A metric's value, or None when it was not measured (e.g. no labels)."""
+        value = self.metrics.get(name)
+        return None if value is None else float(value)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "recipe": self.recipe, "label": self.label,
+                "size_bytes": int(self.size_bytes), "metrics": dict(self.metrics),
+                "timestamp": float(self.timestamp), "is_original": bool(self.is_original)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Experiment":
+        """Rebuild from :meth:`to_dict`; a malformed entry is a SqueezeStudioError."""
+        try:
+            metrics = {str(k): (None if v is None else float(v)) for k, v in dict(d.get("metrics", {})).items()}
+            return cls(id=str(d["id"]), recipe=dict(d.get("recipe") or {}), label=str(d.get("label", "")),
+                       size_bytes=int(d["size_bytes"]), metrics=metrics,
+                       timestamp=float(d.get("timestamp", 0.0)), is_original=bool(d.get("is_original", False)))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SqueezeStudioError(f"an experiment entry is malformed ({exc}); the project file may be damaged") from None
+
+
+class ExperimentLog:
+    """The ordered list of experiments of a session, with change callbacks.
+
+    Listeners in ``on_change`` are called with no arguments after every change;
+    they are plain callables so the core stays free of any GUI toolkit.
+    """
+
+    def __init__(self, experiments: Sequence[Experiment] = ()) -> None:
+        self._items: list[Experiment] = list(experiments)
+        self.on_change: list[Callable[[], None]] = []
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Iterator[Experiment]:
+        return iter(list(self._items))
+
+    def _changed(self) -> None:
+        for callback in list(self.on_change):
+            callback()
+
+    def append(self, experiment: Experiment) -> Experiment:
+        """Add an experiment (ids must be unique) and drop old in-memory artifacts."""
+        if self.find(experiment.id) is not None:
+            raise SqueezeStudioError(f"an experiment with id {experiment.id} is already in the log")
+        self._items.append(experiment)
+        recent = [e for e in self._items if not e.is_original][-KEEP_ARTIFACTS:]
+        keep = {id(e) for e in recent}
+        for e in self._items:
+            if not e.is_original and id(e) not in keep:
+                e.compressed = None
+                e.size_report = None
+        self._changed()
+        return experiment
+
+    def list(self) -> list[Experiment]:
+        return list(self._items)
+
+    def find(self, experiment_id: str) -> Optional[Experiment]:
+        for e in self._items:
+            if e.id == experiment_id:
+                return e
+        return None
+
+    def original(self) -> Optional[Experiment]:
+        """The uncompressed model's experiment, if it was measured."""
+        return next((e for e in self._items if e.is_original), None)
+
+    def clear(self) -> None:
+        self._items.clear()
+        self._changed()
+
+    def replace_all(self, experiments: Sequence[Experiment]) -> None:
+        """Swap the whole list (opening a project) with one change notification."""
+        self._items = list(experiments)
+        self._changed()
+
+    def pareto_ids(self, metric: str = "top1") -> list[str]:
+        """Ids of the non-dominated experiments for ``metric``, smallest first."""
+        items = [e for e in self._items if e.metric(metric) is not None]
+        idx = pareto_frontier([(e.size_bytes, e.metric(metric)) for e in items])
+        return [items[i].id for i in idx]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"experiments": [e.to_dict() for e in self._items]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ExperimentLog":
+        entries = d.get("experiments", []) if isinstance(d, dict) else None
+        if not isinstance(entries, list):
+            raise SqueezeStudioError("the experiment list is malformed; the project file may be damaged")
+        return cls([Experiment.from_dict(e) for e in entries])
+
+    def to_csv_text(self) -> str:
+        """One row per experiment: id, label, size, every metric, original flag, time."""
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["id", "label", "size_bytes", *METRIC_KEYS, "is_original", "timestamp"])
+        for e in self._items:
+            values = ["" if e.metric(k) is None else repr(e.metric(k)) for k in METRIC_KEYS]
+            writer.writerow([e.id, e.label, e.size_bytes, *values, int(e.is_original), f"{e.timestamp:.3f}"])
+        return buffer.getvalue()
+
+    def to_csv(self, path: PathLike) -> int:
+        """Write :meth:`to_csv_text` atomically; returns bytes written."""
+        return atomic_write_bytes(path, self.to_csv_text().encode("utf-8"))
+
+
+def pareto_frontier(points: Sequence[tuple[float, Optional[float]]]) -> list[int]:
+    """Indices of the non-dominated points, ordered by increasing size.
+
+    A point (size, accuracy) is dominated when another is no bigger and no
+    less accurate, and strictly better in one of the two. Points whose
+    accuracy is None/NaN are never on the frontier; of exact duplicates only
+    the first is returned. Sorting once and a running maximum make it
+    O(n log n) with no Python loop over the points.
+    """
+    if len(points) == 0:
+        return []
+    arr = np.array([(float(s), np.nan if a is None else float(a)) for s, a in points], dtype=np.float64)
+    size, acc = arr[:, 0], arr[:, 1]
+    valid = ~np.isnan(acc) & ~np.isnan(size)
+    acc = np.where(valid, acc, -np.inf)
+    # Smallest size first; for equal sizes the most accurate first; then original order.
+    order = np.lexsort((np.arange(len(size)), -acc, size))
+    sorted_acc = acc[order]
+    best_before = np.concatenate(([-np.inf], np.maximum.accumulate(sorted_acc)[:-1]))
+    keep = (sorted_acc > best_before) & valid[order]
+    return [int(i) for i in order[keep]]

@@ -1,0 +1,376 @@
+"""The one state object the GUI holds: model, data, recipe history, experiments.
+
+:class:`StudioSession` is GUI-agnostic (no Qt): listeners subscribe to plain
+:class:`Event` objects (``session.events.recipe.connect(cb)``), as in napari's
+evented models, so the same state drives the Qt window, a script and a test.
+:meth:`StudioSession.evaluate_recipe` is the compress -> size -> evaluate step
+the GUI runs in a worker on every control change. Core modules written by other
+parts of the project are imported lazily inside functions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from squeezestudio.core.atomic_write import PathLike, atomic_write_bytes
+from squeezestudio.core.errors import SqueezeStudioError
+from squeezestudio.core.experiments import Experiment, ExperimentLog, new_experiment_id
+from squeezestudio.core.progress import CancelToken, ProgressCallback, check, report, scaled
+
+PROJECT_FORMAT = "squeezestudio-project"
+PROJECT_VERSION = 1
+UNDO_LIMIT = 100
+
+
+class Event:
+    """A list of callbacks called with the event's arguments (napari-style, no Qt)."""
+
+    def __init__(self) -> None:
+        self._callbacks: list[Callable[..., None]] = []
+
+    def connect(self, callback: Callable[..., None]) -> Callable[..., None]:
+        self._callbacks.append(callback)
+        return callback
+
+    def disconnect(self, callback: Callable[..., None]) -> None:
+        if callback in self._callbacks:
+            self._callbacks.remove(callback)
+
+    def emit(self, *args: Any) -> None:
+        for callback in list(self._callbacks):
+            callback(*args)
+
+
+class SessionEvents:
+    """The session's events: what changed, so views redraw only what they show."""
+
+    def __init__(self) -> None:
+        self.model = Event()        # () a model was opened
+        self.data = Event()         # () a data set was opened
+        self.recipe = Event()       # (recipe) the current recipe changed (set/undo/redo)
+        self.selection = Event()    # (layer name or None)
+        self.project = Event()      # (path) a project was saved or opened
+
+
+def recipe_to_dict(recipe: Any) -> dict[str, Any]:
+    """A recipe as a JSON-able dict (plain dicts pass through as a copy)."""
+    if recipe is None:
+        return {}
+    if isinstance(recipe, dict):
+        return json.loads(json.dumps(recipe))
+    from squeezestudio.core.compression.recipe import recipe_to_dict as convert
+    return convert(recipe)
+
+
+def recipe_from_dict(d: dict[str, Any]) -> Any:
+    """A Recipe from its dict (the dict itself while the recipe module is absent)."""
+    try:
+        from squeezestudio.core.compression.recipe import recipe_from_dict as convert
+    except ImportError:
+        return dict(d)
+    return convert(dict(d))
+
+
+def recipe_summary(recipe: dict[str, Any]) -> str:
+    """A short one-line description of a recipe dict for labels and tooltips."""
+    parts: list[str] = []
+    for key in ("global", "defaults", "methods"):
+        section = recipe.get(key)
+        if isinstance(section, dict):
+            for method, config in section.items():
+                if isinstance(config, dict) and config:
+                    knobs = ", ".join(f"{k}={_short(v)}" for k, v in config.items())
+                    parts.append(f"{method}({knobs})")
+                else:
+                    parts.append(str(method))
+    layers = recipe.get("layers") or recipe.get("overrides")
+    if isinstance(layers, dict) and layers:
+        parts.append(f"{len(layers)} layer override(s)")
+    return "; ".join(parts) if parts else "no compression"
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def default_autosave_dir() -> Path:
+    """Where autosaves go: $SQUEEZESTUDIO_HOME or ~/.local/share/squeezestudio."""
+    root = os.environ.get("SQUEEZESTUDIO_HOME")
+    return Path(root) if root else Path.home() / ".local" / "share" / "squeezestudio"
+
+
+@dataclass(frozen=True)
+class AutosaveInfo:
+    """An autosave found on disk and when it was written (seconds since the epoch)."""
+
+    path: Path
+    timestamp: float
+
+
+class StudioSession:
+    """Model, data, current recipe with undo/redo, experiments and selection.
+
+    ``model_loader(path, trust=...) -> ModelHandle`` and
+    ``data_loader(source, handle) -> ImageDataset`` default to the core's
+    loaders; tests inject small ones.
+    """
+
+    def __init__(self, *, model_loader: Optional[Callable[..., Any]] = None,
+                 data_loader: Optional[Callable[[str, Any], Any]] = None,
+                 undo_limit: int = UNDO_LIMIT) -> None:
+        self.events = SessionEvents()
+        self.experiments = ExperimentLog()
+        self.handle: Any = None
+        self.model_path: Optional[str] = None
+        self.data: Any = None
+        self.data_source: Optional[str] = None
+        self.recipe: Any = None
+        self.selected_layer: Optional[str] = None
+        self.project_path: Optional[Path] = None
+        self._undo: list[Any] = []
+        self._redo: list[Any] = []
+        self._undo_limit = max(1, int(undo_limit))
+        self._model_loader = model_loader or _default_model_loader
+        self._data_loader = data_loader or _default_data_loader
+
+    # -- model and data -------------------------------------------------
+    def open_model(self, path: PathLike, *, trust: bool = False) -> Any:
+        """Load a model file and make it current (experiments start afresh)."""
+        handle = self._model_loader(str(path), trust=trust)
+        self.set_model(handle, str(path))
+        return handle
+
+    def set_model(self, handle: Any, path: Optional[str] = None) -> None:
+        """Make ``handle`` the current model; old results no longer apply to it."""
+        self.handle = handle
+        self.model_path = path if path is not None else (
+            str(handle.source_path) if getattr(handle, "source_path", None) else None)
+        self.selected_layer = None
+        self.experiments.clear()
+        self._undo.clear()
+        self._redo.clear()
+        self.recipe = None
+        self.events.model.emit()
+        self.events.recipe.emit(self.recipe)
+
+    def open_data(self, source: str) -> Any:
+        """Load ``digits``, an image folder or a CSV list, preprocessed for the model."""
+        if self.handle is None:
+            raise SqueezeStudioError("open a model before opening data, so images are preprocessed for it")
+        dataset = self._data_loader(str(source), self.handle)
+        self.set_data(dataset, str(source))
+        return dataset
+
+    def set_data(self, dataset: Any, source: Optional[str]) -> None:
+        """Make ``dataset`` the evaluation data; existing metrics came from other data."""
+        self.data = dataset
+        self.data_source = source
+        self.experiments.clear()
+        self.events.data.emit()
+
+    # -- recipe and undo/redo -------------------------------------------
+    def set_recipe(self, recipe: Any, *, record: bool = True) -> None:
+        """Make ``recipe`` current; with ``record`` the previous one can be undone."""
+        if record:
+            self._undo.append(self.recipe)
+            del self._undo[:-self._undo_limit]
+            self._redo.clear()
+        self.recipe = recipe
+        self.events.recipe.emit(recipe)
+
+    @property
+    def can_undo(self) -> bool:
+        return bool(self._undo)
+
+    @property
+    def can_redo(self) -> bool:
+        return bool(self._redo)
+
+    def undo(self) -> bool:
+        """Go back to the previous recipe; False when there is none."""
+        if not self._undo:
+            return False
+        self._redo.append(self.recipe)
+        self.recipe = self._undo.pop()
+        self.events.recipe.emit(self.recipe)
+        return True
+
+    def redo(self) -> bool:
+        """Re-apply an undone recipe; False when there is none."""
+        if not self._redo:
+            return False
+        self._undo.append(self.recipe)
+        self.recipe = self._redo.pop()
+        self.events.recipe.emit(self.recipe)
+        return True
+
+    def restore_experiment(self, experiment_id: str) -> Experiment:
+        """Make an experiment's recipe current again (clicking its point on the plot)."""
+        experiment = self.experiments.find(experiment_id)
+        if experiment is None:
+            raise SqueezeStudioError(f"there is no experiment {experiment_id} in this session")
+        self.set_recipe(None if experiment.is_original else recipe_from_dict(experiment.recipe))
+        return experiment
+
+    def select_layer(self, name: Optional[str]) -> None:
+        if name != self.selected_layer:
+            self.selected_layer = name
+            self.events.selection.emit(name)
+
+    # -- evaluation -----------------------------------------------------
+    def evaluate_recipe(self, recipe: Any = None, progress: Optional[ProgressCallback] = None,
+                        cancel: Optional[CancelToken] = None, *, label: str = "",
+                        original: bool = False) -> Experiment:
+        """Compress the model with ``recipe``, measure the .sqz size, evaluate it.
+
+        Safe to run in a worker thread: it reads the current model and data
+        once and changes no session state (add the result with
+        :meth:`add_experiment` on the caller's thread). ``original=True``
+        measures the uncompressed model stored as .sqz (the reference point).
+        """
+        handle, data = self.handle, self.data
+        if handle is None:
+            raise SqueezeStudioError("open a model before evaluating a recipe")
+        if data is None:
+            raise SqueezeStudioError("open a data set (File > Open data) before evaluating a recipe")
+        from squeezestudio.core.compression.codec import encode_sqz, size_report
+        from squeezestudio.core.evaluation import evaluate
+
+        report(progress, 0.0, "compressing")
+        if original:
+            from squeezestudio.core.compression.compressed_model import CompressedModel
+            cm = CompressedModel(handle=handle, recipe={})
+        else:
+            from squeezestudio.core.compression.pipeline import compress
+            recipe_obj = recipe_from_dict(recipe) if isinstance(recipe, dict) else recipe
+            if recipe_obj is None:
+                recipe_obj = recipe_from_dict({})
+            cm = compress(handle, recipe_obj, progress=scaled(progress, 0.0, 0.4), cancel=cancel)
+        check(cancel)
+        report(progress, 0.4, "measuring the .sqz size")
+        size = len(encode_sqz(cm))
+        sizes = size_report(cm)
+        check(cancel)
+        report(progress, 0.5, "evaluating")
+        result = evaluate(cm.handle.module, data, reference=None if original else handle.module,
+                          progress=scaled(progress, 0.5, 1.0), cancel=cancel)
+        metrics = _metrics_of(result)
+        if original and metrics.get("agreement") is None:
+            metrics["agreement"] = 1.0
+        recipe_dict = {} if original else recipe_to_dict(recipe)
+        experiment = Experiment(id=new_experiment_id(), recipe=recipe_dict,
+                                label=label or ("original" if original else recipe_summary(recipe_dict)),
+                                size_bytes=size, metrics=metrics, is_original=original,
+                                compressed=cm, size_report=sizes)
+        report(progress, 1.0, "done")
+        return experiment
+
+    def add_experiment(self, experiment: Experiment) -> Experiment:
+        return self.experiments.append(experiment)
+
+    def latest_compressed(self) -> Optional[Experiment]:
+        """The newest experiment that still holds its compressed model (for export)."""
+        for e in reversed(self.experiments.list()):
+            if e.compressed is not None:
+                return e
+        return None
+
+    # -- project files --------------------------------------------------
+    def project_dict(self) -> dict[str, Any]:
+        return {"format": PROJECT_FORMAT, "version": PROJECT_VERSION, "saved_at": time.time(),
+                "model_path": self.model_path, "data_source": self.data_source,
+                "recipe": recipe_to_dict(self.recipe), "selected_layer": self.selected_layer,
+                **self.experiments.to_dict()}
+
+    def save_project(self, path: PathLike) -> int:
+        """Write the project as JSON (atomically); returns bytes written."""
+        data = json.dumps(self.project_dict(), indent=2, sort_keys=True).encode("utf-8")
+        written = atomic_write_bytes(path, data)
+        self.project_path = Path(path)
+        self.events.project.emit(Path(path))
+        return written
+
+    def open_project(self, path: PathLike, *, trust: bool = False) -> None:
+        """Reopen a project: its model, data, current recipe and every experiment."""
+        d = read_project(path)
+        if d.get("model_path"):
+            self.open_model(d["model_path"], trust=trust)
+        if d.get("data_source") and self.handle is not None:
+            self.open_data(d["data_source"])
+        self.experiments.replace_all(ExperimentLog.from_dict(d).list())
+        recipe = d.get("recipe") or None
+        self._undo.clear()
+        self._redo.clear()
+        self.recipe = None if recipe is None else recipe_from_dict(recipe)
+        self.events.recipe.emit(self.recipe)
+        self.select_layer(d.get("selected_layer"))
+        self.project_path = Path(path)
+        self.events.project.emit(Path(path))
+
+    def autosave(self, path: Optional[PathLike] = None) -> Path:
+        """Save a recovery copy (default: the autosave folder); returns its path."""
+        target = Path(path) if path is not None else default_autosave_dir() / "autosave.sqproj"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        d = self.project_dict()
+        d["autosaved_at"] = time.time()
+        atomic_write_bytes(target, json.dumps(d, indent=2, sort_keys=True).encode("utf-8"))
+        return target
+
+    def restore_autosave(self, info: AutosaveInfo, *, trust: bool = False) -> None:
+        """Open a recovery copy found by :func:`find_autosave`."""
+        self.open_project(info.path, trust=trust)
+        self.project_path = None  # a recovery copy is not the user's project file
+
+
+def find_autosave(folder: Optional[PathLike] = None) -> Optional[AutosaveInfo]:
+    """The autosave in ``folder`` (default folder if None) with its time, or None."""
+    target = (Path(folder) if folder is not None else default_autosave_dir()) / "autosave.sqproj"
+    if not target.is_file():
+        return None
+    try:
+        stamp = float(read_project(target).get("autosaved_at", target.stat().st_mtime))
+    except SqueezeStudioError:
+        return None
+    return AutosaveInfo(path=target, timestamp=stamp)
+
+
+def read_project(path: PathLike) -> dict[str, Any]:
+    """Parse and check a project file; problems are one-sentence errors."""
+    try:
+        d = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SqueezeStudioError(f"the project file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SqueezeStudioError(f"{path} is not a readable SqueezeStudio project ({exc})") from None
+    if not isinstance(d, dict) or d.get("format") != PROJECT_FORMAT:
+        raise SqueezeStudioError(f"{path} is not a SqueezeStudio project file")
+    if int(d.get("version", 0)) > PROJECT_VERSION:
+        raise SqueezeStudioError(f"{path} was written by a newer SqueezeStudio (version {d.get('version')})")
+    ExperimentLog.from_dict(d)  # validates every entry
+    return d
+
+
+def _metrics_of(result: Any) -> dict[str, Optional[float]]:
+    """Our metric names from an EvalResult (its dict, attributes as a fallback)."""
+    d = result.to_dict() if hasattr(result, "to_dict") else dict(vars(result))
+    latency = d.get("latency_ms_per_image", d.get("latency"))
+    out = {"top1": d.get("top1"), "top5": d.get("top5"), "agreement": d.get("agreement"),
+           "loss": d.get("loss"), "latency": latency}
+    return {k: (None if v is None else float(v)) for k, v in out.items()}
+
+
+def _default_model_loader(path: str, trust: bool = False) -> Any:
+    from squeezestudio.core.loading import load_model
+    return load_model(path, trust=trust)
+
+
+def _default_data_loader(source: str, handle: Any) -> Any:
+    from squeezestudio.core.data.dataset import PreprocessSpec
+    from squeezestudio.core.data.folders import load_dataset, match_classes
+    dataset = load_dataset(source, PreprocessSpec.from_input_spec(handle.input_spec))
+    return match_classes(dataset, list(handle.class_names))
