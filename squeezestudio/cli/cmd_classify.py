@@ -31,7 +31,6 @@ def run(args: argparse.Namespace) -> int:
             failures += 1
             print(f"{item.path}: error: {item.error}")
             continue
-        preds = item.predictions["model"]
-        top = ", ".join(f"{name} {prob * 100:.1f}%" for name, prob in preds)
+        top = ", ".join(f"{p.class_name} {p.probability * 100:.1f}%" for p in item.top["model"])
         print(f"{item.path}: {top}")
     return 2 if failures == len(results) else 0

@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 import weakref
 from pathlib import Path
 from typing import Optional, Union
@@ -37,6 +38,7 @@ PINNED_BUILD_DATE = _dt.date(2026, 10, 23)
 """Build date of the pinned netron, used when the installed package does not say."""
 
 LOOPBACK = "127.0.0.1"
+STOP_TIMEOUT_S = 2.0
 
 
 class ViewerUnavailableError(SqueezeStudioError):
@@ -176,4 +178,9 @@ def _stop_and_remove(address: Optional[tuple[str, int]], folder: Path) -> None:
             import netron
 
             netron.stop(address)
+            # netron closes its socket while its thread may still be polling it; the
+            # port is only really free once that thread has finished (<= 0.25 s).
+            deadline = time.monotonic() + STOP_TIMEOUT_S
+            while netron.status(address) and time.monotonic() < deadline:
+                time.sleep(0.02)
     shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,85 @@
+"""The netron server shows only a private copy of the model and knows when the viewer expires."""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from squeezestudio.core.errors import ModelLoadError
+from squeezestudio.core.netron_server import (
+    NetronServer, VIEWER_LIFETIME_DAYS, expiry_date, is_expired, netron_build_date)
+
+
+def _tiny_onnx(path: Path) -> Path:
+    """A one-node Relu graph: enough for netron to serve."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "tiny", [x], [y])
+    onnx.save(helper.make_model(graph), str(path))
+    return path
+
+
+def _status(url: str) -> int:
+    """HTTP status of a GET on the loopback server (errors become their status code)."""
+    assert url.startswith("http://127.0.0.1:")
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_serves_the_model_copy_but_not_the_users_other_files(tmp_path):
+    model = _tiny_onnx(tmp_path / "model.onnx")
+    (tmp_path / "secret.txt").write_text("private notes")
+    server = NetronServer()
+    url = server.start(model)
+    try:
+        assert server.running and url == server.url
+        assert _status(url) == 200
+        assert _status(url + "data/model.onnx") == 200
+        assert _status(url + "data/secret.txt") != 200
+        assert _status(url + "data/..%2Fsecret.txt") != 200
+        served = server.served_file
+        assert served is not None and served.parent != tmp_path
+        assert served.read_bytes() == model.read_bytes()
+    finally:
+        server.stop()
+    assert not served.parent.exists()
+    host, port = url[len("http://"):].rstrip("/").split(":")
+    with pytest.raises(OSError):
+        socket.create_connection((host, int(port)), timeout=2).close()
+    assert not server.running and server.url is None
+
+
+def test_restart_serves_the_new_file_and_removes_the_old_copy(tmp_path):
+    first = _tiny_onnx(tmp_path / "a.onnx")
+    second = _tiny_onnx(tmp_path / "b.onnx")
+    with NetronServer() as server:
+        server.start(first)
+        old_copy = server.served_file
+        url = server.start(second)
+        assert not old_copy.exists()
+        assert _status(url + "data/b.onnx") == 200
+        assert _status(url + "data/a.onnx") != 200
+
+
+def test_missing_model_file_is_a_user_error(tmp_path):
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        NetronServer().start(tmp_path / "nope.onnx")
+
+
+def test_expiry_is_build_date_plus_lifetime():
+    build = netron_build_date()
+    assert expiry_date() - build == dt.timedelta(days=VIEWER_LIFETIME_DAYS)
+    assert not is_expired(build)
+    assert not is_expired(expiry_date() - dt.timedelta(days=1))
+    assert is_expired(expiry_date())
+    assert is_expired(expiry_date() + dt.timedelta(days=400))
