@@ -86,8 +86,8 @@ def load_digits_split(split: Split = "val", spec: Optional[PreprocessSpec] = Non
 
 
 def digits_as_images(count: int = 10, *, size: int = 32, split: Split = "val", seed: int = 0
-                     ) -> list[tuple[Image.Image, str]]:
-    """``count`` digits as 8-bit grayscale images with their class names (for sample files and tests).
+                     ) -> list[tuple[str, Image.Image]]:
+    """``count`` digits as ``(class name, 8-bit grayscale image)`` pairs (for sample files and tests).
 
     Classes are taken in turn (0, 1, ..., 9, 0, ...) so ten samples show every
     digit; each is upscaled bilinearly from 8x8 to ``size x size``.
@@ -97,7 +97,7 @@ def digits_as_images(count: int = 10, *, size: int = 32, split: Split = "val", s
     raw_images, raw_labels = _raw_digits()
     idx = split_indices(raw_labels, split, seed, 0.2)
     per_class = {c: [int(i) for i in idx if raw_labels[i] == c] for c in range(len(DIGIT_CLASS_NAMES))}
-    out: list[tuple[Image.Image, str]] = []
+    out: list[tuple[str, Image.Image]] = []
     for n in range(count):
         cls = n % len(DIGIT_CLASS_NAMES)
         members = per_class[cls]
@@ -108,5 +108,5 @@ def digits_as_images(count: int = 10, *, size: int = 32, split: Split = "val", s
         img = Image.fromarray(pixels, mode="L")
         if size != 8:
             img = img.resize((size, size), Image.Resampling.BILINEAR)
-        out.append((img, DIGIT_CLASS_NAMES[cls]))
+        out.append((DIGIT_CLASS_NAMES[cls], img))
     return out

@@ -15,7 +15,7 @@ import struct
 import warnings
 import zlib
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 import numpy as np
 import torch
@@ -47,11 +47,14 @@ def is_image_file(path: PathLike) -> bool:
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 
 
-def load_image(path: PathLike) -> Image.Image:
+def load_image(path: PathLike, *, min_size: Optional[int] = None) -> Image.Image:
     """Decode ``path`` into an 8-bit ``RGB`` or ``L`` image, upright, detached from the file.
 
-    Raises :class:`ImageDecodeError` for a missing, empty, corrupt or
-    oversized file (Pillow's decompression-bomb warning counts as an error).
+    ``min_size`` lets a JPEG decode at a reduced scale (Pillow's ``draft``)
+    as long as both sides stay at least that many pixels: several times
+    faster for large photos that are resized down anyway. Raises
+    :class:`ImageDecodeError` for a missing, empty, corrupt or oversized file
+    (Pillow's decompression-bomb warning counts as an error).
     """
     p = Path(path)
     try:
@@ -66,11 +69,12 @@ def load_image(path: PathLike) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(p) as img:
-                if getattr(img, "n_frames", 1) > 1:
+                if getattr(img, "is_animated", False):
                     img.seek(0)  # animated: the first frame only
+                if min_size is not None and img.format == "JPEG":
+                    img.draft(None, (min_size, min_size))
                 img.load()
-                upright = ImageOps.exif_transpose(img)
-                return to_8bit(upright if upright is not None else img)
+                return to_8bit(_upright_copy(img))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageDecodeError(
             f"{p.name} is too large to decode safely (more than {Image.MAX_IMAGE_PIXELS:,} pixels; "
@@ -82,18 +86,25 @@ def load_image(path: PathLike) -> Image.Image:
         raise ImageDecodeError(f"{p.name} is corrupt or truncated ({reason})") from None
 
 
+def _upright_copy(img: Image.Image) -> Image.Image:
+    """A copy detached from the file, rotated per its EXIF orientation (ignored if the EXIF is broken)."""
+    try:
+        upright = ImageOps.exif_transpose(img)
+    except _DECODE_ERRORS:
+        upright = None  # a malformed EXIF block should not cost the user the image
+    return img.copy() if upright is None or upright is img else upright
+
+
 def to_8bit(img: Image.Image) -> Image.Image:
-    """Convert any Pillow mode to ``L`` or ``RGB`` (always returns a new image).
+    """Convert any Pillow mode to ``L`` or ``RGB`` (an ``L``/``RGB`` image is returned as is).
 
     Alpha is composited onto white; palette transparency is honoured; 16/32-bit
     integer and float images are rescaled to the full 0..255 range rather than
     clipped (Pillow's own ``convert("L")`` clips 16-bit values at 255).
     """
     mode = img.mode
-    if mode == "L":
-        return img.copy()
-    if mode == "RGB":
-        return img.copy()
+    if mode in ("L", "RGB"):
+        return img
     if mode == "1":
         return img.convert("L")
     if mode == "P" or mode == "PA":
@@ -156,6 +167,11 @@ def _target_size(width: int, height: int, spec: PreprocessSpec) -> tuple[int, in
     return new_w, new_h
 
 
+def decode_size(spec: PreprocessSpec) -> int:
+    """The smallest side a decoded image needs for ``spec`` (the ``min_size`` of :func:`load_image`)."""
+    return max(spec.height, spec.width, spec.resize or 0)
+
+
 def check_spec(spec: PreprocessSpec) -> None:
     """Raise :class:`DataError` if ``spec`` cannot describe a model input."""
     if spec.channels not in (1, 3):
@@ -176,8 +192,8 @@ def normalisation(spec: PreprocessSpec) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel mean and std as ``(C, 1, 1)`` arrays, broadcasting one value to all channels."""
     mean = np.asarray(spec.mean, dtype=np.float32)
     std = np.asarray(spec.std, dtype=np.float32)
-    mean = np.broadcast_to(mean, (spec.channels,)).reshape(-1, 1, 1)
-    std = np.broadcast_to(std, (spec.channels,)).reshape(-1, 1, 1)
+    mean = np.array(np.broadcast_to(mean, (spec.channels,))).reshape(-1, 1, 1)
+    std = np.array(np.broadcast_to(std, (spec.channels,))).reshape(-1, 1, 1)
     return mean, std
 
 

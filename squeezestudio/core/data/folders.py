@@ -1,0 +1,251 @@
+"""User data sets: an image folder (one sub-folder per class), a CSV list, or the built-in digits.
+
+Loading decodes every file once (with progress and cancellation), leaves out
+files that are not usable images and says why (``dataset.skipped``), and
+keeps the result in the shared cache so the next evaluation starts at once.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+
+from squeezestudio.core.data.cache import DatasetCache, files_fingerprint, shared_cache
+from squeezestudio.core.data.dataset import ImageDataset, PreprocessSpec, SkippedFile
+from squeezestudio.core.data.digits import load_digits_split
+from squeezestudio.core.data.images import check_spec, decode_size, is_image_file, load_image, preprocess
+from squeezestudio.core.errors import DataError, ImageDecodeError
+from squeezestudio.core.progress import CancelToken, ProgressCallback, check, report
+
+_HEADER_WORDS = {"path", "file", "filename", "image", "label", "class", "target"}
+_DIGIT_SPLITS = {"digits": None, "digits:train": "train", "digits:val": "val", "digits:all": "all"}
+
+
+@dataclass
+class _Plan:
+    """Which files to decode, with their labels, before any decoding happens."""
+
+    name: str
+    items: list[tuple[Path, Optional[int]]]
+    class_names: list[str]
+    labelled: bool
+    skipped: list[SkippedFile] = field(default_factory=list)
+    extra_files: list[Path] = field(default_factory=list)  # files whose change invalidates the cache
+
+
+def _visible(name: str) -> bool:
+    """Hidden files and folders (``.DS_Store``, ``.git``) are never data."""
+    return not name.startswith(".")
+
+
+def _image_files(folder: Path) -> list[Path]:
+    """Image files under ``folder`` (recursively, sorted, hidden files and folders left out)."""
+    found = [p for p in folder.rglob("*")
+             if p.is_file() and is_image_file(p) and all(_visible(q) for q in p.relative_to(folder).parts)]
+    return sorted(found)
+
+
+def _plan_folder(root: Path, class_names: Optional[Sequence[str]]) -> _Plan:
+    if not root.is_dir():
+        raise DataError(f"the data folder {root} does not exist or is not a folder")
+    subdirs = sorted(p for p in root.iterdir() if p.is_dir() and _visible(p.name))
+    loose = sorted(p for p in root.iterdir() if p.is_file() and _visible(p.name) and is_image_file(p))
+    per_class = {d.name: _image_files(d) for d in subdirs}
+    if not any(per_class.values()):
+        if not loose:
+            raise DataError(f"no images found in {root}; put the images of each class in its own sub-folder")
+        # A flat folder of images: no labels (predictions and agreement still work).
+        return _Plan(root.name, [(p, None) for p in loose], list(class_names or []), labelled=False)
+    folder_names = [d.name for d in subdirs]
+    if class_names is None:
+        names = folder_names
+    else:
+        names = list(class_names)
+        unknown = [n for n in folder_names if n not in names]
+        if unknown:
+            raise DataError(f"the folder {root / unknown[0]} is not one of the {len(names)} class names given")
+    index = {n: i for i, n in enumerate(names)}
+    items = [(p, index[d]) for d in folder_names for p in per_class[d]]
+    skipped = [SkippedFile(str(p), "not inside a class sub-folder") for p in loose]
+    return _Plan(root.name, items, names, labelled=True, skipped=skipped)
+
+
+def _parse_label(text: str, names: Optional[Sequence[str]], where: str) -> str | int:
+    if names is not None:
+        if text in names:
+            return list(names).index(text)
+        if text.lstrip("-").isdigit() and 0 <= int(text) < len(names):
+            return int(text)
+        raise DataError(f"{where}: the label {text!r} is neither one of the {len(names)} class names "
+                        f"nor an index below {len(names)}")
+    return int(text) if text.isdigit() else text
+
+
+def _plan_csv(csv_path: Path, class_names: Optional[Sequence[str]]) -> _Plan:
+    if not csv_path.is_file():
+        raise DataError(f"the CSV list {csv_path} does not exist")
+    try:
+        text = csv_path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"the CSV list {csv_path} cannot be read as UTF-8 text ({exc})") from None
+    rows = [(n, [c.strip() for c in row]) for n, row in enumerate(csv.reader(io.StringIO(text)), start=1)
+            if any(c.strip() for c in row)]
+    if rows and rows[0][1][0].lower() in _HEADER_WORDS or (
+            rows and len(rows[0][1]) > 1 and rows[0][1][1].lower() in _HEADER_WORDS):
+        rows = rows[1:]
+    if not rows:
+        raise DataError(f"the CSV list {csv_path} has no rows; write one `path,label` per line")
+    labelled = len(rows[0][1]) > 1 and rows[0][1][1] != ""
+    entries: list[tuple[Path, str | int | None]] = []
+    for n, cells in rows:
+        where = f"{csv_path.name} line {n}"
+        has_label = len(cells) > 1 and cells[1] != ""
+        if has_label != labelled:
+            raise DataError(f"{where}: every row needs a label, or none does")
+        path = Path(cells[0]).expanduser()
+        path = path if path.is_absolute() else csv_path.parent / path
+        entries.append((path, _parse_label(cells[1], class_names, where) if labelled else None))
+    # Labels are indices when class names were given or every label is a number;
+    # otherwise they are names, numbered in sorted order.
+    by_index = class_names is not None or all(isinstance(lab, int) for _, lab in entries)
+    if class_names is not None:
+        names = list(class_names)
+    elif not labelled:
+        names = []
+    elif by_index:
+        names = [str(i) for i in range(max(int(lab) for _, lab in entries) + 1)]  # type: ignore[arg-type]
+    else:
+        names = sorted({str(lab) for _, lab in entries})
+    lookup = {n: i for i, n in enumerate(names)}
+    items: list[tuple[Path, Optional[int]]] = []
+    skipped: list[SkippedFile] = []
+    for path, lab in entries:
+        if not path.is_file():
+            skipped.append(SkippedFile(str(path), "file not found"))
+            continue
+        items.append((path, None if lab is None else int(lab) if by_index else lookup[str(lab)]))
+    return _Plan(csv_path.stem, items, names, labelled, skipped, extra_files=[csv_path])
+
+
+def _decode(plan: _Plan, spec: PreprocessSpec, progress: Optional[ProgressCallback],
+            cancel: Optional[CancelToken], where: str) -> ImageDataset:
+    """Decode and preprocess every planned file into one tensor, skipping unusable ones."""
+    check_spec(spec)
+    n = len(plan.items)
+    try:
+        images = torch.empty((n, spec.channels, spec.height, spec.width), dtype=torch.float32)
+    except (RuntimeError, MemoryError):
+        gib = n * spec.channels * spec.height * spec.width * 4 / 2**30
+        raise DataError(f"{n} images at {spec.height}x{spec.width} need {gib:.1f} GiB of memory; "
+                        "use fewer images or a smaller input size") from None
+    min_size = decode_size(spec)
+    labels: list[int] = []
+    paths: list[str] = []
+    skipped = list(plan.skipped)
+    step = max(1, n // 100)
+    report(progress, 0.0, f"reading {n} images")
+    for i, (path, label) in enumerate(plan.items):
+        check(cancel)
+        try:
+            images[len(paths)] = preprocess(load_image(path, min_size=min_size), spec)
+        except ImageDecodeError as exc:
+            skipped.append(SkippedFile(str(path), str(exc)))
+        else:
+            paths.append(str(path))
+            labels.append(-1 if label is None else label)
+        if (i + 1) % step == 0 or i + 1 == n:
+            report(progress, (i + 1) / n, f"read {i + 1}/{n} images")
+    if not paths:
+        first = f" (first: {skipped[0].path}: {skipped[0].reason})" if skipped else ""
+        raise DataError(f"none of the {len(plan.items) + len(plan.skipped)} files in {where} "
+                        f"is a usable image{first}")
+    kept = images[: len(paths)].clone() if len(paths) < n else images
+    return ImageDataset(images=kept, labels=torch.tensor(labels, dtype=torch.int64) if plan.labelled else None,
+                        class_names=list(plan.class_names), name=plan.name, paths=paths, skipped=skipped)
+
+
+def load_image_folder(root: str | Path, spec: PreprocessSpec, *, class_names: Optional[Sequence[str]] = None,
+                      progress: Optional[ProgressCallback] = None,
+                      cancel: Optional[CancelToken] = None) -> ImageDataset:
+    """Images under ``root/<class>/...`` (class sub-folders sorted by name, or ordered as ``class_names``).
+
+    A folder with images but no sub-folders gives an unlabelled data set.
+    """
+    root = Path(root).expanduser()
+    return _decode(_plan_folder(root, class_names), spec, progress, cancel, str(root))
+
+
+def load_csv_list(csv_path: str | Path, spec: PreprocessSpec, *, class_names: Optional[Sequence[str]] = None,
+                  progress: Optional[ProgressCallback] = None,
+                  cancel: Optional[CancelToken] = None) -> ImageDataset:
+    """Images listed as ``path,label`` rows (paths relative to the CSV's folder; optional header).
+
+    A label is a class name or a class index; rows with only a path give an
+    unlabelled data set. Missing files are skipped and reported.
+    """
+    csv_path = Path(csv_path).expanduser()
+    return _decode(_plan_csv(csv_path, class_names), spec, progress, cancel, str(csv_path))
+
+
+def load_dataset(source: str, spec: PreprocessSpec, *, split: str = "val",
+                 class_names: Optional[Sequence[str]] = None, progress: Optional[ProgressCallback] = None,
+                 cancel: Optional[CancelToken] = None, cache: Optional[DatasetCache] = None) -> ImageDataset:
+    """Load ``digits`` / ``digits:train`` / ``digits:val`` / ``digits:all``, a folder or a ``.csv`` list.
+
+    ``split`` applies to a bare ``digits``. Results are cached (``cache``
+    defaults to the shared one) under the source's files and the spec.
+    """
+    cache = shared_cache() if cache is None else cache
+    names_key = None if class_names is None else tuple(class_names)
+    key_name = source.strip().lower()
+    if key_name in _DIGIT_SPLITS:
+        digit_split = _DIGIT_SPLITS[key_name] or split
+        key = ("digits", digit_split, spec)
+        data = cache.get(key)
+        if data is None:
+            data = load_digits_split(digit_split, spec)  # type: ignore[arg-type]
+            cache.put(key, data)
+        report(progress, 1.0, "digits loaded")
+        return data
+    path = Path(source).expanduser()
+    if path.is_dir():
+        plan = _plan_folder(path, class_names)
+    elif path.is_file() and path.suffix.lower() == ".csv":
+        plan = _plan_csv(path, class_names)
+    elif not path.exists():
+        raise DataError(f"the data source {source} does not exist; give a folder, a .csv list or 'digits'")
+    else:
+        raise DataError(f"the data source {source} is neither a folder nor a .csv list")
+    files = [p for p, _ in plan.items] + [Path(s.path) for s in plan.skipped] + plan.extra_files
+    key = ("files", str(path.resolve()), spec, names_key, files_fingerprint(files))
+    data = cache.get(key)
+    if data is None:
+        data = _decode(plan, spec, progress, cancel, str(path))
+        cache.put(key, data)
+    else:
+        report(progress, 1.0, f"{len(data)} images (cached)")
+    return data
+
+
+def match_classes(dataset: ImageDataset, model_class_names: Sequence[str]) -> ImageDataset:
+    """The data set with labels in the model's class order.
+
+    Raises :class:`DataError` when the class counts differ. Same names in a
+    different order -> labels remapped; different names -> labels kept as
+    indices (``class 3`` of the model is the data's fourth class).
+    """
+    model_names = list(model_class_names)
+    if dataset.labels is None:
+        return replace(dataset, class_names=model_names)
+    if dataset.num_classes != len(model_names):
+        raise DataError(f"the data has {dataset.num_classes} classes but the model has {len(model_names)} "
+                        "outputs; use data with the model's classes")
+    if list(dataset.class_names) == model_names or set(dataset.class_names) != set(model_names):
+        return dataset
+    lookup = torch.tensor([model_names.index(n) for n in dataset.class_names], dtype=torch.int64)
+    return replace(dataset, labels=lookup[dataset.labels], class_names=model_names)

@@ -1,0 +1,185 @@
+"""Measure a classifier on a preprocessed data set: accuracy, loss, agreement, latency.
+
+Evaluation runs after every compression step and for every point of a sweep,
+so its loop is kept as close as possible to a bare forward loop over the
+cached tensors: per batch it does one forward pass and a handful of cheap
+reductions, with no host/device round trips or Python per-image work.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from squeezestudio.core.data.dataset import ImageDataset
+from squeezestudio.core.errors import DataError, SqueezeStudioError
+from squeezestudio.core.progress import CancelToken, ProgressCallback, check, report
+
+
+@dataclass
+class EvalResult:
+    """What one evaluation measured.
+
+    ``top1``/``top5`` and ``loss`` are None for unlabelled data; ``top5`` is
+    None when the model has fewer than 5 outputs (it would be trivially 1.0).
+    ``topk`` holds every requested k. ``agreement`` is the fraction of
+    images on which the model's top-1 equals the reference's (None without a
+    reference). Latencies time the model's forward passes only.
+    """
+
+    top1: Optional[float]
+    top5: Optional[float]
+    loss: Optional[float]
+    agreement: Optional[float]
+    n: int
+    latency_ms_per_image: float
+    latency_ms_per_batch: float
+    batch_size: int
+    topk: dict[int, Optional[float]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A flat, JSON-ready dict of numbers (stored as experiment metrics).
+
+        Accuracies for k other than 1 and 5 appear as ``"top<k>"`` keys.
+        """
+        d = {k: v for k, v in asdict(self).items() if k != "topk"}
+        for k, v in self.topk.items():
+            d.setdefault(f"top{k}", v)
+        return d
+
+
+def _logits(output: Any) -> torch.Tensor:
+    """The class scores from whatever a model returns (tensor, tuple, or dict with ``logits``)."""
+    if isinstance(output, dict):
+        output = output.get("logits", next(iter(output.values()), None))
+    elif isinstance(output, (tuple, list)) and output:
+        output = output[0]
+    if not isinstance(output, torch.Tensor):
+        raise SqueezeStudioError(f"the model returned {type(output).__name__}, not a tensor of class scores")
+    if output.dim() > 2 and all(s == 1 for s in output.shape[2:]):
+        output = output.flatten(1)
+    if output.dim() != 2:
+        raise SqueezeStudioError(f"the model's output has shape {tuple(output.shape)}; "
+                                 "expected (batch, classes)")
+    return output
+
+
+def _input_kind(model: nn.Module) -> tuple[torch.device, torch.dtype]:
+    """Device and floating dtype of the model's parameters (CPU float32 if it has none)."""
+    for p in model.parameters():
+        if p.is_floating_point():
+            return p.device, p.dtype
+    return torch.device("cpu"), torch.float32
+
+
+class _EvalMode:
+    """Put every submodule in eval mode and restore each one's own training flag afterwards."""
+
+    def __init__(self, *models: Optional[nn.Module]) -> None:
+        self._models = [m for m in models if m is not None]
+        self._flags: list[tuple[nn.Module, bool]] = []
+
+    def __enter__(self) -> None:
+        self._flags = [(m, m.training) for model in self._models for m in model.modules()]
+        for model in self._models:
+            model.eval()
+
+    def __exit__(self, *exc: object) -> None:
+        for m, flag in self._flags:
+            m.training = flag
+
+
+def _check_labels(labels: torch.Tensor, num_outputs: int) -> None:
+    """Raise :class:`DataError` if a label cannot index the model's outputs."""
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_outputs):
+        raise DataError(f"a label is outside the model's {num_outputs} outputs; "
+                        "the data's classes do not match the model")
+
+
+def evaluate(model: nn.Module, data: ImageDataset, *, batch_size: int = 256,
+             reference: Optional[nn.Module] = None, topk: Sequence[int] = (1, 5),
+             progress: Optional[ProgressCallback] = None,
+             cancel: Optional[CancelToken] = None) -> EvalResult:
+    """Run ``model`` over ``data`` in batches and measure it (see :class:`EvalResult`).
+
+    Runs under ``torch.inference_mode`` with the model in eval mode (each
+    submodule's training flag is restored afterwards). Checks ``cancel``
+    between batches and reports progress after each one.
+    """
+    n = len(data)
+    if n == 0:
+        raise DataError("the data set is empty; nothing to evaluate")
+    if batch_size < 1:
+        raise DataError(f"the batch size must be at least 1, not {batch_size}")
+    ks = sorted({int(k) for k in topk} | {1})
+    labels_all = data.labels
+    device, dtype = _input_kind(model)
+    # Per batch only the forward pass, one topk, one copy and the loss run; the
+    # accuracy and agreement counts are computed once over the stored indices.
+    top_all: Optional[torch.Tensor] = None
+    ref_all = torch.empty(n if reference is not None else 0, dtype=torch.int64)
+    loss_sum = torch.zeros((), dtype=torch.float64)
+    num_outputs = 0
+    forward_s = 0.0
+    n_batches = 0
+    with _EvalMode(model, reference), torch.inference_mode():
+        for start in range(0, n, batch_size):
+            check(cancel)
+            x = data.images[start:start + batch_size]
+            if x.device != device or x.dtype != dtype:
+                x = x.to(device=device, dtype=dtype)
+            t0 = time.perf_counter()
+            out = model(x)
+            forward_s += time.perf_counter() - t0
+            logits = _logits(out)
+            stop = start + x.shape[0]
+            if top_all is None:
+                num_outputs = int(logits.shape[1])
+                top_all = torch.empty((n, min(ks[-1], num_outputs)), dtype=torch.int64)
+                if labels_all is not None:
+                    _check_labels(labels_all, num_outputs)
+            top_all[start:stop] = logits.topk(top_all.shape[1], dim=1).indices
+            if labels_all is not None:
+                y = labels_all[start:stop].to(device=logits.device, dtype=torch.int64)
+                loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
+            if reference is not None:
+                ref_all[start:stop] = _logits(reference(x)).argmax(dim=1)
+            n_batches += 1
+            report(progress, stop / n, f"evaluated {stop}/{n} images")
+    assert top_all is not None
+    acc: dict[int, Optional[float]] = {k: None for k in ks}
+    if labels_all is not None:
+        hits = (top_all == labels_all.to(top_all.device).unsqueeze(1)).cumsum(dim=1).clamp_(max=1).sum(dim=0)
+        acc = {k: None if k > num_outputs else int(hits[k - 1]) / n for k in ks}
+    return EvalResult(
+        top1=acc[1], top5=acc.get(5),
+        loss=None if labels_all is None else float(loss_sum) / n,
+        agreement=None if reference is None else int((top_all[:, 0] == ref_all).sum()) / n,
+        n=n, latency_ms_per_image=1000.0 * forward_s / n,
+        latency_ms_per_batch=1000.0 * forward_s / n_batches, batch_size=batch_size,
+        topk={k: acc[k] for k in ks if k in {int(t) for t in topk}})
+
+
+def predict_topk(model: nn.Module, images: torch.Tensor, k: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
+    """Softmax probabilities and class indices of the ``k`` best classes, best first.
+
+    ``images`` is ``(N, C, H, W)`` (or one ``(C, H, W)`` image); returns two
+    ``(N, min(k, classes))`` tensors. The model's training flags are restored.
+    """
+    if images.dim() == 3:
+        images = images.unsqueeze(0)
+    if images.dim() != 4:
+        raise DataError(f"expected images of shape (N, C, H, W), got {tuple(images.shape)}")
+    if k < 1:
+        raise DataError(f"k must be at least 1, not {k}")
+    device, dtype = _input_kind(model)
+    with _EvalMode(model), torch.inference_mode():
+        logits = _logits(model(images.to(device=device, dtype=dtype)))
+        probs = torch.softmax(logits.float(), dim=1)
+        top = probs.topk(min(k, probs.shape[1]), dim=1)
+    return top.values, top.indices
