@@ -1,0 +1,36 @@
+"""The plain 8-convolution VGG-style baseline of the Residual-Squeeze-CNDS paper ("cnds8").
+
+Qassim et al. (2017) compress an 8-layer VGG-like network trained with deep
+supervision; without the auxiliary heads (used only in training) it is eight
+3x3 convolution + batch norm + ReLU layers in VGG-11's widths, max-pooled
+after the 1st, 2nd, 4th and 6th, then global average pooling and one linear
+classifier. It is the "before" network for Fire/residual substitutions.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from squeezestudio.core.zoo.vgg import POOL, make_vgg_features
+from squeezestudio.core.zoo.weight_init import init_classifier_weights
+
+CNDS8_CONFIG = [64, POOL, 128, POOL, 256, 256, POOL, 512, 512, POOL, 512, 512]
+
+
+class CNDS8(nn.Module):
+    """Eight conv-BN-ReLU layers, four max-pools, global average pool, linear classifier.
+
+    Works for inputs of at least 16x16 pixels (four halvings).
+    """
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 3) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.features = make_vgg_features(CNDS8_CONFIG, in_channels, batch_norm=True)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.classifier = nn.Linear(512, num_classes)
+        init_classifier_weights(self, keep_default=[self.classifier])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
