@@ -1,0 +1,152 @@
+"""Grouped-convolution substitution with channel shuffle, as in ShuffleNet.
+
+Zhang et al., "ShuffleNet" (CVPR 2018). A convolution becomes a grouped
+convolution with ``g`` groups -- ``g`` times fewer weights -- preceded by a
+channel shuffle (``nn.ChannelShuffle``), so each group sees channels from every
+group of the layer before it; stacked grouped layers then still mix all
+channels, which is ShuffleNet's point. Output channels keep their order, so
+the layers after it need no change. Start (data-free): each group keeps its
+block of the original kernel -- the weights linking its outputs to the (shuffled)
+inputs it still sees; the cross-group weights are the approximation error.
+With calibration images on ``state.calibration`` the grouped convolution is
+then fitted to the original layer's outputs (layer-wise reconstruction).
+Channel counts must be divisible by ``groups``; other layers are skipped with a log line.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import torch
+from torch import nn
+
+from squeezestudio.core.architecture.calibration import calibration_images, capture_layer_io
+from squeezestudio.core.architecture.reconstruction import reconstruct_layer
+from squeezestudio.core.architecture.substitution import get_module, replace_module
+from squeezestudio.core.compression.config import make_config, param
+from squeezestudio.core.compression.method import ORDER_ARCHITECTURE, CompressionMethod
+from squeezestudio.core.compression.state import CompressionState
+from squeezestudio.core.errors import ArchitectureMismatchError, CodecError
+from squeezestudio.core.progress import CancelToken, ProgressCallback, check, report, scaled
+
+
+@dataclass(frozen=True)
+class ShuffleConfig:
+    """Knobs of the substitution."""
+
+    groups: int = param(4, minimum=2, maximum=64, help="groups of the new convolution (in and out channels must divide)")
+    shuffle: bool = param(True, help="shuffle the input channels across groups first (ShuffleNet)")
+    reconstruct_steps: int = param(200, minimum=0, maximum=100_000,
+                                   help="Adam steps fitting the layer to calibration data (0: block start only)")
+    reconstruct_seconds: float = param(5.0, minimum=0.1, maximum=3600.0, help="most seconds of fitting per layer")
+
+
+def geometry(conv: nn.Conv2d) -> dict[str, Any]:
+    """The JSON description of a convolution's hyper-parameters."""
+    return {"in": conv.in_channels, "out": conv.out_channels, "kernel": list(conv.kernel_size),
+            "stride": list(conv.stride), "padding": list(conv.padding), "dilation": list(conv.dilation),
+            "bias": conv.bias is not None}
+
+
+def build_grouped(g: dict[str, Any], groups: int, shuffle: bool) -> nn.Sequential:
+    conv = nn.Conv2d(g["in"], g["out"], tuple(g["kernel"]), stride=tuple(g["stride"]), padding=tuple(g["padding"]),
+                     dilation=tuple(g["dilation"]), groups=groups, bias=bool(g["bias"]))
+    return nn.Sequential(nn.ChannelShuffle(groups) if shuffle else nn.Identity(), conv)
+
+
+def input_order(channels: int, groups: int, shuffle: bool) -> torch.Tensor:
+    """Which original input channel sits at each position after the (optional) shuffle."""
+    order = torch.arange(channels, dtype=torch.float32).reshape(1, channels, 1, 1)
+    if shuffle:
+        order = nn.ChannelShuffle(groups)(order)
+    return order.reshape(-1).long()
+
+
+@torch.no_grad()
+def init_from_conv(new: nn.Sequential, conv: nn.Conv2d, groups: int, shuffle: bool) -> float:
+    """Copy each group's block of ``conv``'s kernel; returns the share of ``||W||^2`` kept."""
+    w = conv.weight.detach()
+    order = input_order(conv.in_channels, groups, shuffle)
+    per_in, per_out = conv.in_channels // groups, conv.out_channels // groups
+    grouped = torch.empty_like(new[1].weight)
+    for j in range(groups):
+        rows = slice(j * per_out, (j + 1) * per_out)
+        grouped[rows] = w[rows][:, order[j * per_in:(j + 1) * per_in]]
+    new[1].weight.copy_(grouped)
+    if conv.bias is not None:
+        new[1].bias.copy_(conv.bias.detach())
+    total = float((w ** 2).sum())
+    return float((grouped ** 2).sum()) / total if total > 0 else 1.0
+
+
+def _config(layer: str, cfg: Any) -> ShuffleConfig:
+    return cfg if isinstance(cfg, ShuffleConfig) else make_config(ShuffleConfig, cfg or {}, f"shuffle on {layer}")
+
+
+class ChannelShuffleMethod(CompressionMethod):
+    """Plugin method ``shuffle``."""
+
+    name = "shuffle"
+    label = "Grouped convolution + channel shuffle"
+    description = "Replaces a convolution by a channel shuffle and a grouped convolution, as in ShuffleNet."
+    order = ORDER_ARCHITECTURE
+    config_class = ShuffleConfig
+    layer_types = (nn.Conv2d,)
+    paper = "Zhang et al., ShuffleNet: An Extremely Efficient Convolutional Neural Network for Mobile Devices, CVPR 2018"
+
+    def applies_to(self, module: nn.Module) -> bool:
+        return isinstance(module, nn.Conv2d) and module.groups == 1
+
+    def apply(self, state: CompressionState, layer_configs: dict[str, Any],
+              progress: Optional[ProgressCallback] = None, cancel: Optional[CancelToken] = None) -> None:
+        calibration = calibration_images(getattr(state, "calibration", None))
+        reference = copy.deepcopy(state.module) if calibration is not None else None
+        total = max(1, len(layer_configs))
+        for i, (layer, raw) in enumerate(layer_configs.items()):
+            check(cancel)
+            config = _config(layer, raw)
+            conv = get_module(state.module, layer)
+            if not self.applies_to(conv):
+                state.log.append(f"shuffle: left {layer} alone: it is not an ungrouped Conv2d")
+                continue
+            if conv.in_channels % config.groups or conv.out_channels % config.groups:
+                state.log.append(f"shuffle: left {layer} alone: {conv.in_channels} input and {conv.out_channels} "
+                                 f"output channels are not both divisible by {config.groups} groups")
+                continue
+            g = geometry(conv)
+            new = build_grouped(g, config.groups, config.shuffle).to(conv.weight.device, conv.weight.dtype)
+            kept = init_from_conv(new, conv, config.groups, config.shuffle)
+            text = f"shuffle: {layer}: {conv.weight.numel()} -> {new[1].weight.numel()} weights, " \
+                   f"block start keeps {kept:.1%} of the energy"
+            if reference is not None and config.reconstruct_steps > 0:
+                inputs = capture_layer_io(state.module, layer, calibration, want_outputs=False, cancel=cancel).inputs
+                targets = capture_layer_io(reference, layer, calibration, want_inputs=False, cancel=cancel).outputs
+                n = min(inputs.shape[0], targets.shape[0])
+                fit = reconstruct_layer(new, inputs[:n], targets[:n], steps=config.reconstruct_steps,
+                                        time_budget_s=config.reconstruct_seconds,
+                                        progress=scaled(progress, i / total, (i + 1) / total), cancel=cancel)
+                text += f", reconstruction error {fit.before_error:.4g} -> {fit.after_error:.4g}"
+            replace_module(state.module, layer, new)
+            for key in (f"{layer}.weight", f"{layer}.bias"):
+                state.encodings.pop(key, None)
+            state.record_modification({"method": self.name, "layer": layer, "conv": g, "groups": config.groups,
+                                       "shuffle": config.shuffle})
+            state.log.append(text)
+            report(progress, (i + 1) / total, f"shuffle: {layer}")
+
+    def rebuild(self, module: nn.Module, modification: dict[str, Any]) -> nn.Module:
+        try:
+            layer, g = str(modification["layer"]), dict(modification["conv"])
+            groups, shuffle = int(modification["groups"]), bool(modification["shuffle"])
+        except (KeyError, TypeError, ValueError):
+            raise CodecError("a channel-shuffle substitution recorded in the file is incomplete") from None
+        current = get_module(module, layer)
+        if not isinstance(current, nn.Conv2d) or geometry(current) != g or groups < 2 \
+                or g["in"] % groups or g["out"] % groups:
+            raise ArchitectureMismatchError(f"layer {layer!r} is not the convolution the shuffle substitution "
+                                            "was recorded for")
+        replace_module(module, layer, build_grouped(g, groups, shuffle).to(current.weight.device,
+                                                                           current.weight.dtype))
+        return module
