@@ -17,3 +17,10 @@ def _seeded_torch():
 
     torch.manual_seed(0)
     yield
+
+
+def pytest_configure(config):
+    """One torch thread: the test models are tiny, and thread start-up dominates on 2 cores."""
+    import torch
+
+    torch.set_num_threads(1)

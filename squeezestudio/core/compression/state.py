@@ -26,17 +26,21 @@ class CompressionState:
     ``encodings`` maps a weight's parameter name to how it is stored; weights
     without an entry are stored dense float32. Every method that changes a
     weight must go through :meth:`set_encoding`, which also writes the decoded
-    weight into the module, keeping file and model identical.
+    weight into the module, keeping file and model identical. ``calibration``
+    optionally holds preprocessed input images (N, C, H, W) that substitution
+    methods use for layer-wise reconstruction.
     """
 
     handle: ModelHandle
     encodings: dict[str, WeightEncoding] = field(default_factory=dict)
     log: list[str] = field(default_factory=list)
+    calibration: Optional[torch.Tensor] = None
 
     @classmethod
-    def from_handle(cls, handle: ModelHandle) -> "CompressionState":
+    def from_handle(cls, handle: ModelHandle,
+                    calibration: Optional[torch.Tensor] = None) -> "CompressionState":
         """Start from a deep copy of ``handle``'s module."""
-        return cls(handle=handle.clone())
+        return cls(handle=handle.clone(), calibration=calibration)
 
     @property
     def module(self) -> nn.Module:

@@ -1,0 +1,107 @@
+"""Compare Fire-module initialisations on the CNDS-8 digits model, without global fine-tuning.
+
+Every 3x3 convolution but the first of a trained "cnds8" is replaced by a
+Fire module with a bypass where shapes allow (the Residual-Squeeze-CNDS
+recipe), started three ways: ``random``, ``svd`` and ``svd+reconstruct``.
+SqueezeNet strategy 1 (3x3 -> 1x1) is shown for comparison. For each it
+prints validation accuracy right after the substitution, the parameter count
+and the per-layer reconstruction errors.
+
+Uses resources/demo/cnds8_digits.safetensors when present; otherwise trains a
+cnds8 on the digits first (a few minutes on two cores at 32x32, less with
+``--input-size 16``). Run from the repository root:
+
+    .venv/bin/python scripts/compare_fire_init.py [--input-size 16] [--epochs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from squeezestudio.core.compression.fire import FireConfig, substitute_conv
+from squeezestudio.core.data.dataset import ImageDataset, PreprocessSpec
+from squeezestudio.core.data.digits import load_digits_split
+from squeezestudio.core.evaluation import evaluate
+from squeezestudio.core.training import TrainConfig, train_classifier
+from squeezestudio.core.zoo import build_model
+
+DEMO = Path(__file__).resolve().parent.parent / "resources" / "demo" / "cnds8_digits.safetensors"
+
+
+def _parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def _model_and_data(args: argparse.Namespace) -> tuple[nn.Module, ImageDataset, ImageDataset]:
+    if DEMO.is_file() and args.input_size == 32:
+        from squeezestudio.core.loading import load_model
+
+        handle = load_model(DEMO)
+        spec = PreprocessSpec.from_input_spec(handle.input_spec)
+        print(f"model: {DEMO.name}")
+        return handle.module.eval(), load_digits_split("train", spec), load_digits_split("val", spec)
+    size = args.input_size
+    spec = PreprocessSpec(channels=1, height=size, width=size, mean=(0.5,), std=(0.5,))
+    train, val = load_digits_split("train", spec), load_digits_split("val", spec)
+    torch.manual_seed(0)
+    model = build_model("cnds8", num_classes=10, in_channels=1, input_size=size)
+    print(f"model: cnds8 trained here ({args.epochs} epochs at {size}x{size}; no demo checkpoint found)")
+    started = time.perf_counter()
+    train_classifier(model, train, val, TrainConfig(epochs=args.epochs, lr=1e-3, batch_size=64))
+    print(f"  trained in {time.perf_counter() - started:.0f} s")
+    return model.eval(), train, val
+
+
+def _targets(model: nn.Module) -> list[str]:
+    convs = [name for name, m in model.named_modules()
+             if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3) and m.groups == 1]
+    return convs[1:]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--input-size", type=int, default=32, help="digit image size (16 or more)")
+    parser.add_argument("--epochs", type=int, default=3, help="training epochs when no demo model exists")
+    parser.add_argument("--calibration", type=int, default=256, help="calibration images for reconstruction")
+    parser.add_argument("--steps", type=int, default=200, help="reconstruction steps per layer")
+    parser.add_argument("--seconds", type=float, default=10.0, help="reconstruction time budget per layer")
+    parser.add_argument("--squeeze-ratio", type=float, default=0.25)
+    parser.add_argument("--pct3x3", type=float, default=0.5)
+    args = parser.parse_args()
+
+    model, train, val = _model_and_data(args)
+    base = evaluate(model, val)
+    names = _targets(model)
+    calibration = train.images[:args.calibration]
+    print(f"original: top-1 {base.top1:.4f}, {_parameters(model):,} parameters; "
+          f"replacing {len(names)} convolutions: {', '.join(names)}")
+    print(f"{'variant':<26}{'top-1':>8}{'params':>12}  reconstruction error per layer (before -> after)")
+    variants = [("fire", init) for init in ("random", "svd", "svd+reconstruct")]
+    variants += [("1x1", "svd"), ("1x1", "svd+reconstruct")]
+    for strategy, init in variants:
+        torch.manual_seed(0)
+        work = copy.deepcopy(model)
+        config = FireConfig(strategy=strategy, init=init, bypass=True, squeeze_ratio=args.squeeze_ratio,
+                            pct3x3=args.pct3x3, reconstruct_steps=args.steps,
+                            reconstruct_seconds=args.seconds)
+        started = time.perf_counter()
+        errors = []
+        for name in names:
+            outcome = substitute_conv(work, name, config, calibration=calibration, reference=model)
+            if outcome.reconstruction is not None:
+                r = outcome.reconstruction
+                errors.append(f"{r.before_error:.3f}->{r.after_error:.3f}")
+        result = evaluate(work.eval(), val)
+        label = f"{strategy} {init}" + (" (centre tap)" if strategy == "1x1" and init == "svd" else "")
+        print(f"{label:<26}{result.top1:>8.4f}{_parameters(work):>12,}  {' '.join(errors) or '-'}"
+              f"  [{time.perf_counter() - started:.0f} s]")
+
+
+if __name__ == "__main__":
+    main()
