@@ -1,0 +1,288 @@
+"""The .sqz file: a safetensors container of packed byte streams plus a JSON header.
+
+Why safetensors: it is a flat, pickle-free format (opening an untrusted file
+runs no code) that other tools can list, and its parser is strict about
+offsets. Every weight with an encoding is stored as ``uint8`` byte streams
+named ``w:<param>:<part>`` (see :mod:`.layer_codec`); parameters and buffers
+without one (biases, BatchNorm statistics) are stored exactly as typed tensors
+named ``raw:<name>``. The safetensors metadata key ``squeezestudio`` holds::
+
+    {"format": "squeezestudio-sqz", "version": 1, "architecture": ..., "input_spec": ...,
+     "class_names": [...], "name": ..., "recipe": {...}, "metrics": {...}, "provenance": {...},
+     "layers": {param: layer JSON}, "raw": {name: {"dtype", "shape"}}, "checksum": crc32}
+
+``checksum`` is a CRC-32 over every tensor's name and bytes in sorted name
+order, so a flipped bit in the data is reported instead of silently changing
+a weight. Loading rebuilds the module from ``architecture`` with
+``squeezestudio.core.architecture_spec.build_module`` and loads the decoded
+weights with a strict ``load_state_dict``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import struct
+import zlib
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from squeezestudio.core.compression.codec.json_checks import as_dict, as_int, as_str, field
+from squeezestudio.core.compression.codec.layer_codec import LayerStreams, check_encoding, decode_layer, encode_layer
+from squeezestudio.core.compression.compressed_model import CompressedModel
+from squeezestudio.core.compression.encoding import CustomPayload, WeightEncoding
+from squeezestudio.core.errors import CodecError, PluginError, SqueezeStudioError
+from squeezestudio.core.model_handle import ArchitectureSpec, InputSpec, ModelHandle
+from squeezestudio.core.progress import CancelToken, ProgressCallback, check, report
+
+FORMAT = "squeezestudio-sqz"
+VERSION = 1
+METADATA_KEY = "squeezestudio"
+_RAW_DTYPES = {torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16",
+               torch.float64: "float64", torch.int64: "int64", torch.int32: "int32",
+               torch.int16: "int16", torch.int8: "int8", torch.uint8: "uint8", torch.bool: "bool"}
+
+
+def stream_name(param: str, part: str) -> str:
+    return f"w:{param}:{part}"
+
+
+def raw_name(name: str) -> str:
+    return f"raw:{name}"
+
+
+# ----------------------------------------------------------------------------- custom payloads
+
+def custom_decoder(payload: CustomPayload, shape: tuple[int, ...]) -> np.ndarray:
+    """Dense weight of a custom payload, by the registered method that produced it."""
+    try:
+        registry = importlib.import_module("squeezestudio.core.compression.registry")
+        method = registry.get_method(payload.method)
+        return np.asarray(method.decode_custom(payload, shape), dtype=np.float32)
+    except (CodecError, PluginError):
+        raise
+    except SqueezeStudioError as exc:
+        raise CodecError(f"the method {payload.method!r} could not decode its stored weights: {exc}") from exc
+    except Exception as exc:  # a plugin's failure must not crash the loader
+        raise CodecError(f"the method {payload.method!r} could not decode its stored weights ({exc})") from exc
+
+
+def _decoded(name: str, enc: WeightEncoding) -> np.ndarray:
+    try:
+        return enc.decode(custom_decoder if enc.kind == "custom" else None)
+    except SqueezeStudioError:
+        raise
+    except Exception as exc:
+        raise CodecError(f"{name}: its stored encoding cannot be decoded ({exc})") from exc
+
+
+# ----------------------------------------------------------------------------- writing
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, (Path, torch.dtype)):
+        return str(obj)
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj)
+    raise TypeError(type(obj).__name__)
+
+
+def _tensor_bytes(t: torch.Tensor) -> bytes:
+    return t.detach().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+
+
+def _checksum(tensors: dict[str, torch.Tensor]) -> int:
+    crc = 0
+    for name in sorted(tensors):
+        crc = zlib.crc32(name.encode("utf-8"), crc)
+        crc = zlib.crc32(_tensor_bytes(tensors[name]), crc)
+    return crc
+
+
+def encode_container(cm: CompressedModel, progress: Optional[ProgressCallback] = None,
+                     cancel: Optional[CancelToken] = None) -> tuple[bytes, dict[str, LayerStreams], int]:
+    """(file bytes, layer streams by parameter, raw tensor bytes): what the size report measures."""
+    handle = cm.handle
+    if handle.architecture is None:
+        raise CodecError(f"{handle.name} has no architecture description, so a .sqz file could not rebuild it; "
+                         "load it from the zoo, a SqueezeStudio checkpoint or ONNX first")
+    state = handle.module.state_dict()
+    unknown = sorted(set(cm.encodings) - set(state))
+    if unknown:
+        raise CodecError(f"an encoding is given for {unknown[0]}, which is not a parameter of the model")
+    tensors: dict[str, torch.Tensor] = {}
+    layers: dict[str, LayerStreams] = {}
+    for i, (name, enc) in enumerate(cm.encodings.items()):
+        check(cancel)
+        report(progress, i / max(len(cm.encodings), 1), f"encoding {name}")
+        check_encoding(name, enc)
+        target = state[name].detach().cpu()
+        decoded = torch.from_numpy(np.ascontiguousarray(_decoded(name, enc)))
+        if tuple(decoded.shape) != tuple(target.shape) or not torch.equal(decoded.to(target.dtype), target):
+            raise CodecError(f"{name}: the model's weight differs from its encoding, so the file would not "
+                             "reproduce the model; re-apply the compression method")
+        layers[name] = streams = encode_layer(name, enc)
+        for part, data in streams.streams.items():
+            tensors[stream_name(name, part)] = torch.frombuffer(bytearray(data), dtype=torch.uint8) \
+                if data else torch.zeros(0, dtype=torch.uint8)
+    raw_meta: dict[str, Any] = {}
+    raw_bytes = 0
+    for name, t in state.items():
+        if name in cm.encodings:
+            continue
+        if t.dtype not in _RAW_DTYPES:
+            raise CodecError(f"{name} has type {t.dtype}, which a .sqz file cannot store")
+        tensors[raw_name(name)] = t.detach().cpu().contiguous().clone()
+        raw_meta[name] = {"dtype": _RAW_DTYPES[t.dtype], "shape": list(t.shape)}
+        raw_bytes += t.numel() * t.element_size()
+    header = {
+        "format": FORMAT, "version": VERSION,
+        "architecture": handle.architecture.to_dict(), "input_spec": handle.input_spec.to_dict(),
+        "class_names": list(handle.class_names), "name": handle.name,
+        "recipe": cm.recipe, "metrics": cm.metrics, "provenance": cm.provenance,
+        "layers": {name: s.meta for name, s in layers.items()}, "raw": raw_meta,
+        "checksum": _checksum(tensors),
+    }
+    try:
+        text = json.dumps(header, default=_json_default, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise CodecError(f"the model's metadata cannot be written as JSON ({exc})") from exc
+    from safetensors.torch import save as save_safetensors
+
+    data = save_safetensors(tensors, metadata={METADATA_KEY: text})
+    report(progress, 1.0, "encoded")
+    return data, layers, raw_bytes
+
+
+# ----------------------------------------------------------------------------- reading
+
+def read_header(data: bytes) -> dict[str, Any]:
+    """The SqueezeStudio JSON of a .sqz file, after checking format and version."""
+    if len(data) < 8:
+        raise CodecError("the file is too short to be a .sqz file")
+    (size,) = struct.unpack("<Q", data[:8])
+    if size > len(data) - 8:
+        raise CodecError("the file is truncated: its header is longer than the file")
+    try:
+        container = json.loads(data[8:8 + size].decode("utf-8"))
+        meta_text = container["__metadata__"][METADATA_KEY]
+        header = json.loads(meta_text)
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError, RecursionError) as exc:
+        raise CodecError("the file is not a .sqz file (no SqueezeStudio header)") from exc
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise CodecError("the file is not a .sqz file (wrong format tag)")
+    version = header.get("version")
+    if version != VERSION:
+        if isinstance(version, int) and not isinstance(version, bool) and version > VERSION:
+            raise CodecError(f"the file is .sqz version {version}, newer than this SqueezeStudio reads "
+                             f"(version {VERSION}); update SqueezeStudio to open it")
+        raise CodecError(f"the file has an unknown .sqz version {version!r}")
+    return header
+
+
+def _load_tensors(data: bytes) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load as load_safetensors
+
+    try:
+        return load_safetensors(bytes(data))
+    except Exception as exc:  # the Rust parser's own error type, or anything else
+        raise CodecError(f"the .sqz container is malformed ({str(exc).splitlines()[0] if str(exc) else exc})") from exc
+
+
+def _build_module(spec_dict: Any) -> tuple[ArchitectureSpec, torch.nn.Module]:
+    try:
+        spec = ArchitectureSpec.from_dict(as_dict(spec_dict, "architecture"))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CodecError("the .sqz header's architecture description is incomplete") from exc
+    try:
+        arch = importlib.import_module("squeezestudio.core.architecture_spec")
+        module = arch.build_module(spec)
+    except (CodecError, PluginError):
+        raise  # a missing plugin is actionable as it is: install it
+    except SqueezeStudioError as exc:
+        raise CodecError(f"the model's architecture could not be rebuilt from the file: {exc}") from exc
+    except Exception as exc:
+        raise CodecError(f"the model's architecture could not be rebuilt from the file ({type(exc).__name__}: "
+                         f"{exc})") from exc
+    return spec, module
+
+
+def _handle_fields(header: dict[str, Any]) -> tuple[InputSpec, list[str], str]:
+    try:
+        input_spec = InputSpec.from_dict(as_dict(field(header, "input_spec", "top level"), "input_spec"))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CodecError("the .sqz header's input description is incomplete or invalid") from exc
+    names = field(header, "class_names", "top level")
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise CodecError("the .sqz header's class_names must be a list of strings")
+    return input_spec, list(names), as_str(field(header, "name", "top level"), "name")
+
+
+def decode_container(data: bytes, source_path: Optional[Path] = None,
+                     progress: Optional[ProgressCallback] = None,
+                     cancel: Optional[CancelToken] = None) -> CompressedModel:
+    """Validate and decode a whole .sqz file into a :class:`CompressedModel`."""
+    data = bytes(data)
+    header = read_header(data)
+    tensors = _load_tensors(data)
+    checksum = as_int(field(header, "checksum", "top level"), "checksum", 0, 2 ** 32 - 1)
+    if _checksum(tensors) != checksum:
+        raise CodecError("the .sqz file's data does not match its checksum; the file is corrupt")
+    layers_meta = as_dict(field(header, "layers", "top level"), "layers")
+    raw_meta = as_dict(field(header, "raw", "top level"), "raw")
+    input_spec, class_names, name = _handle_fields(header)
+    extras = {k: as_dict(field(header, k, "top level"), k) for k in ("recipe", "metrics", "provenance")}
+    spec, module = _build_module(field(header, "architecture", "top level"))
+    state = module.state_dict()
+    declared = set(layers_meta) | set(raw_meta)
+    if set(layers_meta) & set(raw_meta) or declared != set(state):
+        missing = sorted(set(state) - declared)
+        unexpected = sorted(declared - set(state))
+        detail = f"lacks {missing[0]}" if missing else f"has an unexpected {unexpected[0] if unexpected else 'duplicate'}"
+        raise CodecError(f"the .sqz file does not fit its architecture: it {detail}")
+    used: set[str] = set()
+    new_state: dict[str, torch.Tensor] = {}
+    encodings: dict[str, WeightEncoding] = {}
+    for i, (pname, meta) in enumerate(layers_meta.items()):
+        check(cancel)
+        report(progress, i / max(len(layers_meta), 1), f"decoding {pname}")
+
+        def take(part: str, _p: str = pname) -> bytes:
+            key = stream_name(_p, part)
+            t = tensors.get(key)
+            if t is None or t.dtype != torch.uint8 or t.dim() != 1:
+                raise CodecError(f"the .sqz file lacks the byte stream {key}")
+            used.add(key)
+            return t.numpy().tobytes()
+
+        target = state[pname]
+        enc = decode_layer(pname, meta, take, tuple(target.shape))
+        encodings[pname] = enc
+        new_state[pname] = torch.from_numpy(np.ascontiguousarray(_decoded(pname, enc))).to(target.dtype)
+    for rname in raw_meta:
+        key = raw_name(rname)
+        t = tensors.get(key)
+        target = state[rname]
+        if t is None or t.dtype != target.dtype or tuple(t.shape) != tuple(target.shape):
+            raise CodecError(f"the .sqz file's tensor {rname} is missing or has the wrong type or shape")
+        used.add(key)
+        new_state[rname] = t
+    leftover = sorted(set(tensors) - used)
+    if leftover:
+        raise CodecError(f"the .sqz file holds an undeclared tensor {leftover[0]}")
+    try:
+        module.load_state_dict(new_state, strict=True)
+    except (RuntimeError, ValueError) as exc:
+        raise CodecError(f"the decoded weights do not fit the model ({str(exc).splitlines()[0]})") from exc
+    module.eval()
+    handle = ModelHandle(module=module, name=name, input_spec=input_spec, class_names=class_names,
+                         source_format="sqz", source_path=source_path, architecture=spec)
+    report(progress, 1.0, "decoded")
+    return CompressedModel(handle=handle, encodings=encodings, recipe=extras["recipe"],
+                           metrics=extras["metrics"], provenance=extras["provenance"])

@@ -1,0 +1,63 @@
+"""The stage table accounts for every byte of the .sqz file."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+
+from squeezestudio.core.compression.codec import encode_sqz, size_report
+from squeezestudio.core.compression.codec.size_report import STAGES
+
+from test_sqz_cases import CASES, make_cm, tiny_arch  # noqa: F401  (sibling module; fixture)
+
+pytestmark = pytest.mark.usefixtures("tiny_arch")
+
+
+@pytest.mark.parametrize("entropy", [False, True])
+@pytest.mark.parametrize("case", CASES)
+def test_total_is_the_encoded_length(case: str, entropy: bool) -> None:
+    cm = make_cm(case, entropy)
+    report = size_report(cm)
+    assert report.total_bytes == len(encode_sqz(cm))
+    assert report.stage_bytes("coded") == report.total_bytes
+    assert report.container_bytes > 0 and report.raw_tensors == 7  # conv/fc bias, BN x4 + counter
+    assert report.raw_bytes == 4 * (16 + 10 + 4 * 16) + 8
+    if not entropy:  # without entropy coding, the file stores exactly the quantized stage
+        assert all(row.coded == row.quantized for row in report.layers)
+
+
+def test_stages_shrink_for_prune_cluster_and_huffman() -> None:
+    report = size_report(make_cm("codebook_shared", True))
+    fc = next(row for row in report.layers if row.name == "fc.weight")
+    assert fc.dense == 4 * 2560
+    assert fc.dense > fc.pruned > fc.quantized > fc.coded
+    assert fc.nonzero_pct == pytest.approx(100 * fc.kept / 2560)
+    assert fc.value_bytes - 16 * 4 < fc.kept * 4 / 8  # Huffman beats 4-bit indices (codebook: 16 floats)
+    assert fc.bits_per_weight("dense") == 32
+    assert fc.ratio("coded") == pytest.approx(fc.dense / fc.coded)
+    assert report.compression_ratio == pytest.approx(report.dense_bytes / report.total_bytes)
+    assert [report.stage_bytes(s) for s in STAGES] == sorted((report.stage_bytes(s) for s in STAGES),
+                                                             reverse=True)
+
+
+def test_dense_float16_halves_the_value_bytes() -> None:
+    report = size_report(make_cm("float16"))
+    for row in report.layers:
+        assert row.pruned == row.dense and row.quantized == row.coded == row.dense // 2
+        assert row.index_bytes == 0
+
+
+def test_table_csv_and_dict_agree() -> None:
+    report = size_report(make_cm("affine_channel", True))
+    table = report.to_table()
+    assert "conv.weight" in table and "fc.weight" in table and "TOTAL" in table
+    assert str(report.total_bytes) in table.splitlines()[-1]
+    rows = list(csv.reader(io.StringIO(report.to_csv())))
+    assert rows[0][0] == "layer" and len(rows) == 1 + len(report.layers) + 3
+    assert rows[-1][0] == "TOTAL" and int(rows[-1][7]) == report.total_bytes
+    d = report.to_dict()
+    assert d["total_bytes"] == report.total_bytes and d["stages"]["coded"] == report.total_bytes
+    assert [layer["name"] for layer in d["layers"]] == ["conv.weight", "fc.weight"]
+    assert d["layers"][1]["coded"] == report.layers[1].coded
