@@ -24,7 +24,7 @@ from squeezestudio.core.errors import SqueezeStudioError
 METRIC_KEYS = ("top1", "top5", "agreement", "loss", "latency")
 """Metric names an experiment may carry (latency is milliseconds per image)."""
 
-KEEP_ARTIFACTS = 8
+KEEP_ARTIFACTS = 4
 """How many recent experiments keep their in-memory compressed model (memory bound)."""
 
 
@@ -160,6 +160,55 @@ class ExperimentLog:
     def to_csv(self, path: PathLike) -> int:
         """Write :meth:`to_csv_text` atomically; returns bytes written."""
         return atomic_write_bytes(path, self.to_csv_text().encode("utf-8"))
+
+
+def recipe_summary(recipe: dict[str, Any], defaults: Optional[dict[str, dict[str, Any]]] = None) -> str:
+    """A short one-line description of a recipe dict for labels and tooltips.
+
+    Each method shows its first knob (its main one) plus every knob that
+    differs from the defaults (``defaults`` maps method -> {knob: default};
+    None looks them up in the registry).
+    """
+    defaults = _method_defaults() if defaults is None else defaults
+    parts: list[str] = []
+    methods = recipe.get("methods")
+    if isinstance(methods, dict):
+        for method, config in methods.items():
+            base = defaults.get(method, {})
+            config = config or {}
+            first = next(iter(config), None)
+            changed = {k: v for k, v in config.items() if k == first or k not in base or base[k] != v}
+            knobs = ", ".join(f"{k}={_short(v)}" for k, v in changed.items())
+            parts.append(f"{method}({knobs})" if knobs else str(method))
+    layers = recipe.get("layers")
+    if isinstance(layers, dict) and layers:
+        parts.append(f"{len(layers)} layer override(s)")
+    return "; ".join(parts) if parts else "no compression"
+
+
+def _method_defaults() -> dict[str, dict[str, Any]]:
+    """Each registered method's default knob values ({} when the registry is unavailable)."""
+    try:
+        from squeezestudio.core.compression.config import config_params
+        from squeezestudio.core.compression.registry import default_registry
+        return {m.name: {p.name: p.default for p in config_params(m.config_class)}
+                for m in default_registry().methods()}
+    except Exception:  # noqa: BLE001 - a label must never fail
+        return {}
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def format_bytes(n: float) -> str:
+    """A byte count for people: ``950 B``, ``12.3 KB``, ``4.56 MB`` (powers of 1000)."""
+    n = float(n)
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if abs(n) >= scale:
+            value = n / scale
+            return f"{value:.3g} {unit}" if value < 100 else f"{value:.0f} {unit}"
+    return f"{n:.0f} B"
 
 
 def pareto_frontier(points: Sequence[tuple[float, Optional[float]]]) -> list[int]:

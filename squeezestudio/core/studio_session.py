@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional
 
 from squeezestudio.core.atomic_write import PathLike, atomic_write_bytes
 from squeezestudio.core.errors import SqueezeStudioError
-from squeezestudio.core.experiments import Experiment, ExperimentLog, new_experiment_id
+from squeezestudio.core.experiments import Experiment, ExperimentLog, new_experiment_id, recipe_summary
 from squeezestudio.core.progress import CancelToken, ProgressCallback, check, report, scaled
 
 PROJECT_FORMAT = "squeezestudio-project"
@@ -76,28 +76,6 @@ def recipe_from_dict(d: dict[str, Any]) -> Any:
     return convert(dict(d))
 
 
-def recipe_summary(recipe: dict[str, Any]) -> str:
-    """A short one-line description of a recipe dict for labels and tooltips."""
-    parts: list[str] = []
-    for key in ("global", "defaults", "methods"):
-        section = recipe.get(key)
-        if isinstance(section, dict):
-            for method, config in section.items():
-                if isinstance(config, dict) and config:
-                    knobs = ", ".join(f"{k}={_short(v)}" for k, v in config.items())
-                    parts.append(f"{method}({knobs})")
-                else:
-                    parts.append(str(method))
-    layers = recipe.get("layers") or recipe.get("overrides")
-    if isinstance(layers, dict) and layers:
-        parts.append(f"{len(layers)} layer override(s)")
-    return "; ".join(parts) if parts else "no compression"
-
-
-def _short(value: Any) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
-
-
 def default_autosave_dir() -> Path:
     """Where autosaves go: $SQUEEZESTUDIO_HOME or ~/.local/share/squeezestudio."""
     root = os.environ.get("SQUEEZESTUDIO_HOME")
@@ -139,9 +117,13 @@ class StudioSession:
         self._data_loader = data_loader or _default_data_loader
 
     # -- model and data -------------------------------------------------
+    def load_model_file(self, path: PathLike, *, trust: bool = False) -> Any:
+        """Load a model file without changing the session (safe in a worker thread)."""
+        return self._model_loader(str(path), trust=trust)
+
     def open_model(self, path: PathLike, *, trust: bool = False) -> Any:
         """Load a model file and make it current (experiments start afresh)."""
-        handle = self._model_loader(str(path), trust=trust)
+        handle = self.load_model_file(path, trust=trust)
         self.set_model(handle, str(path))
         return handle
 
@@ -158,11 +140,16 @@ class StudioSession:
         self.events.model.emit()
         self.events.recipe.emit(self.recipe)
 
+    def load_data_source(self, source: str, handle: Any = None) -> Any:
+        """Load a data set for ``handle`` (default: the current model) without changing the session."""
+        handle = handle if handle is not None else self.handle
+        if handle is None:
+            raise SqueezeStudioError("open a model before opening data, so images are preprocessed for it")
+        return self._data_loader(str(source), handle)
+
     def open_data(self, source: str) -> Any:
         """Load ``digits``, an image folder or a CSV list, preprocessed for the model."""
-        if self.handle is None:
-            raise SqueezeStudioError("open a model before opening data, so images are preprocessed for it")
-        dataset = self._data_loader(str(source), self.handle)
+        dataset = self.load_data_source(source)
         self.set_data(dataset, str(source))
         return dataset
 
@@ -238,7 +225,7 @@ class StudioSession:
             raise SqueezeStudioError("open a model before evaluating a recipe")
         if data is None:
             raise SqueezeStudioError("open a data set (File > Open data) before evaluating a recipe")
-        from squeezestudio.core.compression.codec import encode_sqz, size_report
+        from squeezestudio.core.compression.codec import size_report
         from squeezestudio.core.evaluation import evaluate
 
         report(progress, 0.0, "compressing")
@@ -253,8 +240,8 @@ class StudioSession:
             cm = compress(handle, recipe_obj, progress=scaled(progress, 0.0, 0.4), cancel=cancel)
         check(cancel)
         report(progress, 0.4, "measuring the .sqz size")
-        size = len(encode_sqz(cm))
-        sizes = size_report(cm)
+        sizes = size_report(cm, cancel=cancel)
+        size = int(sizes.total_bytes)  # the codec encodes the file to measure it: == len(encode_sqz(cm))
         check(cancel)
         report(progress, 0.5, "evaluating")
         result = evaluate(cm.handle.module, data, reference=None if original else handle.module,

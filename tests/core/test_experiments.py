@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import itertools
 
 import numpy as np
 import pytest
@@ -58,7 +57,7 @@ def test_pareto_edge_cases():
 
 
 def _exp(i, size, top1, original=False):
-    return Experiment(id=f"e{i}", recipe={"global": {"prune": {"sparsity": i / 10}}}, label=f"run {i}",
+    return Experiment(id=f"e{i}", recipe={"methods": {"prune": {"sparsity": i / 10}}}, label=f"run {i}",
                       size_bytes=size, metrics={"top1": top1, "top5": None}, is_original=original)
 
 
@@ -110,3 +109,11 @@ def test_malformed_entries_are_clear_errors():
         ExperimentLog.from_dict({"experiments": [{"id": "x"}]})
     with pytest.raises(SqueezeStudioError, match="malformed"):
         ExperimentLog.from_dict({"experiments": "nope"})
+
+
+def test_format_bytes():
+    from squeezestudio.core.experiments import format_bytes
+    assert format_bytes(950) == "950 B"
+    assert format_bytes(12_345) == "12.3 KB"
+    assert format_bytes(4_560_000) == "4.56 MB"
+    assert format_bytes(245_000_000) == "245 MB"

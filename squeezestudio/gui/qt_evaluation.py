@@ -1,0 +1,156 @@
+"""Runs the session's long steps in workers and feeds the results to the views.
+
+Open a model or data set, inspect layers, evaluate a recipe: each is a job
+on the :class:`JobManager`, keyed so that a newer request supersedes an older
+one (a new slider position cancels the running evaluation). Results land on
+the GUI thread, where the session is updated and ``experimentReady`` /
+``rowsReady`` tell the views.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+from PySide6.QtCore import QObject, Signal
+
+from squeezestudio.core.errors import UntrustedCodeError
+from squeezestudio.core.experiments import Experiment, format_bytes
+from squeezestudio.core.studio_session import StudioSession, recipe_to_dict
+from squeezestudio.gui.qt_worker import JobManager
+
+
+class NeedsTrust:
+    """Returned by a load job when the file would run code: the window asks the user."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path, self.reason = path, reason
+
+
+def rows_for(handle: Any, experiment: Optional[Experiment] = None) -> list[Any]:
+    """Layer rows for the original model, or for an experiment's compressed model."""
+    from squeezestudio.core.inspection import inspect_model
+    from squeezestudio.gui.qt_layer_rows import layer_rows
+
+    if experiment is not None and experiment.compressed is not None:
+        cm = experiment.compressed
+        return layer_rows(inspect_model(cm.handle), cm.encodings, experiment.size_report, experiment.size_bytes)
+    return layer_rows(inspect_model(handle))
+
+
+class EvaluationRunner(QObject):
+    """The session's jobs: load, inspect, evaluate; results come back as signals."""
+
+    experimentReady = Signal(object)
+    rowsReady = Signal(list)
+    modelLoaded = Signal(str)
+    dataLoaded = Signal(str)
+    trustNeeded = Signal(object)
+    message = Signal(str)
+
+    def __init__(self, session: StudioSession, jobs: JobManager, parent: Optional[QObject] = None) -> None:
+        super().__init__(parent)
+        self.session = session
+        self.jobs = jobs
+
+    # -- loading --------------------------------------------------------
+    def open_model(self, path: str, *, trust: bool = False,
+                   then: Optional[Callable[[], None]] = None) -> None:
+        def load(progress: Any = None, cancel: Any = None) -> Any:
+            try:
+                return self.session.load_model_file(path, trust=trust)
+            except UntrustedCodeError as exc:
+                return NeedsTrust(path, str(exc))
+
+        def done(result: Any) -> None:
+            if isinstance(result, NeedsTrust):
+                self.trustNeeded.emit(result)
+                return
+            source = self.session.data_source
+            self.session.set_model(result, path)
+            self.modelLoaded.emit(path)
+            self.inspect()
+            if source:
+                self.open_data(source)  # data is preprocessed for the model: load it again
+            if then is not None:
+                then()
+
+        self.message.emit(f"Opening {path}…")
+        self.jobs.start("load", load, on_finished=done)
+
+    def open_data(self, source: str) -> None:
+        handle = self.session.handle
+        if handle is None:
+            self.message.emit("Open a model first; the data is prepared for its input size.")
+            return
+
+        def done(dataset: Any) -> None:
+            if self.session.handle is not handle:
+                return
+            self.session.set_data(dataset, source)
+            self.dataLoaded.emit(source)
+            skipped = len(getattr(dataset, "skipped", []) or [])
+            note = f" ({skipped} file(s) skipped)" if skipped else ""
+            self.message.emit(f"Data: {source}, {len(dataset)} images{note}.")
+            self.evaluate_original()
+            if self.session.recipe is not None:
+                self.evaluate(self.session.recipe)
+
+        self.jobs.start("data", lambda progress=None, cancel=None: self.session.load_data_source(source, handle),
+                        on_finished=done)
+
+    def inspect(self, experiment: Optional[Experiment] = None) -> None:
+        handle = self.session.handle
+        if handle is None:
+            return
+        self.jobs.start("inspect", lambda progress=None, cancel=None: rows_for(handle, experiment),
+                        on_finished=self.rowsReady.emit)
+
+    # -- evaluation -----------------------------------------------------
+    def ready(self) -> bool:
+        return self.session.handle is not None and self.session.data is not None
+
+    def evaluate_original(self) -> None:
+        if self.ready() and self.session.experiments.original() is None:
+            self._run("original", None, original=True)
+
+    def evaluate(self, recipe: Any) -> None:
+        """Evaluate ``recipe`` (superseding a running evaluation); reuse an identical result."""
+        if not self.ready():
+            self.message.emit("Open a model and a data set (File > Open data) to evaluate.")
+            return
+        wanted = recipe_to_dict(recipe)
+        if not any(wanted.get(k) for k in ("methods", "layers", "architecture")):
+            original = self.session.experiments.original()
+            if original is not None:  # compressing nothing is the original model
+                self.jobs.cancel("evaluate")
+                self.experimentReady.emit(original)
+                self.inspect()
+                return
+        for experiment in reversed(self.session.experiments.list()):
+            if not experiment.is_original and experiment.recipe == wanted:
+                self.jobs.cancel("evaluate")
+                self.experimentReady.emit(experiment)
+                self.inspect(experiment)
+                return
+        self._run("evaluate", recipe)
+
+    def _run(self, key: str, recipe: Any, *, original: bool = False) -> None:
+        session, handle = self.session, self.session.handle
+
+        def job(progress: Any = None, cancel: Any = None) -> tuple[Experiment, list[Any]]:
+            experiment = session.evaluate_recipe(recipe, progress, cancel, original=original)
+            return experiment, rows_for(handle, experiment)
+
+        def done(result: tuple[Experiment, list[Any]]) -> None:
+            experiment, rows = result
+            if self.session.handle is not handle:
+                return
+            self.session.add_experiment(experiment)
+            self.experimentReady.emit(experiment)
+            if not original or len(self.session.experiments) == 1:
+                self.rowsReady.emit(rows)
+            top1 = experiment.metric("top1")
+            accuracy = "" if top1 is None else f", top-1 {top1 * 100:.2f}%"
+            self.message.emit(f"{experiment.label}: {format_bytes(experiment.size_bytes)}{accuracy}")
+
+        self.jobs.start(key, job, on_finished=done)

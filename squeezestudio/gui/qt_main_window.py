@@ -1,0 +1,347 @@
+"""The main window: docks around the trade-off plot, menus, status bar, drag and drop.
+
+Layout (napari-like: thin views over one session):
+left dock "Compression" (generated method controls), centre tabs "Trade-off"
+/ "Classify" / "Graph", bottom docks "Layers" and "Sensitivity". Every slow
+step runs through :class:`EvaluationRunner`'s jobs; errors appear in the
+status bar, never as a crash. Views the other half of the GUI provides
+(classify, graph, export, trust) are imported lazily and replaced by a label
+when missing, so the window always opens.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QTabWidget, QWidget
+
+from squeezestudio.core.studio_session import StudioSession, recipe_from_dict, recipe_to_dict
+from squeezestudio.gui.qt_actions import build_actions, fill_recent_menu
+from squeezestudio.gui.qt_window_files import WindowFileActions
+from squeezestudio.gui.qt_evaluation import EvaluationRunner, NeedsTrust
+from squeezestudio.gui.qt_settings import AppSettings
+from squeezestudio.gui.qt_worker import JobManager, QtJobStatus
+
+AUTOSAVE_MS = 60_000
+
+
+def _placeholder(text: str) -> QLabel:
+    label = QLabel(text)
+    label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+    label.setWordWrap(True)
+    return label
+
+
+class QtMainWindow(WindowFileActions, QMainWindow):
+    """SqueezeStudio's window over one :class:`StudioSession`."""
+
+    def __init__(self, session: Optional[StudioSession] = None, *, settings: Optional[AppSettings] = None,
+                 methods: Optional[Sequence[Any]] = None, lazy: bool = False) -> None:
+        super().__init__()
+        self.session = session or StudioSession()
+        self.settings = settings or AppSettings()
+        self._methods = methods
+        self.controls: Any = None
+        self.classify_view: Any = None
+        self.graph_view: Any = None
+        self.last_error = ("", "")
+        self._temp = tempfile.TemporaryDirectory(prefix="squeezestudio-graph-")
+        self._graph_key: Any = None
+        self.setWindowTitle("SqueezeStudio")
+        self.setAcceptDrops(True)
+        self.setDockNestingEnabled(True)
+
+        self.jobs = JobManager(self)
+        self.runner = EvaluationRunner(self.session, self.jobs, self)
+        self.plot: Any = None  # pyqtgraph views are built after the first paint
+        self.layers: Any = None
+        self.tabs = QTabWidget()
+        self.tabs.addTab(_placeholder("Loading the trade-off plot…"), "Trade-off")
+        self.tabs.addTab(_placeholder("Loading the classify view…"), "Classify")
+        self.tabs.addTab(_placeholder("Loading the graph view…"), "Graph")
+        self.setCentralWidget(self.tabs)
+        self.controls_dock = self._dock("Compression", _placeholder("Loading compression methods…"),
+                                        Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.layers_dock = self._dock("Layers", _placeholder("Loading the layer view…"),
+                                      Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.sensitivity_dock = self._dock("Sensitivity", _placeholder("Per-layer sensitivity scan"),
+                                           Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.tabifyDockWidget(self.layers_dock, self.sensitivity_dock)
+        self.layers_dock.raise_()
+        self.setCorner(Qt.Corner.BottomLeftCorner, Qt.DockWidgetArea.LeftDockWidgetArea)
+
+        self.window_actions = build_actions(self)
+        for dock in (self.controls_dock, self.layers_dock, self.sensitivity_dock):
+            self.window_actions.view_menu.addAction(dock.toggleViewAction())
+        self.job_status = QtJobStatus(self.jobs)
+        self.message_label = QLabel("")
+        self.message_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.statusBar().addWidget(self.message_label, 1)
+        self.statusBar().addPermanentWidget(self.job_status)
+        self._refresh_recent()
+        self._restore_geometry()
+        self._wire()
+        self.autosave_timer = QTimer(self)
+        self.autosave_timer.setInterval(AUTOSAVE_MS)
+        self.autosave_timer.timeout.connect(self.autosave)
+        self.autosave_timer.start()
+        if not lazy:
+            self.finish_setup()
+
+    def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(f"dock_{title.lower()}")
+        dock.setWidget(widget)
+        self.addDockWidget(area, dock)
+        return dock
+
+    def _wire(self) -> None:
+        s, r = self.session, self.runner
+        s.events.recipe.connect(self._recipe_shown)
+        s.events.selection.connect(self._selection_shown)
+        s.events.model.connect(self._model_shown)
+        r.rowsReady.connect(self._rows_ready)
+        r.experimentReady.connect(self._experiment_shown)
+        r.message.connect(self.show_message)
+        r.trustNeeded.connect(self._ask_trust)
+        r.modelLoaded.connect(self._remember)
+        r.dataLoaded.connect(self.settings.set_last_data)
+        self.jobs.failed.connect(self.show_error)
+
+    # -- lazily built parts (after the first paint) ------------------------
+    def finish_setup(self) -> None:
+        """Build the parts that import pyqtgraph, torch or optional modules."""
+        from squeezestudio.gui.qt_layer_view import QtLayerView
+        from squeezestudio.gui.qt_method_controls import QtMethodControls
+        from squeezestudio.gui.qt_tradeoff_plot import QtTradeoffPlot
+
+        self.plot = QtTradeoffPlot(self.session.experiments)
+        self.plot.pointClicked.connect(self.restore_point)
+        self._set_tab(0, self.plot)
+        self.tabs.setCurrentIndex(0)
+        self.layers = QtLayerView()
+        self.layers.layerSelected.connect(self.session.select_layer)
+        self.layers_dock.setWidget(self.layers)
+
+        try:
+            self.controls = QtMethodControls(self._methods)
+        except Exception as exc:  # noqa: BLE001 - the window must still open
+            self.controls_dock.setWidget(_placeholder(f"Compression methods are unavailable: {exc}"))
+        else:
+            self.controls.recipeChanged.connect(self._controls_changed)
+            self.controls_dock.setWidget(self.controls)
+        self.classify_view = self._optional_view(1, "squeezestudio.gui.qt_classify_view", "QtClassifyView")
+        self.graph_view = self._optional_view(2, "squeezestudio.gui.qt_graph_view", "QtGraphView")
+        self.tabs.currentChanged.connect(lambda index: self._refresh_graph() if index == 2 else None)
+        try:
+            from squeezestudio.gui.qt_sensitivity_view import QtSensitivityView
+            self.sensitivity_dock.setWidget(QtSensitivityView(self.session, self.jobs))
+        except Exception as exc:  # noqa: BLE001
+            self.sensitivity_dock.setWidget(_placeholder(f"Sensitivity scan unavailable: {exc}"))
+
+    def _optional_view(self, index: int, module: str, name: str) -> Any:
+        try:
+            view = getattr(__import__(module, fromlist=[name]), name)()
+        except Exception as exc:  # noqa: BLE001 - an optional view failing is shown, not fatal
+            widget, view = _placeholder(f"This view is not available: {exc}"), None
+        else:
+            widget = view
+        self._set_tab(index, widget)
+        return view
+
+    def _set_tab(self, index: int, widget: QWidget) -> None:
+        label = self.tabs.tabText(index)
+        old = self.tabs.widget(index)
+        self.tabs.removeTab(index)
+        self.tabs.insertTab(index, widget, label)
+        if old is not None:
+            old.deleteLater()
+
+    # -- session -> views ----------------------------------------------------
+    def _recipe_shown(self, recipe: Any) -> None:
+        if self.controls is not None:
+            self.controls.set_recipe_dict(recipe_to_dict(recipe))
+        self.window_actions["undo"].setEnabled(self.session.can_undo)
+        self.window_actions["redo"].setEnabled(self.session.can_redo)
+
+    def _rows_ready(self, rows: list) -> None:
+        if self.layers is not None:
+            self.layers.set_rows(rows)
+
+    def _selection_shown(self, name: Optional[str]) -> None:
+        if self.layers is not None:
+            self.layers.select_layer(name, emit=False)
+        if self.controls is not None:
+            self.controls.set_layer(name)
+
+    def _model_shown(self) -> None:
+        handle = self.session.handle
+        self.setWindowTitle(f"SqueezeStudio — {getattr(handle, 'name', 'model')}")
+        if self.plot is not None:
+            self.plot.set_current(None)
+        self._update_classify(None)
+
+    def _experiment_shown(self, experiment: Any) -> None:
+        if self.plot is not None:
+            self.plot.set_current(experiment.id)
+        if experiment.compressed is not None:
+            self._update_classify(experiment)
+
+    def _refresh_graph(self) -> None:
+        """Export the original and the current result to ONNX (in a worker) for the graph tab."""
+        handle = self.session.handle
+        if self.graph_view is None or handle is None:
+            return
+        current = self.session.experiments.find(self.plot.current_id or "") if self.plot is not None else None
+        compressed = None if current is None or current.is_original else current.compressed
+        key = (id(handle), id(compressed))
+        if key == self._graph_key:
+            return
+        self._graph_key = key
+        folder = Path(self._temp.name)
+
+        def export(progress: Any = None, cancel: Any = None) -> tuple[Path, Optional[Path]]:
+            from squeezestudio.core.export_onnx import export_onnx
+            original = folder / f"original_{key[0]}.onnx"
+            if not original.exists():
+                export_onnx(handle, original)
+            if compressed is None:
+                return original, None
+            target = folder / f"compressed_{key[1]}.onnx"
+            export_onnx(compressed.handle, target)
+            return original, target
+
+        def failed(message: str, details: str) -> None:
+            self._graph_key = None
+
+        self.jobs.start("graph", export, on_finished=lambda paths: self.graph_view.set_models(*paths),
+                        on_failed=failed)
+
+    def _update_classify(self, experiment: Any) -> None:
+        handle = self.session.handle
+        if self.classify_view is None or handle is None:
+            return
+        try:
+            from squeezestudio.core.data.dataset import PreprocessSpec
+            models = {"original": handle.module}
+            if experiment is not None and not experiment.is_original:
+                models["compressed"] = experiment.compressed.handle.module
+            self.classify_view.set_models(models, PreprocessSpec.from_input_spec(handle.input_spec),
+                                          handle.class_names)
+        except Exception as exc:  # noqa: BLE001
+            self.show_message(f"The classify view could not take the models: {exc}")
+
+    # -- user actions ----------------------------------------------------------
+    def _controls_changed(self, recipe: dict) -> None:
+        self.session.set_recipe(recipe_from_dict(recipe))
+        self.runner.evaluate(self.session.recipe)
+
+    def restore_point(self, experiment_id: str) -> None:
+        experiment = self.session.restore_experiment(experiment_id)
+        if self.plot is not None:
+            self.plot.set_current(experiment.id)
+        self.runner.inspect(experiment)
+        if experiment.compressed is not None:
+            self._update_classify(experiment)
+
+    def evaluate_now(self) -> None:
+        if self.controls is not None:
+            self.controls.flush()
+        self.runner.evaluate_original()
+        self.runner.evaluate(self.session.recipe)
+
+    def undo(self) -> None:
+        if self.session.undo():
+            self.runner.evaluate(self.session.recipe)
+
+    def redo(self) -> None:
+        if self.session.redo():
+            self.runner.evaluate(self.session.recipe)
+
+    def cancel_jobs(self) -> None:
+        self.jobs.cancel()
+
+    def open_model(self, path: str, *, trust: bool = False) -> None:
+        self.runner.open_model(str(path), trust=trust)
+
+    def open_data(self, source: str) -> None:
+        self.runner.open_data(source)
+
+    def open_digits(self) -> None:
+        self.open_data("digits")
+
+    def _ask_trust(self, request: NeedsTrust) -> None:
+        try:
+            from squeezestudio.gui.qt_trust_dialog import ask_trust
+        except ImportError:
+            self.show_error(request.reason, "")
+            return
+        if ask_trust(self, request.path, request.reason):
+            self.open_model(request.path, trust=True)
+        else:
+            self.show_message("Not opened: the file was not trusted.")
+
+    # -- status, settings, drag and drop ----------------------------------------
+    def show_message(self, text: str) -> None:
+        self.message_label.setStyleSheet("")
+        self.message_label.setText(text)
+        self.message_label.setToolTip("")
+
+    def show_error(self, message: str, details: str = "") -> None:
+        self.last_error = (message, details)
+        self.message_label.setStyleSheet("color: #c0392b;")
+        self.message_label.setText(message)
+        self.message_label.setToolTip(details[-3000:] if details else message)
+
+    def _remember(self, path: str) -> None:
+        self.settings.add_recent(path)
+        self._refresh_recent()
+
+    def _refresh_recent(self) -> None:
+        def clear() -> None:
+            self.settings.clear_recent()
+            self._refresh_recent()
+        fill_recent_menu(self.window_actions.recent_menu, self.settings.recent_files(), self.open_path, clear)
+
+    def open_path(self, path: str) -> None:
+        """Open a model or a project, by its file name."""
+        if path.endswith(".sqproj"):
+            self.open_project(path)
+        else:
+            self.open_model(path)
+
+    def _restore_geometry(self) -> None:
+        geometry, state = self.settings.geometry()
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(1280, 820)
+        if state is None or not self.restoreState(state):
+            self.resizeDocks([self.controls_dock], [360], Qt.Orientation.Horizontal)
+            self.resizeDocks([self.layers_dock], [300], Qt.Orientation.Vertical)
+
+    def dragEnterEvent(self, event: Any) -> None:  # noqa: N802
+        urls = event.mimeData().urls() if event.mimeData() is not None else []
+        if any(u.isLocalFile() for u in urls):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dropEvent(self, event: Any) -> None:  # noqa: N802
+        files = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        if files:
+            event.acceptProposedAction()
+            self.open_path(files[0])
+
+    def closeEvent(self, event: Any) -> None:  # noqa: N802
+        self.settings.set_geometry(self.saveGeometry(), self.saveState())
+        self.settings.sync()
+        self.autosave()
+        self.jobs.shutdown(3000)
+        if self.graph_view is not None and hasattr(self.graph_view, "shutdown"):
+            self.graph_view.shutdown()
+        self._temp.cleanup()
+        super().closeEvent(event)

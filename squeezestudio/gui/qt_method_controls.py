@@ -1,0 +1,200 @@
+"""Compression controls generated from the registered methods' configs.
+
+A global section holds one checkable group per method (ticked = applied to
+every layer it fits), its knobs built by :class:`QtParamEditor` and its
+description as tooltip. Below, an override panel edits the selected layer:
+for each method "as global", "off for this layer" or "custom" settings.
+Every change restarts a short timer; when it fires ``recipeChanged`` carries
+the recipe as a dict in the recipe file layout (``{"version": 1, "methods": ...,
+"layers": ...}``, see :mod:`squeezestudio.core.compression.recipe`), so dragging a
+slider produces one evaluation, not fifty.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Optional, Sequence
+
+from PySide6.QtCore import QTimer, Signal
+from PySide6.QtWidgets import (QComboBox, QFormLayout, QGroupBox, QLabel, QScrollArea, QVBoxLayout,
+                               QWidget)
+
+from squeezestudio.core.compression.config import config_params
+from squeezestudio.gui.qt_param_editors import QtParamEditor
+
+DEBOUNCE_MS = 250
+RECIPE_VERSION = 1
+INHERIT, DISABLE, CUSTOM = "inherit", "disable", "custom"
+
+
+def default_methods() -> list[Any]:
+    """The registered methods (built-ins and plugins), in the order they run."""
+    from squeezestudio.core.compression.registry import default_registry
+    return list(default_registry().methods())
+
+
+class QtMethodForm(QWidget):
+    """The knobs of one method's config as a form."""
+
+    changed = Signal()
+
+    def __init__(self, method: Any, parent: Optional[QWidget] = None) -> None:
+        super().__init__(parent)
+        self.method = method
+        self.editors: dict[str, QtParamEditor] = {}
+        form = QFormLayout(self)
+        form.setContentsMargins(4, 2, 4, 2)
+        for spec in config_params(method.config_class):
+            editor = QtParamEditor(spec)
+            editor.changed.connect(self.changed)
+            label = QLabel(spec.name.replace("_", " "))
+            label.setToolTip(spec.help)
+            form.addRow(label, editor)
+            self.editors[spec.name] = editor
+
+    def values(self) -> dict[str, Any]:
+        return {name: editor.value() for name, editor in self.editors.items()}
+
+    def set_values(self, values: dict[str, Any]) -> None:
+        """Show ``values``; knobs not mentioned go back to their defaults."""
+        for name, editor in self.editors.items():
+            editor.set_value(values.get(name, editor.spec.default))
+
+
+class QtMethodControls(QWidget):
+    """Global method settings plus the selected layer's overrides."""
+
+    recipeChanged = Signal(dict)
+
+    def __init__(self, methods: Optional[Sequence[Any]] = None, parent: Optional[QWidget] = None,
+                 debounce_ms: int = DEBOUNCE_MS) -> None:
+        super().__init__(parent)
+        self.methods = list(methods) if methods is not None else default_methods()
+        self.layer: Optional[str] = None
+        self.overrides: dict[str, dict[str, Optional[dict[str, Any]]]] = {}
+        self._quiet = False
+        self.timer = QTimer(self)
+        self.timer.setSingleShot(True)
+        self.timer.setInterval(debounce_ms)
+        self.timer.timeout.connect(self._fire)
+
+        inner = QWidget()
+        layout = QVBoxLayout(inner)
+        self.groups: dict[str, QGroupBox] = {}
+        self.forms: dict[str, QtMethodForm] = {}
+        for method in self.methods:
+            group = QGroupBox(getattr(method, "label", method.name))
+            group.setCheckable(True)
+            group.setChecked(False)
+            group.setToolTip(getattr(method, "description", ""))
+            form = QtMethodForm(method)
+            QVBoxLayout(group).addWidget(form)
+            group.toggled.connect(self._changed)
+            form.changed.connect(self._changed)
+            layout.addWidget(group)
+            self.groups[method.name] = group
+            self.forms[method.name] = form
+
+        self.layer_box = QGroupBox("Selected layer: none")
+        self.layer_box.setToolTip("Settings here apply only to the layer selected in the layer table")
+        layer_layout = QVBoxLayout(self.layer_box)
+        self.layer_modes: dict[str, QComboBox] = {}
+        self.layer_forms: dict[str, QtMethodForm] = {}
+        for method in self.methods:
+            mode = QComboBox()
+            mode.addItem(f"{getattr(method, 'label', method.name)}: as global", INHERIT)
+            mode.addItem(f"{getattr(method, 'label', method.name)}: off for this layer", DISABLE)
+            mode.addItem(f"{getattr(method, 'label', method.name)}: custom", CUSTOM)
+            form = QtMethodForm(method)
+            form.setVisible(False)
+            mode.currentIndexChanged.connect(self._layer_changed)
+            form.changed.connect(self._layer_changed)
+            layer_layout.addWidget(mode)
+            layer_layout.addWidget(form)
+            self.layer_modes[method.name] = mode
+            self.layer_forms[method.name] = form
+        layout.addWidget(self.layer_box)
+        layout.addStretch(1)
+        self.set_layer(None)
+
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(inner)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
+
+    # -- recipe <-> widgets ---------------------------------------------
+    def recipe_dict(self) -> dict[str, Any]:
+        """The recipe the controls show: enabled global methods and layer overrides."""
+        methods = {name: self.forms[name].values() for name, g in self.groups.items() if g.isChecked()}
+        layers = {layer: dict(entry) for layer, entry in self.overrides.items() if entry}
+        return {"version": RECIPE_VERSION, "methods": methods, "layers": layers}
+
+    def set_recipe_dict(self, recipe: Optional[dict[str, Any]]) -> None:
+        """Show ``recipe`` (undo, a clicked point) without emitting ``recipeChanged``."""
+        recipe = recipe or {}
+        self._quiet = True
+        try:
+            global_part = recipe.get("methods") or {}
+            for name, group in self.groups.items():
+                group.setChecked(name in global_part)
+                self.forms[name].set_values(global_part.get(name) or {})
+            self.overrides = copy.deepcopy({k: dict(v) for k, v in (recipe.get("layers") or {}).items()})
+            self._show_layer()
+        finally:
+            self._quiet = False
+
+    def set_layer(self, layer: Optional[str]) -> None:
+        """Point the override panel at ``layer`` (None hides its controls)."""
+        self.layer = layer
+        self.layer_box.setTitle(f"Selected layer: {layer}" if layer else "Selected layer: none (pick one in the layer table)")
+        self._quiet = True
+        try:
+            self._show_layer()
+        finally:
+            self._quiet = False
+
+    def _show_layer(self) -> None:
+        current = self.overrides.get(self.layer or "", {})
+        for name, mode in self.layer_modes.items():
+            mode.setEnabled(self.layer is not None)
+            if name not in current:
+                choice = INHERIT
+            else:
+                choice = DISABLE if current[name] is None else CUSTOM
+            mode.setCurrentIndex(mode.findData(choice))
+            form = self.layer_forms[name]
+            form.set_values(current.get(name) or self.forms[name].values())
+            form.setVisible(self.layer is not None and choice == CUSTOM)
+
+    # -- change handling ------------------------------------------------
+    def _layer_changed(self, *_: Any) -> None:
+        if self._quiet or self.layer is None:
+            return
+        entry: dict[str, Optional[dict[str, Any]]] = {}
+        for name, mode in self.layer_modes.items():
+            choice = mode.currentData()
+            self.layer_forms[name].setVisible(choice == CUSTOM)
+            if choice == DISABLE:
+                entry[name] = None
+            elif choice == CUSTOM:
+                entry[name] = self.layer_forms[name].values()
+        if entry:
+            self.overrides[self.layer] = entry
+        else:
+            self.overrides.pop(self.layer, None)
+        self._changed()
+
+    def _changed(self, *_: Any) -> None:
+        if not self._quiet:
+            self.timer.start()
+
+    def _fire(self) -> None:
+        self.recipeChanged.emit(self.recipe_dict())
+
+    def flush(self) -> None:
+        """Emit a pending change now (F5, tests)."""
+        if self.timer.isActive():
+            self.timer.stop()
+            self._fire()

@@ -1,0 +1,59 @@
+"""What the app remembers between runs (QSettings): window layout, recent files, last data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+from PySide6.QtCore import QByteArray, QSettings
+
+MAX_RECENT = 10
+
+
+def make_settings(path: Optional[str] = None) -> QSettings:
+    """The user's settings, or an INI file at ``path`` (tests, portable installs)."""
+    if path is not None:
+        return QSettings(str(path), QSettings.Format.IniFormat)
+    return QSettings("SqueezeStudio", "SqueezeStudio")
+
+
+class AppSettings:
+    """Typed access to the few values the window stores."""
+
+    def __init__(self, settings: Optional[QSettings] = None) -> None:
+        self.qsettings = settings if settings is not None else make_settings()
+
+    def recent_files(self) -> list[str]:
+        value = self.qsettings.value("recent_files", [])
+        if isinstance(value, str):
+            value = [value] if value else []
+        return [str(v) for v in (value or [])]
+
+    def add_recent(self, path: str) -> list[str]:
+        """Put ``path`` first (once) and keep the list short."""
+        path = str(Path(path))
+        files = [path] + [p for p in self.recent_files() if p != path]
+        files = files[:MAX_RECENT]
+        self.qsettings.setValue("recent_files", files)
+        return files
+
+    def clear_recent(self) -> None:
+        self.qsettings.setValue("recent_files", [])
+
+    def last_data(self) -> Optional[str]:
+        value = self.qsettings.value("last_data", None)
+        return str(value) if value else None
+
+    def set_last_data(self, source: str) -> None:
+        self.qsettings.setValue("last_data", source)
+
+    def geometry(self) -> tuple[Optional[QByteArray], Optional[QByteArray]]:
+        """(window geometry, dock/toolbar state) as saved, or None."""
+        return self.qsettings.value("geometry", None), self.qsettings.value("window_state", None)
+
+    def set_geometry(self, geometry: QByteArray, state: QByteArray) -> None:
+        self.qsettings.setValue("geometry", geometry)
+        self.qsettings.setValue("window_state", state)
+
+    def sync(self) -> None:
+        self.qsettings.sync()

@@ -1,0 +1,126 @@
+"""The main window's file commands: open, save and recover projects, export, dialogs.
+
+A mixin of :class:`~squeezestudio.gui.qt_main_window.QtMainWindow` (kept
+apart so each file stays small); it uses the window's ``session``,
+``runner``, ``settings`` and status-bar methods.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtWidgets import QFileDialog, QMessageBox
+
+from squeezestudio.core.studio_session import find_autosave
+
+PROJECT_FILTER = "SqueezeStudio project (*.sqproj);;All files (*)"
+MODEL_FILTER = "Models (*.safetensors *.pt *.pth *.bin *.onnx *.sqz *.ts *.pkl *.py);;All files (*)"
+
+
+class WindowFileActions:
+    """File menu commands (mixed into the main window)."""
+
+    session: Any
+    runner: Any
+    settings: Any
+    plot: Any
+
+    def ask_open_model(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open model", self._start_folder(), MODEL_FILTER)
+        if path:
+            self.open_model(path)
+
+    def ask_open_folder(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Open image folder (one sub-folder per class)",
+                                                self._start_folder())
+        if path:
+            self.open_data(path)
+
+    def ask_open_csv(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open CSV list", self._start_folder(), "CSV (*.csv)")
+        if path:
+            self.open_data(path)
+
+    def ask_open_project(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open project", self._start_folder(), PROJECT_FILTER)
+        if path:
+            self.open_project(path)
+
+    def open_project(self, path: str) -> None:
+        try:
+            self.session.open_project(path)
+        except Exception as exc:  # noqa: BLE001
+            from squeezestudio.gui.qt_worker import describe_error
+            self.show_error(*describe_error(exc))
+            return
+        self._remember(path)
+        self.runner.inspect()
+        self.show_message(f"Opened project {path} with {len(self.session.experiments)} result(s).")
+
+    def save_project(self) -> None:
+        if self.session.project_path is None:
+            self.ask_save_project()
+        else:
+            self._save_to(str(self.session.project_path))
+
+    def ask_save_project(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save project", self._start_folder(), PROJECT_FILTER)
+        if path:
+            self._save_to(path if Path(path).suffix else path + ".sqproj")
+
+    def _save_to(self, path: str) -> None:
+        try:
+            written = self.session.save_project(path)
+        except Exception as exc:  # noqa: BLE001
+            from squeezestudio.gui.qt_worker import describe_error
+            self.show_error(*describe_error(exc))
+            return
+        self._remember(path)
+        self.show_message(f"Saved {path} ({written:,} bytes).")
+
+    def autosave(self) -> None:
+        if self.session.handle is not None and len(self.session.experiments):
+            try:
+                self.session.autosave()
+            except Exception as exc:  # noqa: BLE001 - autosave must never interrupt work
+                self.show_message(f"Autosave failed: {exc}")
+
+    def recover_autosave(self) -> None:
+        info = find_autosave()
+        if info is None:
+            self.show_message("There is no autosave to recover.")
+            return
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(info.timestamp))
+        answer = QMessageBox.question(self, "Recover autosave", f"Reopen the work autosaved on {when}?")
+        if answer == QMessageBox.StandardButton.Yes:
+            self.session.restore_autosave(info)
+            self.runner.inspect()
+
+    def ask_export(self) -> None:
+        current = self.plot.current_id if self.plot is not None else None
+        experiment = self.session.experiments.find(current or "") or self.session.latest_compressed()
+        if experiment is None or experiment.compressed is None or experiment.is_original:
+            self.show_message("Evaluate a compression first: export writes the selected point's model.")
+            return
+        try:
+            from squeezestudio.gui.qt_export_dialog import QtExportDialog
+        except ImportError as exc:
+            self.show_error(f"The export dialog is not available: {exc}", "")
+            return
+        from squeezestudio.gui.qt_export_wiring import FORMATS, export_one
+        dialog = QtExportDialog(self, FORMATS, lambda fmt, path: export_one(self.session, experiment, fmt, path),
+                                folder=Path(self._start_folder()),
+                                base_name=f"{getattr(self.session.handle, 'name', 'model')}_compressed")
+        dialog.exec()
+
+    def show_about(self) -> None:
+        from squeezestudio import __version__
+        QMessageBox.about(self, "About SqueezeStudio",
+                          f"SqueezeStudio {__version__}\nMake image classifiers smaller and see "
+                          "the true size against the measured accuracy.")
+
+    def _start_folder(self) -> str:
+        recent = self.settings.recent_files()
+        return str(Path(recent[0]).parent) if recent else str(Path.home())

@@ -1,0 +1,192 @@
+"""StudioSession: undo/redo, events, project save/open and autosave (headless)."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+from squeezestudio.core.errors import SqueezeStudioError
+from squeezestudio.core.experiments import Experiment
+from squeezestudio.core.studio_session import (StudioSession, find_autosave, read_project, recipe_summary,
+                                                recipe_from_dict, recipe_to_dict)
+
+
+def _tiny_handle(path="tiny.pt"):
+    torch.manual_seed(0)
+    module = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
+    return SimpleNamespace(module=module, name="tiny", source_path=path, class_names=["a", "b", "c"])
+
+
+def _session(loaded):
+    def model_loader(path, trust=False):
+        loaded.append(("model", path, trust))
+        return _tiny_handle(path)
+
+    def data_loader(source, handle):
+        loaded.append(("data", source, handle.name))
+        return SimpleNamespace(name=source)
+
+    return StudioSession(model_loader=model_loader, data_loader=data_loader)
+
+
+def _recipe(sparsity):
+    return {"version": 1, "methods": {"prune": {"sparsity": sparsity}}, "layers": {}}
+
+
+def test_undo_redo_walks_the_history_and_emits():
+    session = _session([])
+    seen = []
+    session.events.recipe.connect(seen.append)
+    for s in (0.1, 0.2, 0.3):
+        session.set_recipe(_recipe(s))
+    assert session.undo() and session.recipe == _recipe(0.2)
+    assert session.undo() and session.recipe == _recipe(0.1)
+    assert session.redo() and session.recipe == _recipe(0.2)
+    session.set_recipe(_recipe(0.9))  # a new change clears the redo stack
+    assert not session.can_redo and not session.redo()
+    assert session.undo() and session.undo() and session.undo()
+    assert session.recipe is None and not session.undo()
+    assert seen[:3] == [_recipe(0.1), _recipe(0.2), _recipe(0.3)]
+    assert len(seen) == 3 + 3 + 1 + 3
+
+
+def test_undo_history_is_bounded():
+    session = StudioSession(undo_limit=5)
+    for i in range(20):
+        session.set_recipe(_recipe(i / 100))
+    steps = 0
+    while session.undo():
+        steps += 1
+    assert steps == 5
+    assert session.recipe == _recipe(14 / 100)
+
+
+def test_selection_event_only_on_change():
+    session = StudioSession()
+    seen = []
+    session.events.selection.connect(seen.append)
+    session.select_layer("0")
+    session.select_layer("0")
+    session.select_layer(None)
+    assert seen == ["0", None]
+
+
+def test_open_data_needs_a_model():
+    with pytest.raises(SqueezeStudioError, match="open a model"):
+        _session([]).open_data("digits")
+
+
+def test_evaluate_without_model_or_data_is_a_clear_error():
+    session = _session([])
+    with pytest.raises(SqueezeStudioError, match="open a model"):
+        session.evaluate_recipe(_recipe(0.5))
+    session.open_model("m.pt")
+    with pytest.raises(SqueezeStudioError, match="data set"):
+        session.evaluate_recipe(_recipe(0.5))
+
+
+def test_project_round_trip(tmp_path):
+    loaded = []
+    session = _session(loaded)
+    session.open_model(str(tmp_path / "model.pt"), trust=False)
+    session.open_data("digits")
+    session.add_experiment(Experiment(id="orig", recipe={}, label="original", size_bytes=4000,
+                                      metrics={"top1": 0.9, "agreement": 1.0}, is_original=True))
+    session.add_experiment(Experiment(id="p50", recipe=_recipe(0.5), label="prune 50%", size_bytes=2100,
+                                      metrics={"top1": 0.88, "agreement": 0.97, "top5": None}))
+    session.set_recipe(_recipe(0.5))
+    session.select_layer("0")
+    path = tmp_path / "work.sqproj"
+    written = session.save_project(path)
+    assert written == path.stat().st_size
+    assert json.loads(path.read_text())["model_path"] == str(tmp_path / "model.pt")
+
+    loaded2 = []
+    other = _session(loaded2)
+    other.open_project(path)
+    assert loaded2 == [("model", str(tmp_path / "model.pt"), False), ("data", "digits", "tiny")]
+    assert [e.to_dict() for e in other.experiments] == [e.to_dict() for e in session.experiments]
+    assert recipe_to_dict(other.recipe) == _recipe(0.5)
+    assert other.selected_layer == "0"
+    assert other.project_path == path
+    assert other.restore_experiment("orig").is_original and other.recipe is None
+    assert other.undo() and recipe_to_dict(other.recipe) == _recipe(0.5)
+
+
+def test_bad_project_files(tmp_path):
+    with pytest.raises(SqueezeStudioError, match="does not exist"):
+        read_project(tmp_path / "missing.sqproj")
+    bad = tmp_path / "bad.sqproj"
+    bad.write_text("{not json")
+    with pytest.raises(SqueezeStudioError, match="not a readable"):
+        read_project(bad)
+    bad.write_text(json.dumps({"format": "something-else"}))
+    with pytest.raises(SqueezeStudioError, match="not a SqueezeStudio project"):
+        read_project(bad)
+    bad.write_text(json.dumps({"format": "squeezestudio-project", "version": 99}))
+    with pytest.raises(SqueezeStudioError, match="newer"):
+        read_project(bad)
+
+
+def test_autosave_find_and_restore(tmp_path, monkeypatch):
+    monkeypatch.setenv("SQUEEZESTUDIO_HOME", str(tmp_path / "home"))
+    assert find_autosave() is None
+    session = _session([])
+    session.open_model("m.pt")
+    session.add_experiment(Experiment(id="a", recipe=_recipe(0.3), label="x", size_bytes=10, metrics={"top1": 0.5}))
+    path = session.autosave()
+    assert path.parent == tmp_path / "home"
+    info = find_autosave()
+    assert info is not None and info.path == path and info.timestamp > 0
+    other = _session([])
+    other.restore_autosave(info)
+    assert other.experiments.find("a").size_bytes == 10
+    assert other.project_path is None
+
+
+def test_recipe_summary_mentions_methods_and_overrides():
+    recipe = {"version": 1, "methods": {"prune": {"sparsity": 0.5, "scope": "layer"}, "cluster": {"bits": 4}},
+              "layers": {"fc": {"prune": None}}}
+    text = recipe_summary(recipe, defaults={})
+    assert "prune(sparsity=0.5, scope=layer)" in text and "cluster(bits=4)" in text and "1 layer override" in text
+    quiet = recipe_summary(recipe, defaults={"prune": {"scope": "layer", "sparsity": 0.9}, "cluster": {"bits": 4}})
+    assert quiet == "prune(sparsity=0.5); cluster(bits=4); 1 layer override(s)"
+    assert recipe_summary({"methods": {"prune": {"sparsity": 0.9, "scope": "global"}}},
+                          defaults={"prune": {"sparsity": 0.9, "scope": "layer"}}) == "prune(sparsity=0.9, scope=global)"
+    assert recipe_summary({}) == "no compression"
+
+
+def test_evaluate_recipe_end_to_end_on_a_tiny_zoo_model():
+    """compress -> exact .sqz size -> evaluate, with agreement against the original."""
+    from squeezestudio.core.compression.codec import encode_sqz
+    from squeezestudio.core.data.dataset import ImageDataset
+    from squeezestudio.core.zoo import zoo_handle
+
+    torch.manual_seed(0)
+    handle = zoo_handle("lenet5", num_classes=10, in_channels=1, input_size=32)
+    data = ImageDataset(images=torch.randn(64, 1, 32, 32), labels=torch.randint(0, 10, (64,)),
+                        class_names=[str(i) for i in range(10)])
+    session = StudioSession()
+    session.set_model(handle)
+    session.set_data(data, "random")
+    fractions = []
+    original = session.evaluate_recipe(None, lambda f, m="": fractions.append(f), original=True)
+    assert original.is_original and original.metrics["agreement"] == 1.0
+    assert original.size_bytes == len(encode_sqz(original.compressed))
+    recipe = {"version": 1, "methods": {"prune": {"sparsity": 0.8}, "cluster": {"bits": 4}}, "layers": {}}
+    small = session.evaluate_recipe(recipe)
+    assert small.size_bytes == len(encode_sqz(small.compressed)) == small.size_report.total_bytes
+    assert small.size_bytes < original.size_bytes / 5
+    assert 0.0 <= small.metrics["agreement"] <= 1.0 and small.metrics["top1"] is not None
+    assert recipe_to_dict(recipe_from_dict(small.recipe)) == small.recipe
+    assert "prune(sparsity=0.8)" in small.label
+    assert fractions[-1] == 1.0 and fractions == sorted(fractions)
+    assert len(session.experiments) == 0  # evaluation alone changes nothing
+    session.add_experiment(original)
+    session.add_experiment(small)
+    assert session.latest_compressed() is small
+    assert session.experiments.pareto_ids("agreement")[0] == small.id
