@@ -14,7 +14,10 @@ from typing import Optional, Sequence
 
 from squeezestudio import __version__
 
-COMMANDS = ("demo", "inspect", "eval", "classify")
+COMMANDS = (
+    "demo", "inspect", "eval", "classify", "compress", "sweep", "sensitivity",
+    "export", "plugins", "gui",
+)
 EXIT_USER_ERROR = 2
 
 
@@ -52,6 +55,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `squeezestudio plugins | head`: the reader left, nothing to report
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

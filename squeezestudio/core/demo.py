@@ -16,8 +16,8 @@ SAMPLES_DIR = RESOURCES / "samples"
 
 DEMO_MODELS = {
     # name: (file, zoo architecture, kwargs)
-    "squeezenet": ("squeezenet_digits.safetensors", "squeezenet1_1"),
-    "cnds8": ("cnds8_digits.safetensors", "cnds8"),
+    "squeezenet": ("squeezenet_digits.safetensors", "squeezenet_mini"),
+    "cnds8": ("cnds8_digits.safetensors", "cnds8_slim"),
     "lenet300_100": ("lenet300_100_digits.safetensors", "lenet300_100"),
 }
 DEFAULT_DEMO = "squeezenet"

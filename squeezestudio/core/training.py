@@ -10,10 +10,11 @@ cancelling returns the best model seen so far.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +22,7 @@ from torch import nn
 
 from squeezestudio.core.compression.method import FinetuneHooks
 from squeezestudio.core.data.dataset import ImageDataset
+from squeezestudio.core.errors import DataError, RecipeError
 from squeezestudio.core.progress import CancelToken, Cancelled, ProgressCallback, report
 
 
@@ -78,15 +80,77 @@ def _shift(x: torch.Tensor, max_shift: int, gen: torch.Generator) -> torch.Tenso
     return padded[..., max_shift + dy:max_shift + dy + h, max_shift + dx:max_shift + dx + w]
 
 
-def _loss(logits: torch.Tensor, y: torch.Tensor, teacher_logits: Optional[torch.Tensor],
-          config: TrainConfig) -> torch.Tensor:
+def training_loss(logits: torch.Tensor, y: torch.Tensor, teacher_logits: Optional[torch.Tensor],
+                  config: TrainConfig) -> torch.Tensor:
+    """Cross-entropy, blended with Hinton et al.'s distillation term when a teacher is given.
+
+    ``alpha * T^2 * KL(softmax(teacher/T) || softmax(student/T)) + (1 - alpha) * CE``:
+    the ``T^2`` keeps the soft term's gradients on the scale of the hard one's
+    as the temperature changes, so ``alpha`` means the same at any ``T``.
+    """
     hard = F.cross_entropy(logits, y)
     if teacher_logits is None or config.distill_temperature is None:
         return hard
     t = config.distill_temperature
     soft = F.kl_div(F.log_softmax(logits / t, dim=1), F.softmax(teacher_logits / t, dim=1),
                     reduction="batchmean") * (t * t)
+    if config.distill_alpha >= 1.0:
+        return soft
     return config.distill_alpha * soft + (1.0 - config.distill_alpha) * hard
+
+
+_loss = training_loss  # the name the first version used
+
+
+def train_config_from_dict(values: Optional[dict[str, Any]], base: TrainConfig = TrainConfig()) -> TrainConfig:
+    """A :class:`TrainConfig` from a recipe's ``finetune`` section (unknown keys are an error)."""
+    if not values:
+        return base
+    known = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise RecipeError(f"finetune: unknown option(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        default = getattr(base, key)
+        try:
+            if key == "distill_temperature":
+                kwargs[key] = None if value is None else float(value)
+            elif value is None:
+                raise ValueError(key)
+            elif isinstance(default, bool):
+                kwargs[key] = bool(value)
+            elif isinstance(default, int):
+                kwargs[key] = int(value)
+            elif isinstance(default, float):
+                kwargs[key] = float(value)
+            else:
+                kwargs[key] = str(value)
+        except (TypeError, ValueError):
+            kind = {"int": "whole number", "float": "number", "bool": "true or false"}.get(
+                type(default).__name__, "text")
+            raise RecipeError(f"finetune: {key} must be a {kind}, not {value!r}") from None
+    config = dataclasses.replace(base, **kwargs)
+    _check_config(config)
+    return config
+
+
+def _check_config(config: TrainConfig) -> None:
+    """Reject settings the loop cannot run with, in one sentence each."""
+    if config.epochs < 0:
+        raise RecipeError(f"finetune: epochs must be 0 or more, not {config.epochs}")
+    if config.batch_size < 1:
+        raise RecipeError(f"finetune: batch_size must be at least 1, not {config.batch_size}")
+    if not config.lr > 0:
+        raise RecipeError(f"finetune: lr must be positive, not {config.lr}")
+    if not 0.0 < config.fraction <= 1.0:
+        raise RecipeError(f"finetune: fraction must be in (0, 1], not {config.fraction}")
+    if config.optimizer not in ("adam", "sgd"):
+        raise RecipeError(f"finetune: optimizer must be adam or sgd, not {config.optimizer!r}")
+    if config.distill_temperature is not None and not config.distill_temperature > 0:
+        raise RecipeError(f"finetune: distill_temperature must be positive, not {config.distill_temperature}")
+    if not 0.0 <= config.distill_alpha <= 1.0:
+        raise RecipeError(f"finetune: distill_alpha must be in [0, 1], not {config.distill_alpha}")
 
 
 def train_classifier(model: nn.Module, train: ImageDataset, val: Optional[ImageDataset] = None,
@@ -102,9 +166,8 @@ def train_classifier(model: nn.Module, train: ImageDataset, val: Optional[ImageD
     result's ``cancelled`` flag says so.
     """
     if train.labels is None:
-        from squeezestudio.core.errors import DataError
-
         raise DataError("training needs labelled data")
+    _check_config(config)
     gen = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -140,7 +203,7 @@ def train_classifier(model: nn.Module, train: ImageDataset, val: Optional[ImageD
                     with torch.no_grad():
                         teacher_logits = teacher(x)
                 opt.zero_grad(set_to_none=True)
-                loss = _loss(model(x), y, teacher_logits, config)
+                loss = training_loss(model(x), y, teacher_logits, config)
                 loss.backward()
                 for h in hooks:
                     if h.before_step is not None:

@@ -19,6 +19,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Optional
 
+import torch
+
 import squeezestudio
 from squeezestudio.core.compression.compressed_model import CompressedModel
 from squeezestudio.core.compression.config import make_config
@@ -122,9 +124,14 @@ def compressed_model_from_state(state: CompressionState, recipe: Recipe,
 
 
 def compress(handle: ModelHandle, recipe: Recipe, *, registry: Optional[MethodRegistry] = None,
+             calibration: Optional[torch.Tensor] = None,
              progress: Optional[ProgressCallback] = None,
              cancel: Optional[CancelToken] = None) -> CompressedModel:
-    """Compress a copy of ``handle``'s model with ``recipe`` (the original is untouched)."""
-    state = CompressionState.from_handle(handle)
+    """Compress a copy of ``handle``'s model with ``recipe`` (the original is untouched).
+
+    ``calibration`` (preprocessed images, N x C x H x W) lets substitution
+    methods such as Fire reconstruct each new layer's output on real inputs.
+    """
+    state = CompressionState.from_handle(handle, calibration=calibration)
     apply_recipe_to_state(state, recipe, registry=registry, progress=progress, cancel=cancel)
     return compressed_model_from_state(state, recipe, handle)

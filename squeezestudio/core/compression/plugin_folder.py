@@ -201,7 +201,7 @@ def register_folder_plugins(registry: Any, folder: Optional[Path] = None) -> lis
         cls = load_folder_plugin(plugin)
         if cls is not None:
             try:
-                registry.register(cls)
+                registry.register(cls, origin=f"plugins/{plugin.path.name} {plugin.version}".strip())
             except Exception as exc:  # e.g. a name clash with another method
                 plugin.error = str(exc) or type(exc).__name__
         if plugin.error is not None:

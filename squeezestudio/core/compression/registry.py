@@ -35,9 +35,14 @@ class MethodRegistry:
     def __init__(self) -> None:
         self._methods: dict[str, CompressionMethod] = {}
         self.errors: list[tuple[str, str]] = []
+        self.origins: dict[str, str] = {}
 
-    def register(self, method: Union[type[CompressionMethod], CompressionMethod]) -> Any:
-        """Add a method class or instance; returns its argument (usable as a decorator)."""
+    def register(self, method: Union[type[CompressionMethod], CompressionMethod],
+                 origin: str = "built-in") -> Any:
+        """Add a method class or instance; returns its argument (usable as a decorator).
+
+        ``origin`` says where it came from (shown by ``squeezestudio plugins``).
+        """
         if isinstance(method, type):
             if not issubclass(method, CompressionMethod):
                 raise PluginError(f"{method.__name__} is not a CompressionMethod, so it cannot be registered")
@@ -55,7 +60,8 @@ class MethodRegistry:
         if name in self._methods and type(self._methods[name]) is not type(instance):
             raise PluginError(f"a method named {name!r} is already registered "
                               f"({type(self._methods[name]).__name__})")
-        self._methods[name] = instance
+        self._methods.setdefault(name, instance)
+        self.origins.setdefault(name, origin)
         return method
 
     def get(self, name: str) -> CompressionMethod:
@@ -96,7 +102,9 @@ class MethodRegistry:
                 if not (isinstance(target, CompressionMethod)
                         or (isinstance(target, type) and issubclass(target, CompressionMethod))):
                     raise PluginError(f"it provides {target!r}, not a CompressionMethod")
-                self.register(target)
+                dist = getattr(ep, "dist", None)
+                version = f" {dist.version}" if dist is not None and getattr(dist, "version", None) else ""
+                self.register(target, origin=f"entry point {plugin}{version}")
             except Exception as exc:  # a broken plugin must never stop the app
                 message = str(exc) or type(exc).__name__
                 self.errors.append((plugin, f"{type(exc).__name__}: {message}"))
@@ -126,12 +134,15 @@ def build_registry(*, plugins: bool = True, entry_points: Optional[Iterable[Any]
         registry.register(cls)
     if plugins:
         registry.load_plugins(entry_points)
+        from squeezestudio.core.compression.plugin_folder import register_folder_plugins
+
+        register_folder_plugins(registry)
     return registry
 
 
 @functools.lru_cache(maxsize=1)
 def default_registry() -> MethodRegistry:
-    """The application's registry, built on first use (built-ins + installed plugins)."""
+    """The application's registry, built on first use (built-ins, installed plugins, plugins/ folder)."""
     return build_registry()
 
 

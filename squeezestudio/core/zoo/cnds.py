@@ -16,6 +16,9 @@ from squeezestudio.core.zoo.vgg import POOL, make_vgg_features
 from squeezestudio.core.zoo.weight_init import init_classifier_weights
 
 CNDS8_CONFIG = [64, POOL, 128, POOL, 256, 256, POOL, 512, 512, POOL, 512, 512]
+# The same network at a quarter of the width: the bundled demo, small enough to
+# train in a minute and compress interactively on a laptop CPU.
+CNDS8_SLIM_CONFIG = [16, POOL, 32, POOL, 64, 64, POOL, 128, 128, POOL, 128, 128]
 
 
 class CNDS8(nn.Module):
@@ -24,12 +27,12 @@ class CNDS8(nn.Module):
     Works for inputs of at least 16x16 pixels (four halvings).
     """
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 3) -> None:
+    def __init__(self, num_classes: int = 10, in_channels: int = 3, config: list = CNDS8_CONFIG) -> None:
         super().__init__()
         self.num_classes = num_classes
-        self.features = make_vgg_features(CNDS8_CONFIG, in_channels, batch_norm=True)
+        self.features = make_vgg_features(config, in_channels, batch_norm=True)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-        self.classifier = nn.Linear(512, num_classes)
+        self.classifier = nn.Linear(int(config[-1]), num_classes)
         init_classifier_weights(self, keep_default=[self.classifier])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -15,10 +15,10 @@ from typing import Callable, Mapping
 from torch import nn
 
 from squeezestudio.core.zoo.alexnet import AlexNet
-from squeezestudio.core.zoo.cnds import CNDS8
+from squeezestudio.core.zoo.cnds import CNDS8, CNDS8_SLIM_CONFIG
 from squeezestudio.core.zoo.lenet import LeNet5, LeNet300100
 from squeezestudio.core.zoo.resnet import ResNet
-from squeezestudio.core.zoo.squeezenet import SqueezeNet
+from squeezestudio.core.zoo.squeezenet import SqueezeNet, SqueezeNetMini
 from squeezestudio.core.zoo.vgg import VGG, VGG_CONFIGS
 
 Builder = Callable[[int, int, int], nn.Module]
@@ -85,6 +85,14 @@ def _entries() -> dict[str, ZooEntry]:
                  size_dependent=True),
         ZooEntry("cnds8", "CNDS-8 (plain VGG-style, 8 convolutions)",
                  lambda n, c, s: CNDS8(num_classes=n, in_channels=c),
+                 default_num_classes=10, default_in_channels=3, default_input_size=32,
+                 min_input_size=16, first_weight="features.0.weight", last_weight="classifier.weight"),
+        ZooEntry("squeezenet_mini", "SqueezeNet for small images (the bundled demo model)",
+                 lambda n, c, s: SqueezeNetMini(num_classes=n, in_channels=c),
+                 default_num_classes=10, default_in_channels=1, default_input_size=32,
+                 min_input_size=8, first_weight="features.0.weight", last_weight="classifier.1.weight"),
+        ZooEntry("cnds8_slim", "CNDS-8 at a quarter of the width (the bundled demo baseline)",
+                 lambda n, c, s: CNDS8(num_classes=n, in_channels=c, config=CNDS8_SLIM_CONFIG),
                  default_num_classes=10, default_in_channels=3, default_input_size=32,
                  min_input_size=16, first_weight="features.0.weight", last_weight="classifier.weight"),
     ]

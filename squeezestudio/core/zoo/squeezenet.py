@@ -81,3 +81,32 @@ class SqueezeNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.flatten(self.classifier(self.features(x)), 1)
+
+
+class SqueezeNetMini(nn.Module):
+    """A SqueezeNet for small images (the bundled demo): same Fire modules, later downsampling.
+
+    SqueezeNet 1.1 reduces a 32x32 input to 1x1 after its third pooling stage
+    and trains poorly from scratch at that size. This variant follows the
+    paper's third strategy (downsample late): a stride-1 3x3 stem, three
+    2x2 poolings (32 -> 4), six Fire modules with squeeze ratio 0.125-0.25 and
+    pct3x3 0.5, and a 1x1 convolution classifier without the final ReLU
+    (which can switch every logit off early in training). Names follow
+    torchvision's SqueezeNet (``features.N``, ``classifier.1``).
+    """
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, dropout: float = 0.2) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, 32, kernel_size=3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            Fire(32, 8, 32, 32), Fire(64, 8, 32, 32), nn.MaxPool2d(2),
+            Fire(64, 16, 64, 64), Fire(128, 16, 64, 64), nn.MaxPool2d(2),
+            Fire(128, 24, 96, 96), Fire(192, 24, 96, 96),
+        )
+        self.classifier = nn.Sequential(
+            nn.Dropout(p=dropout), nn.Conv2d(192, num_classes, kernel_size=1), nn.AdaptiveAvgPool2d((1, 1)))
+        init_classifier_weights(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(self.classifier(self.features(x)), 1)

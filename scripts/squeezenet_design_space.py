@@ -1,0 +1,204 @@
+"""The SqueezeNet design-space sweep (Iandola et al. 2016, Figure 3) on the digits.
+
+SqueezeNet's microarchitecture has two knobs per Fire module with ``e``
+expand filters: the squeeze ratio ``SR`` (squeeze filters = SR * e) and
+``pct3x3`` (the share of the expand filters that are 3x3; the rest are 1x1).
+The paper sweeps each with the other fixed (SR at pct3x3 = 0.5; pct3x3 at
+SR = 0.5) and plots accuracy against it with the model size at each point.
+
+Here a small SqueezeNet-style network built in this script (conv 3x3 ->
+pool -> 2 Fire -> pool -> 2 Fire -> conv 1x1 -> global average pool; the
+expand widths follow the paper's base_e/incr_e/freq rule) is trained from
+the same seed for a few epochs on 16x16 digits for every setting, each run
+time-bounded through the core's cancel token. For each it records the
+exact .sqz length of the dense model (the architecture is stored as a
+graph, no weight compression) and the validation top-1, writes a CSV and a
+PNG with two panels like the paper's figure (rendered offscreen with
+pyqtgraph), and prints the table. Whole run: a few minutes on two cores.
+
+    .venv/bin/python scripts/squeezenet_design_space.py [--epochs 4] [--out out/design_space]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import os
+import threading
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from squeezestudio.core.architecture_spec import describe_architecture
+from squeezestudio.core.atomic_write import atomic_write_bytes
+from squeezestudio.core.compression.codec import encode_sqz
+from squeezestudio.core.compression.pipeline import compress
+from squeezestudio.core.compression.recipe import Recipe
+from squeezestudio.core.data.dataset import ImageDataset, PreprocessSpec
+from squeezestudio.core.data.digits import load_digits_split
+from squeezestudio.core.evaluation import evaluate
+from squeezestudio.core.model_handle import DIGIT_CLASS_NAMES, InputSpec, ModelHandle
+from squeezestudio.core.progress import CancelToken
+from squeezestudio.core.training import TrainConfig, train_classifier
+
+ROOT = Path(__file__).resolve().parent.parent
+SR_VALUES = (0.125, 0.25, 0.5, 0.75, 1.0)
+PCT_VALUES = (0.01, 0.25, 0.5, 0.75, 0.99)
+SIZE = 16
+
+
+class Fire(nn.Module):
+    """Squeeze 1x1 -> ReLU -> (expand 1x1 | expand 3x3) -> ReLU, concatenated."""
+
+    def __init__(self, inplanes: int, squeeze: int, e1: int, e3: int) -> None:
+        super().__init__()
+        self.squeeze = nn.Conv2d(inplanes, squeeze, 1)
+        self.squeeze_relu = nn.ReLU()
+        self.expand1x1 = nn.Conv2d(squeeze, e1, 1)
+        self.expand3x3 = nn.Conv2d(squeeze, e3, 3, padding=1)
+        self.expand_relu = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.squeeze_relu(self.squeeze(x))
+        return self.expand_relu(torch.cat([self.expand1x1(s), self.expand3x3(s)], 1))
+
+
+def fire_widths(e: int, sr: float, pct3x3: float) -> tuple[int, int, int]:
+    """(squeeze, e1x1, e3x3) for ``e`` expand filters; every branch keeps at least one filter."""
+    e3 = min(e - 1, max(1, round(pct3x3 * e)))
+    return max(1, round(sr * e)), e - e3, e3
+
+
+class TinySqueezeNet(nn.Module):
+    """SqueezeNet's macro-structure at digit scale: e_i = base_e + incr_e * (i // freq)."""
+
+    def __init__(self, sr: float, pct3x3: float, base_e: int = 32, incr_e: int = 32, freq: int = 2,
+                 num_classes: int = 10) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+        inplanes = 32
+        for i in range(4):
+            if i == 2:
+                layers.append(nn.MaxPool2d(2))
+            e = base_e + incr_e * (i // freq)
+            s, e1, e3 = fire_widths(e, sr, pct3x3)
+            layers.append(Fire(inplanes, s, e1, e3))
+            inplanes = e
+        # no ReLU after the classifier conv (SqueezeNet has one): at this scale it often kills every logit
+        layers += [nn.Conv2d(inplanes, num_classes, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        self.features = nn.Sequential(*layers)
+        for m in self.modules():  # He initialisation: PyTorch's default start leaves this stack nearly silent
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+
+def handle_of(model: nn.Module, name: str) -> ModelHandle:
+    """A handle whose architecture is a traced graph, so the dense model has an exact .sqz size."""
+    return ModelHandle(module=model, name=name, input_spec=InputSpec(1, SIZE, SIZE, (0.5,), (0.5,)),
+                       class_names=list(DIGIT_CLASS_NAMES), source_format="python",
+                       architecture=describe_architecture(model))
+
+
+def run_one(sr: float, pct: float, train: ImageDataset, val: ImageDataset, args: argparse.Namespace) -> dict:
+    torch.manual_seed(args.seed)
+    model = TinySqueezeNet(sr, pct)
+    token = CancelToken()
+    timer = threading.Timer(args.seconds, token.cancel)
+    timer.start()
+    started = time.perf_counter()
+    try:
+        result = train_classifier(model, train, val, TrainConfig(epochs=args.epochs, lr=3e-3, batch_size=64,
+                                                                 seed=args.seed, shift_augment=1), cancel=token)
+    finally:
+        timer.cancel()
+    size = len(encode_sqz(compress(handle_of(model, f"squeezenet_sr{sr}_pct{pct}"), Recipe())))
+    return {"SR": sr, "pct3x3": pct, "parameters": sum(p.numel() for p in model.parameters()),
+            "sqz_bytes": size, "top1": 100.0 * evaluate(model, val).top1, "epochs": len(result.history),
+            "cut_short": result.cancelled, "seconds": round(time.perf_counter() - started, 1)}
+
+
+def write_csv(rows: list[dict], path: Path) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_bytes(path, buf.getvalue().encode("utf-8"))
+
+
+def write_png(sr_rows: list[dict], pct_rows: list[dict], path: Path) -> None:
+    """Two panels like the paper's Figure 3: top-1 against the knob, each point labelled with its size."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    import pyqtgraph as pg
+    from PySide6.QtCore import QBuffer, QIODevice
+
+    app = pg.mkQApp()
+    pg.setConfigOptions(background="w", foreground="k", antialias=True)
+    win = pg.GraphicsLayoutWidget()
+    win.resize(1100, 460)
+    panels = (("(a) squeeze ratio SR (pct3x3 = 0.5)", "SR", sr_rows),
+              ("(b) pct3x3 (SR = 0.5)", "pct3x3", pct_rows))
+    for title, key, rows in panels:
+        plot = win.addPlot(title=title)
+        xs = [r[key] for r in rows]
+        ys = [r["top1"] for r in rows]
+        plot.plot(xs, ys, pen=pg.mkPen("b", width=2), symbol="o", symbolBrush="b")
+        plot.setLabel("bottom", key)
+        plot.setLabel("left", "top-1 accuracy (%)")
+        low, high = min(ys), max(ys)
+        plot.setYRange(low - 0.15 * (high - low + 1), high + 0.25 * (high - low + 1))
+        plot.setXRange(-0.05, 1.05)
+        for r in rows:
+            label = pg.TextItem(f"{r['sqz_bytes'] / 1024:.0f} KiB", color="k", anchor=(0.5, 1.3))
+            label.setPos(r[key], r["top1"])
+            plot.addItem(label)
+    app.processEvents()
+    image = win.grab().toImage()
+    buffer = QBuffer()
+    buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+    image.save(buffer, "PNG")
+    atomic_write_bytes(path, bytes(buffer.data()))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=8, help="training epochs per setting")
+    parser.add_argument("--seconds", type=float, default=30.0, help="most training seconds per setting")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (1 is fastest on a busy machine)")
+    parser.add_argument("--out", type=Path, default=ROOT / "out" / "design_space", help="folder for CSV and PNG")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    spec = PreprocessSpec(channels=1, height=SIZE, width=SIZE, mean=(0.5,), std=(0.5,))
+    train, val = load_digits_split("train", spec), load_digits_split("val", spec)
+    cache: dict[tuple[float, float], dict] = {}
+    sweeps = [("SR", [(sr, 0.5) for sr in SR_VALUES]), ("pct3x3", [(0.5, p) for p in PCT_VALUES])]
+    print(f"{'sweep':<8}{'SR':>7}{'pct3x3':>8}{'params':>9}{'.sqz B':>10}{'top-1 %':>9}{'epochs':>8}{'s':>6}")
+    results: dict[str, list[dict]] = {}
+    for sweep, settings in sweeps:
+        results[sweep] = []
+        for sr, pct in settings:
+            if (sr, pct) not in cache:
+                cache[(sr, pct)] = run_one(sr, pct, train, val, args)
+            r = cache[(sr, pct)]
+            results[sweep].append(r)
+            print(f"{sweep:<8}{sr:>7.3f}{pct:>8.2f}{r['parameters']:>9,}{r['sqz_bytes']:>10,}{r['top1']:>9.2f}"
+                  f"{r['epochs']:>7}{'*' if r['cut_short'] else ' '}{r['seconds']:>6.0f}", flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows = [{"sweep": sweep, **r} for sweep, rs in results.items() for r in rs]
+    write_csv(rows, args.out / "squeezenet_design_space.csv")
+    write_png(results["SR"], results["pct3x3"], args.out / "squeezenet_design_space.png")
+    print(f"(* = stopped by the {args.seconds:.0f} s budget)  wrote {args.out / 'squeezenet_design_space.csv'} "
+          f"and {args.out / 'squeezenet_design_space.png'} in {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,168 @@
+"""``squeezestudio compress MODEL ... -o out.sqz``: apply a recipe, report size and accuracy.
+
+Prints the Deep-Compression-style stage table, the exact size (the byte
+length of the .sqz encoding, which is the file written with ``-o``), and the
+accuracy before and after, measured on ``--data``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from squeezestudio.cli.common import (add_data_arguments, add_model_arguments, load_data_for,
+                                      load_model_from_args, print_warnings)
+
+FIRE_KEYS = {"sr": "squeeze_ratio", "squeeze_ratio": "squeeze_ratio", "pct3x3": "pct3x3",
+             "bypass": "bypass", "init": "init", "strategy": "strategy"}
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "compress", help="prune / cluster / quantize / substitute Fire modules, then write a .sqz",
+        description="Compress a model with a recipe or flags, print the stage table, the exact size "
+                    "and the accuracy before and after, and write the outputs asked for.")
+    add_model_arguments(p)
+    add_data_arguments(p)
+    g = p.add_argument_group("recipe")
+    g.add_argument("--recipe", help="recipe file (.yaml or .json); flags below are applied on top")
+    g.add_argument("--prune", type=float, metavar="SPARSITY", help="prune this fraction of weights (e.g. 0.9)")
+    g.add_argument("--threshold", type=float, help="prune weights with |w| below this")
+    g.add_argument("--scope", choices=["layer", "global"], default="layer",
+                   help="one sparsity per layer, or one threshold across all layers (Deep Compression)")
+    g.add_argument("--cluster-bits", type=int, help="k-means weight sharing with 2^bits clusters per layer")
+    g.add_argument("--quant-bits", type=int, help="uniform quantization to this many bits")
+    g.add_argument("--quant-scheme", help="quantization scheme (e.g. uniform, binary, ternary, float16)")
+    g.add_argument("--set", dest="options", action="append", default=[], metavar="METHOD.OPTION=VALUE",
+                   help="set any method option globally, e.g. quantize.granularity=channel (repeatable)")
+    g.add_argument("--layer", dest="layers", action="append", default=[], metavar="NAME:OPTS",
+                   help="per-layer override, e.g. 'features.0:prune.sparsity=0.5,cluster=off' (repeatable)")
+    g.add_argument("--fire", action="append", default=[], metavar="LAYER[:sr=0.125,pct3x3=0.5,bypass]",
+                   help="replace a convolution by a Fire module (repeatable)")
+    g.add_argument("--fire-auto", type=int, metavar="N", help="Fire-substitute the N largest kxk convolutions")
+    t = p.add_argument_group("retraining")
+    t.add_argument("--finetune", type=int, metavar="EPOCHS", default=0,
+                   help="fine-tune this many epochs, keeping the compression")
+    t.add_argument("--train-data", default="digits:train", help="training data for --finetune")
+    t.add_argument("--lr", type=float, default=5e-4, help="fine-tuning learning rate")
+    t.add_argument("--distill", metavar="T,ALPHA", help="distil from the original model (temperature, weight)")
+    t.add_argument("--seed", type=int, default=0)
+    o = p.add_argument_group("outputs")
+    o.add_argument("-o", "--output", help="write the compressed checkpoint (.sqz)")
+    o.add_argument("--dense", help="also write a dense PyTorch state_dict (.pt)")
+    o.add_argument("--safetensors", help="also write dense safetensors")
+    o.add_argument("--onnx", help="also write ONNX of the compressed model")
+    o.add_argument("--save-recipe", help="write the recipe that reproduces this (.yaml/.json)")
+    o.add_argument("--report", help="write a report (.json or .csv)")
+    p.set_defaults(func=run)
+
+
+def _fire_entry(text: str) -> dict[str, Any]:
+    from squeezestudio.core.compression.recipe import parse_option_value
+    from squeezestudio.core.errors import RecipeError
+
+    layer, _, rest = text.partition(":")
+    entry: dict[str, Any] = {"method": "fire", "layer": layer.strip()}
+    for item in filter(None, (s.strip() for s in rest.split(","))):
+        key, eq, value = item.partition("=")
+        name = FIRE_KEYS.get(key.strip())
+        if name is None:
+            raise RecipeError(f"unknown Fire option {key!r} in {text!r}; use sr, pct3x3, bypass, init, strategy")
+        entry[name] = parse_option_value(value) if eq else True
+    return entry
+
+
+def build_recipe(args: argparse.Namespace, handle) -> Any:
+    """The recipe from ``--recipe`` plus the flags (flags win)."""
+    from squeezestudio.core.compression.fire import select_largest_convs
+    from squeezestudio.core.compression.recipe import build_recipe_from_cli, load_recipe
+
+    flags = build_recipe_from_cli(prune=args.prune, threshold=args.threshold, cluster_bits=args.cluster_bits,
+                                  quant_bits=args.quant_bits, layers=args.layers, scope=args.scope,
+                                  quant_scheme=args.quant_scheme, options=args.options)
+    recipe = load_recipe(args.recipe) if args.recipe else flags
+    if args.recipe:
+        for method, opts in flags.methods.items():
+            recipe.methods[method] = {**recipe.methods.get(method, {}), **opts}
+        recipe.layers.update(flags.layers)
+    recipe.architecture.extend(_fire_entry(t) for t in args.fire)
+    if args.fire_auto:
+        recipe.architecture.extend({"method": "fire", "layer": name}
+                                   for name in select_largest_convs(handle.module, args.fire_auto))
+    if args.finetune:
+        recipe.finetune = {"epochs": args.finetune, "lr": args.lr, "seed": args.seed,
+                           "train_data": args.train_data, "distill": args.distill}
+    return recipe
+
+
+def _finetune(cm, handle, args, val):
+    from squeezestudio.cli.common import load_data_for
+    from squeezestudio.cli.terminal_progress import TerminalProgress
+    from squeezestudio.core.errors import RecipeError
+    from squeezestudio.core.finetune import finetune_compressed
+    from squeezestudio.core.training import TrainConfig
+
+    temperature, alpha = None, 0.5
+    if args.distill:
+        try:
+            t_text, _, a_text = args.distill.partition(",")
+            temperature, alpha = float(t_text), float(a_text or 0.5)
+        except ValueError:
+            raise RecipeError(f"--distill takes TEMPERATURE,ALPHA such as 4,0.7, not {args.distill!r}") from None
+    train = load_data_for(handle, args.train_data, "loading training data")
+    config = TrainConfig(epochs=args.finetune, lr=args.lr, seed=args.seed, shift_augment=1,
+                         distill_temperature=temperature, distill_alpha=alpha)
+    with TerminalProgress("fine-tuning") as bar:
+        cm, result = finetune_compressed(cm, train, val, config, teacher=handle.module, progress=bar)
+    for record in result.history:
+        acc = "" if record.val_top1 is None else f", val top-1 {record.val_top1 * 100:.2f}%"
+        print(f"  epoch {record.epoch}: loss {record.train_loss:.4f}{acc}")
+    return cm
+
+
+def run(args: argparse.Namespace) -> int:
+    from squeezestudio.cli.terminal_progress import TerminalProgress
+    from squeezestudio.core.compression.codec import encode_sqz, size_report
+    from squeezestudio.core.compression.pipeline import compress
+    from squeezestudio.core.evaluation import evaluate
+    from squeezestudio.core.exports import export
+
+    handle = load_model_from_args(args)
+    print_warnings(handle)
+    recipe = build_recipe(args, handle)
+    data = load_data_for(handle, args.data) if args.data and args.data != "none" else None
+    before = evaluate(handle.module, data, batch_size=args.batch_size) if data is not None else None
+    calibration = None
+    if recipe.architecture and data is not None:
+        from squeezestudio.core.data.folders import load_dataset
+        from squeezestudio.core.data.dataset import PreprocessSpec
+
+        spec = PreprocessSpec.from_input_spec(handle.input_spec)
+        source = args.train_data if args.data == "digits" or args.data.startswith("digits") else args.data
+        calibration = load_dataset(source, spec).images[:256]
+    with TerminalProgress("compressing") as bar:
+        cm = compress(handle, recipe, progress=bar, calibration=calibration)
+    if args.finetune:
+        cm = _finetune(cm, handle, args, data)
+    after = None
+    if data is not None:
+        after = evaluate(cm.handle.module, data, batch_size=args.batch_size, reference=handle.module)
+        cm.metrics.update(after.to_dict())
+    report = size_report(cm)
+    size = len(encode_sqz(cm))
+    print(report.to_table())
+    print(f"\nCompressed size: {size:,d} bytes ({report.dense_bytes() / size:.1f}x smaller than "
+          f"{report.dense_bytes():,d} bytes of dense float32 weights)")
+    if before is not None and after is not None:
+        print(f"Top-1 on {data.name}: {before.top1 * 100:.2f}% before, {after.top1 * 100:.2f}% after "
+              f"(agreement with the original {after.agreement * 100:.2f}%)")
+    outputs = [("sqz", args.output), ("pt", args.dense), ("safetensors", args.safetensors),
+               ("onnx", args.onnx), ("recipe", args.save_recipe)]
+    if args.report:
+        outputs.append(("report_csv" if args.report.endswith(".csv") else "report_json", args.report))
+    for fmt, path in outputs:
+        if path:
+            written = export(cm, fmt, Path(path))
+            print(f"wrote {path} ({written:,d} bytes)")
+    return 0

@@ -1,0 +1,27 @@
+"""``squeezestudio export MODEL.sqz --to pt|safetensors|onnx``: convert a compressed checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="convert a .sqz to a dense checkpoint, safetensors or ONNX",
+                       description="Decode a compressed checkpoint and write it in another format.")
+    p.add_argument("model", help="a .sqz file")
+    p.add_argument("--to", required=True, choices=["pt", "safetensors", "onnx", "recipe", "report_json",
+                                                    "report_csv"], help="output format")
+    p.add_argument("-o", "--output", help="output file (default: the input name with the new suffix)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from squeezestudio.core.compression.codec import load_sqz
+    from squeezestudio.core.exports import EXPORT_FORMATS, export
+
+    cm = load_sqz(args.model)
+    out = Path(args.output) if args.output else Path(args.model).with_suffix(EXPORT_FORMATS[args.to].suffix)
+    written = export(cm, args.to, out)
+    print(f"wrote {out} ({written:,d} bytes)")
+    return 0

@@ -1,0 +1,60 @@
+"""``squeezestudio sensitivity MODEL``: per-layer accuracy as each layer alone is compressed."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from squeezestudio.cli.common import (add_data_arguments, add_model_arguments, load_data_for,
+                                      load_model_from_args, print_warnings)
+
+
+def _floats(text: str) -> list[float]:
+    return [float(v) for v in text.split(",") if v.strip()]
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sensitivity", help="per-layer accuracy as each layer alone is pruned / quantized",
+                       description="Prune (then, separately, quantize) each layer on its own at "
+                                   "increasing levels and measure accuracy: CSV + PNG curves.")
+    add_model_arguments(p)
+    add_data_arguments(p)
+    p.add_argument("--sparsities", default="0.25,0.5,0.7,0.8,0.9,0.95", help="pruning levels")
+    p.add_argument("--bits", default="8,6,4,3,2,1", help="quantization bit-widths")
+    p.add_argument("--layers", help="comma-separated layer names (default: every conv/linear layer)")
+    p.add_argument("-o", "--output", default="sensitivity.csv", help="CSV (default sensitivity.csv); "
+                   "PNGs are written beside it (-prune.png, -quantize.png)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from squeezestudio.cli.offscreen_plots import save_curves_png
+    from squeezestudio.cli.terminal_progress import TerminalProgress
+    from squeezestudio.core.atomic_write import atomic_write_bytes
+    from squeezestudio.core.sensitivity import layer_sensitivity
+
+    handle = load_model_from_args(args)
+    print_warnings(handle)
+    data = load_data_for(handle, args.data)
+    layers = [s.strip() for s in args.layers.split(",")] if args.layers else None
+    with TerminalProgress("sensitivity") as bar:
+        result = layer_sensitivity(handle, data, layers=layers, prune_levels=_floats(args.sparsities),
+                                   quant_bits=[int(b) for b in _floats(args.bits)],
+                                   batch_size=args.batch_size, progress=bar)
+    out = Path(args.output)
+    atomic_write_bytes(out, result.to_csv().encode())
+    base = result.baseline_top1
+    print(f"baseline top-1 {base * 100:.2f}%" if base is not None else "baseline: no labels")
+    for method, x_label, invert in (("prune", "sparsity of that layer", False),
+                                    ("quantize", "bits of that layer", True)):
+        curves = result.curves(method)
+        png = out.with_name(f"{out.stem}-{method}.png")
+        save_curves_png(curves, png, title=f"Sensitivity to {method} ({handle.name})", x_label=x_label,
+                        baseline=base, invert_x=invert)
+        print(f"\n{method}: top-1 by layer and level")
+        for layer, pts in curves.items():
+            cells = "  ".join(f"{x:g}:{'-' if y is None else f'{y * 100:.1f}'}" for x, y in pts)
+            print(f"  {layer:28s} {cells}")
+        print(f"wrote {png}")
+    print(f"wrote {out}")
+    return 0

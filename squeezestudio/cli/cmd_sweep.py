@@ -1,0 +1,54 @@
+"""``squeezestudio sweep MODEL --grid ...``: many configurations, CSV + size-vs-accuracy PNG."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from squeezestudio.cli.common import (add_data_arguments, add_model_arguments, load_data_for,
+                                      load_model_from_args, print_warnings)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sweep", help="measure a grid of configurations (size vs accuracy, Pareto frontier)",
+                       description="Evaluate the Cartesian product of the --grid axes on top of an "
+                                   "optional base recipe; every point is the exact .sqz size and the "
+                                   "accuracy measured on --data.")
+    add_model_arguments(p)
+    add_data_arguments(p)
+    p.add_argument("--grid", action="append", required=True, metavar="METHOD.OPTION=V1,V2,...",
+                   help="a swept option, e.g. prune.sparsity=0,0.5,0.9 or cluster.bits=none,4,5 (repeatable)")
+    p.add_argument("--recipe", help="base recipe the grid is applied on")
+    p.add_argument("-o", "--output", default="sweep.csv", help="CSV of every point (default sweep.csv)")
+    p.add_argument("--png", default=None, help="plot file (default: the CSV name with .png)")
+    p.add_argument("--metric", default="top1", choices=["top1", "top5", "agreement"])
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from squeezestudio.cli.offscreen_plots import save_tradeoff_png
+    from squeezestudio.cli.terminal_progress import TerminalProgress
+    from squeezestudio.core.atomic_write import atomic_write_bytes
+    from squeezestudio.core.compression.recipe import load_recipe
+    from squeezestudio.core.experiments import pareto_frontier
+    from squeezestudio.core.sweep import grid_recipes, parse_grid_axis, run_sweep, sweep_csv
+
+    axes = [parse_grid_axis(text) for text in args.grid]
+    handle = load_model_from_args(args)
+    print_warnings(handle)
+    data = load_data_for(handle, args.data)
+    points = grid_recipes(axes, load_recipe(args.recipe) if args.recipe else None)
+    with TerminalProgress(f"sweeping {len(points)} points") as bar:
+        rows = run_sweep(handle, data, points, batch_size=args.batch_size, progress=bar)
+    front = pareto_frontier([(r.size_bytes, r.metrics.get(args.metric)) for r in rows])
+    print(f"{'configuration':45s} {'bytes':>12s} {args.metric:>8s}  pareto")
+    for i, r in enumerate(rows):
+        value = r.metrics.get(args.metric)
+        shown = "-" if value is None else f"{value * 100:.2f}%"
+        print(f"{r.label[:45]:45s} {r.size_bytes:>12,d} {shown:>8s}  {'*' if i in front else ''}")
+    out = Path(args.output)
+    atomic_write_bytes(out, sweep_csv(rows, front).encode())
+    png = Path(args.png) if args.png else out.with_suffix(".png")
+    save_tradeoff_png(rows, png, args.metric)
+    print(f"wrote {out} and {png}")
+    return 0
