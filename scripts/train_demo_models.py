@@ -30,7 +30,7 @@ from squeezestudio.core.zoo import zoo_handle
 SEED = 0
 # name -> (input size, training configuration)
 SETTINGS = {
-    "squeezenet": (32, TrainConfig(epochs=40, lr=2e-3, batch_size=64, seed=SEED, shift_augment=2)),
+    "squeezenet": (32, TrainConfig(epochs=30, lr=2e-3, batch_size=64, seed=SEED, shift_augment=2)),
     "cnds8": (32, TrainConfig(epochs=25, lr=1e-3, batch_size=64, seed=SEED, shift_augment=2)),
     "lenet300_100": (28, TrainConfig(epochs=40, lr=1e-3, batch_size=64, seed=SEED, shift_augment=1)),
 }
@@ -46,7 +46,9 @@ def train_one(name: str) -> float:
     train = load_digits_split("train", spec, seed=SEED)
     val = load_digits_split("val", spec, seed=SEED)
     started = time.perf_counter()
-    train_classifier(handle.module, train, val, config)
+    train_classifier(handle.module, train, val, config,
+                     progress=lambda f, m: print(f"\r  {name}: {m}   ", end="", flush=True))
+    print()
     seconds = time.perf_counter() - started
     result = evaluate(handle.module, val)
     DEMO_DIR.mkdir(parents=True, exist_ok=True)

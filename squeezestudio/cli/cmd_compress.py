@@ -123,7 +123,7 @@ def _finetune(cm, handle, args, val):
 
 def run(args: argparse.Namespace) -> int:
     from squeezestudio.cli.terminal_progress import TerminalProgress
-    from squeezestudio.core.compression.codec import encode_sqz, size_report
+    from squeezestudio.core.compression.codec import size_report
     from squeezestudio.core.compression.pipeline import compress
     from squeezestudio.core.evaluation import evaluate
     from squeezestudio.core.exports import export
@@ -149,11 +149,8 @@ def run(args: argparse.Namespace) -> int:
     if data is not None:
         after = evaluate(cm.handle.module, data, batch_size=args.batch_size, reference=handle.module)
         cm.metrics.update(after.to_dict())
-    report = size_report(cm)
-    size = len(encode_sqz(cm))
+    report = size_report(cm)  # its total is the length of the encoded file (the codec encodes to count)
     print(report.to_table())
-    print(f"\nCompressed size: {size:,d} bytes ({report.dense_bytes() / size:.1f}x smaller than "
-          f"{report.dense_bytes():,d} bytes of dense float32 weights)")
     if before is not None and after is not None:
         print(f"Top-1 on {data.name}: {before.top1 * 100:.2f}% before, {after.top1 * 100:.2f}% after "
               f"(agreement with the original {after.agreement * 100:.2f}%)")

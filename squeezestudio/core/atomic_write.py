@@ -18,6 +18,13 @@ from squeezestudio.core.errors import ExportError
 PathLike = Union[str, "os.PathLike[str]"]
 
 
+def _default_mode() -> int:
+    """The permissions an ordinary new file gets (mkstemp's 0600 would hide exports from others)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 @contextlib.contextmanager
 def atomic_open(path: PathLike) -> Iterator[BinaryIO]:
     """Yield a binary file; on normal exit it atomically becomes ``path``."""
@@ -31,6 +38,7 @@ def atomic_open(path: PathLike) -> Iterator[BinaryIO]:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, _default_mode())
         os.replace(tmp, dest)
         tmp = ""
         with contextlib.suppress(OSError):
@@ -69,6 +77,7 @@ def atomic_write_with(path: PathLike, writer: Callable[[Path], None]) -> int:
         writer(Path(tmp))
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp, _default_mode())
         os.replace(tmp, dest)
         tmp = ""
     finally:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import inspect
 import io
 import json
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -81,11 +82,17 @@ def _export_dynamo(module: torch.nn.Module, example: torch.Tensor, opset: Option
     if params and params[0].kind is inspect.Parameter.VAR_POSITIONAL:  # forward(self, *inputs)
         dynamic = (dynamic,)
     kwargs = {} if opset is None else {"opset_version": opset}
+    # The exporter logs one warning per torchvision operator it cannot register
+    # (torchvision is not a dependency); they say nothing about this model.
+    registration_log = logging.getLogger("torch.onnx._internal.exporter._registration")
+    previous_level = registration_log.level
+    registration_log.setLevel(logging.ERROR)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(module, (example,), None, dynamo=True, verbose=False,
                                     input_names=["input"], output_names=["logits"],
                                     dynamic_shapes=dynamic, **kwargs)
+    registration_log.setLevel(previous_level)
     return program.model_proto
 
 

@@ -108,7 +108,8 @@ def provenance_of(handle: ModelHandle) -> dict[str, Any]:
     return {
         "source": handle.name,
         "source_format": handle.source_format,
-        "source_path": str(handle.source_path) if handle.source_path is not None else None,
+        # The file name only: a shared .sqz should not reveal the author's folders.
+        "source_file": handle.source_path.name if handle.source_path is not None else None,
         "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "squeezestudio_version": squeezestudio.__version__,
     }
