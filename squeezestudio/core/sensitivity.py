@@ -25,7 +25,7 @@ QUANT_BITS = (8, 6, 4, 3, 2, 1)
 @dataclass(frozen=True)
 class SensitivityPoint:
     layer: str
-    method: str  # "prune" (level = sparsity) or "quantize" (level = bits)
+    method: str  # "prune" (level = sparsity), "quantize" or "cluster" (level = bits)
     level: float
     top1: Optional[float]
     agreement: Optional[float]
@@ -65,24 +65,31 @@ def compressible_layers(handle: ModelHandle) -> list[str]:
 def layer_sensitivity(handle: ModelHandle, data: ImageDataset, *,
                       layers: Optional[Sequence[str]] = None,
                       prune_levels: Sequence[float] = PRUNE_LEVELS,
-                      quant_bits: Sequence[int] = QUANT_BITS, batch_size: int = 256,
+                      quant_bits: Sequence[int] = QUANT_BITS, cluster_bits: Sequence[int] = (),
+                      batch_size: int = 256,
                       progress: Optional[ProgressCallback] = None,
                       cancel: Optional[CancelToken] = None) -> SensitivityResult:
-    """Prune, then quantize, each layer alone at each level and measure accuracy."""
+    """Prune, then quantize (then cluster), each layer alone at each level and measure accuracy.
+
+    Pass an empty sequence to skip a method (the desktop app scans one method
+    at a time); ``cluster_bits`` is empty by default.
+    """
     from squeezestudio.core.compression.pipeline import compress
     from squeezestudio.core.compression.recipe import Recipe
 
     names = list(layers) if layers is not None else compressible_layers(handle)
     jobs = [(n, "prune", float(s)) for n in names for s in prune_levels]
     jobs += [(n, "quantize", float(b)) for n in names for b in quant_bits]
-    baseline = evaluate(handle.module, data, batch_size=batch_size)
+    jobs += [(n, "cluster", float(b)) for n in names for b in cluster_bits]
+    report(progress, 0.0, "measuring the original model")
+    baseline = evaluate(handle.module, data, batch_size=batch_size, cancel=cancel)
     result = SensitivityResult(baseline_top1=baseline.top1)
     for i, (layer, method, level) in enumerate(jobs):
         check(cancel)
         report(progress, i / max(1, len(jobs)), f"{layer}: {method} {level:g}")
         options = {"sparsity": level} if method == "prune" else {"bits": int(level)}
         cm = compress(handle, Recipe(layers={layer: {method: options}}), cancel=cancel)
-        r = evaluate(cm.handle.module, data, batch_size=batch_size, reference=handle.module)
+        r = evaluate(cm.handle.module, data, batch_size=batch_size, reference=handle.module, cancel=cancel)
         result.points.append(SensitivityPoint(layer, method, level, r.top1, r.agreement))
     report(progress, 1.0, "sensitivity done")
     return result

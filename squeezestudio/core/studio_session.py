@@ -20,11 +20,12 @@ from typing import Any, Callable, Optional
 from squeezestudio.core.atomic_write import PathLike, atomic_write_bytes
 from squeezestudio.core.errors import SqueezeStudioError
 from squeezestudio.core.experiments import Experiment, ExperimentLog, new_experiment_id, recipe_summary
-from squeezestudio.core.progress import CancelToken, ProgressCallback, check, report, scaled
+from squeezestudio.core.progress import CancelToken, ProgressCallback, report
 
 PROJECT_FORMAT = "squeezestudio-project"
 PROJECT_VERSION = 1
 UNDO_LIMIT = 100
+CALIBRATION_IMAGES = 256
 
 
 class Event:
@@ -225,27 +226,22 @@ class StudioSession:
             raise SqueezeStudioError("open a model before evaluating a recipe")
         if data is None:
             raise SqueezeStudioError("open a data set (File > Open data) before evaluating a recipe")
-        from squeezestudio.core.compression.codec import size_report
-        from squeezestudio.core.evaluation import evaluate
+        from squeezestudio.core.measure import measure_recipe
 
-        report(progress, 0.0, "compressing")
-        if original:
-            from squeezestudio.core.compression.compressed_model import CompressedModel
-            cm = CompressedModel(handle=handle, recipe={})
+        if original or recipe is None:
+            recipe_obj = recipe_from_dict({})
         else:
-            from squeezestudio.core.compression.pipeline import compress
             recipe_obj = recipe_from_dict(recipe) if isinstance(recipe, dict) else recipe
-            if recipe_obj is None:
-                recipe_obj = recipe_from_dict({})
-            cm = compress(handle, recipe_obj, progress=scaled(progress, 0.0, 0.4), cancel=cancel)
-        check(cancel)
-        report(progress, 0.4, "measuring the .sqz size")
-        sizes = size_report(cm, cancel=cancel)
-        size = int(sizes.total_bytes)  # the codec encodes the file to measure it: == len(encode_sqz(cm))
-        check(cancel)
-        report(progress, 0.5, "evaluating")
-        result = evaluate(cm.handle.module, data, reference=None if original else handle.module,
-                          progress=scaled(progress, 0.5, 1.0), cancel=cancel)
+        calibration = None
+        if not original and recipe_to_dict(recipe_obj).get("architecture"):
+            report(progress, 0.0, "preparing calibration images")
+            calibration = self.calibration_images(handle, data)
+        report(progress, 0.0, "compressing")
+        measured = measure_recipe(handle, recipe_obj, data, reference=None if original else handle.module,
+                                  calibration=calibration, with_size_report=True,
+                                  progress=progress, cancel=cancel)
+        cm, sizes, size, result = (measured.compressed, measured.size_report, measured.size_bytes,
+                                   measured.evaluation)
         metrics = _metrics_of(result)
         if original and metrics.get("agreement") is None:
             metrics["agreement"] = 1.0
@@ -256,6 +252,26 @@ class StudioSession:
                                 compressed=cm, size_report=sizes)
         report(progress, 1.0, "done")
         return experiment
+
+    def calibration_images(self, handle: Any = None, data: Any = None, count: int = CALIBRATION_IMAGES) -> Any:
+        """Images for substitution methods (Fire): digits' training split, else the loaded data's first.
+
+        Calibrating on training images keeps the evaluation data unseen when
+        the data is the built-in digits; a user's own data set is all we have.
+        """
+        handle = handle if handle is not None else self.handle
+        data = data if data is not None else self.data
+        source = (self.data_source or "").strip().lower()
+        if handle is not None and source.startswith("digits"):
+            try:
+                train = self._data_loader("digits:train", handle)
+            except SqueezeStudioError:
+                train = None
+            if train is not None and len(train):
+                return train.images[:count]
+        if data is None or not len(data):
+            raise SqueezeStudioError("open a data set before substituting layers: they are fitted on its images")
+        return data.images[:count]
 
     def add_experiment(self, experiment: Experiment) -> Experiment:
         return self.experiments.append(experiment)

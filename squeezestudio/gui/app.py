@@ -46,6 +46,7 @@ def run_gui(model_path: Optional[str] = None, data: Optional[str] = None, *, tru
 
     def after_first_paint() -> None:
         window.finish_setup()
+        window.offer_autosave()  # a non-modal bar, only after an unclean exit
         path, source = model_path, data
         if path is None:
             from squeezestudio.core.demo import DEMO_DATA, demo_model_path

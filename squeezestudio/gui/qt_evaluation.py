@@ -135,20 +135,19 @@ class EvaluationRunner(QObject):
         self._run("evaluate", recipe)
 
     def _run(self, key: str, recipe: Any, *, original: bool = False) -> None:
+        """Evaluate in a worker; the point is shown first, the layer rows follow in their own job."""
         session, handle = self.session, self.session.handle
 
-        def job(progress: Any = None, cancel: Any = None) -> tuple[Experiment, list[Any]]:
-            experiment = session.evaluate_recipe(recipe, progress, cancel, original=original)
-            return experiment, rows_for(handle, experiment)
+        def job(progress: Any = None, cancel: Any = None) -> Experiment:
+            return session.evaluate_recipe(recipe, progress, cancel, original=original)
 
-        def done(result: tuple[Experiment, list[Any]]) -> None:
-            experiment, rows = result
+        def done(experiment: Experiment) -> None:
             if self.session.handle is not handle:
                 return
             self.session.add_experiment(experiment)
             self.experimentReady.emit(experiment)
             if not original or len(self.session.experiments) == 1:
-                self.rowsReady.emit(rows)
+                self.inspect(None if original else experiment)
             top1 = experiment.metric("top1")
             accuracy = "" if top1 is None else f", top-1 {top1 * 100:.2f}%"
             self.message.emit(f"{experiment.label}: {format_bytes(experiment.size_bytes)}{accuracy}")

@@ -65,10 +65,12 @@ class ExportOutcome:
     reported_bytes: Optional[int] = None
     disk_bytes: Optional[int] = None
     error: Optional[str] = None
+    shown_bytes: Optional[int] = None  # the size the window showed for this file beforehand, if any
 
     @property
     def ok(self) -> bool:
-        return self.error is None and self.disk_bytes is not None and self.reported_bytes == self.disk_bytes
+        return (self.error is None and self.disk_bytes is not None and self.reported_bytes == self.disk_bytes
+                and (self.shown_bytes is None or self.shown_bytes == self.disk_bytes))
 
     def status(self) -> str:
         if self.error is not None:
@@ -77,6 +79,10 @@ class ExportOutcome:
             return "Failed: the exporter reported success but no file is there"
         if self.reported_bytes != self.disk_bytes:
             return f"Size differs: the exporter reported {self.reported_bytes:,} bytes"
+        if self.shown_bytes is not None and self.shown_bytes != self.disk_bytes:
+            return f"Size differs from the {self.shown_bytes:,} bytes shown on the plot"
+        if self.shown_bytes is not None:
+            return "Written; same size as shown on the plot"
         return "Written and checked on disk"
 
 
@@ -87,10 +93,12 @@ class QtExportDialog(QDialog):
     """Emitted with the list of :class:`ExportOutcome` after each export run."""
 
     def __init__(self, parent: Optional[QWidget], formats: Sequence[str], on_export: ExportFn, *,
-                 folder: Optional[Path] = None, base_name: str = "model") -> None:
+                 folder: Optional[Path] = None, base_name: str = "model",
+                 expected: Optional[dict[str, int]] = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Export")
         self._on_export = on_export
+        self._expected = dict(expected or {})
         self.outcomes: list[ExportOutcome] = []
         layout = QVBoxLayout(self)
         box = QGroupBox("Formats")
@@ -194,7 +202,8 @@ class QtExportDialog(QDialog):
         except Exception as exc:  # noqa: BLE001 - an exporter bug is shown, not a crash
             return ExportOutcome(fmt, path, error=f"{exc.__class__.__name__}: {exc}")
         disk = os.path.getsize(path) if path.is_file() else None
-        return ExportOutcome(fmt, path, reported_bytes=reported, disk_bytes=disk)
+        return ExportOutcome(fmt, path, reported_bytes=reported, disk_bytes=disk,
+                             shown_bytes=self._expected.get(fmt))
 
     def _show_outcomes(self) -> None:
         self._fill_table([(o.path, "" if o.disk_bytes is None else f"{o.disk_bytes:,}", o.status())

@@ -21,7 +21,8 @@ from typing import Callable, Optional, Union
 
 from PySide6.QtCore import QCoreApplication, Qt, QUrl
 from PySide6.QtGui import QDesktopServices
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QTabWidget, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QPushButton, QTableWidget,
+                               QTableWidgetItem, QTabWidget, QVBoxLayout, QWidget)
 
 from squeezestudio.core.errors import SqueezeStudioError
 from squeezestudio.core.netron_server import (
@@ -75,7 +76,6 @@ class QtGraphPane(QWidget):
         self.message_label.setWordWrap(True)
         self.message_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.message_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        layout.addStretch(1)
         layout.addWidget(self.message_label)
         buttons = QHBoxLayout()
         buttons.addStretch(1)
@@ -89,7 +89,17 @@ class QtGraphPane(QWidget):
             buttons.addWidget(button)
         buttons.addStretch(1)
         layout.addLayout(buttons)
-        layout.addStretch(1)
+        self.nodes = QTableWidget(0, 3)  # the operators, when the drawing is not embedded
+        self.nodes.setHorizontalHeaderLabels(["Operator", "Node", "Weight shapes"])
+        self.nodes.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.nodes.verticalHeader().setVisible(False)
+        header = self.nodes.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
+        header.setStretchLastSection(True)
+        layout.addWidget(self.nodes, 1)
+        self.spacer = QWidget()
+        layout.addWidget(self.spacer, 1)
         self._layout = layout
         self.show_model(None)
 
@@ -125,6 +135,7 @@ class QtGraphPane(QWidget):
         self._show_message(
             "The graph opens in your web browser because Qt WebEngine is not installed "
             f"(to see it inside this window: {WEBENGINE_PACKAGE}).\n{url}", browser=True, file=True)
+        self._show_nodes(self.model_path)
 
     def open_in_browser(self) -> bool:
         return bool(self.url) and bool(self._open_url(QUrl(self.url)))
@@ -146,7 +157,23 @@ class QtGraphPane(QWidget):
             self.web_view = None
         self.server.stop()
 
+    def _show_nodes(self, path: Optional[Path]) -> None:
+        """List the graph's operators below the message (nothing when ``path`` is None or unreadable)."""
+        from squeezestudio.gui.onnx_node_rows import onnx_node_rows
+
+        try:
+            rows = onnx_node_rows(path) if path is not None else []
+        except Exception:  # noqa: BLE001 - the list is a convenience; the message already explains
+            rows = []
+        self.nodes.setRowCount(len(rows))
+        for i, row in enumerate(rows):
+            for j, text in enumerate(row):
+                self.nodes.setItem(i, j, QTableWidgetItem(text))
+        self.nodes.setVisible(bool(rows))
+        self.spacer.setVisible(not rows)
+
     def _show_message(self, text: str, *, browser: bool, file: bool, other_app: bool = False) -> None:
+        self._show_nodes(None)
         self.message_label.setText(text)
         self.message_label.setVisible(True)
         self.browser_button.setVisible(browser)

@@ -152,13 +152,26 @@ class QtLayerView(QWidget):
         layout.setContentsMargins(2, 2, 2, 2)
         layout.addWidget(self.splitter)
 
+    def _set_ticks(self) -> None:
+        """As many bar labels as fit the chart's width (about 7 px per character)."""
+        names = [r.name for r in self.rows]
+        short = [t for _, t in bar_ticks(names, max_labels=max(1, len(names)))]
+        longest = max((len(t) for t in short), default=1)
+        fit = max(2, int(self.chart.width() * 0.85) // (7 * longest + 14))
+        self.chart.getAxis("bottom").setTicks([bar_ticks(names, max_labels=fit)])
+
+    def resizeEvent(self, event: Any) -> None:  # noqa: N802 - Qt name
+        super().resizeEvent(event)
+        if self.rows:
+            self._set_ticks()
+
     # -- data -----------------------------------------------------------
     def set_rows(self, rows: Sequence[LayerRow]) -> None:
         """Show new rows, keeping the selected layer if it still exists."""
         self.rows = list(rows)
         self.model.set_rows(self.rows)
         self.table.resizeColumnsToContents()
-        self.chart.getAxis("bottom").setTicks([bar_ticks([r.name for r in self.rows])])
+        self._set_ticks()
         self._draw()
         keep = self.selected if any(r.name == self.selected for r in self.rows) else None
         self.selected = None

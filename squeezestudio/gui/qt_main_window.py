@@ -12,11 +12,12 @@ when missing, so the window always opens.
 from __future__ import annotations
 
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QTabWidget, QWidget
+from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QTabWidget, QVBoxLayout, QWidget
 
 from squeezestudio.core.studio_session import StudioSession, recipe_from_dict, recipe_to_dict
 from squeezestudio.gui.qt_actions import build_actions, fill_recent_menu
@@ -62,7 +63,14 @@ class QtMainWindow(WindowFileActions, QMainWindow):
         self.tabs.addTab(_placeholder("Loading the trade-off plot…"), "Trade-off")
         self.tabs.addTab(_placeholder("Loading the classify view…"), "Classify")
         self.tabs.addTab(_placeholder("Loading the graph view…"), "Graph")
-        self.setCentralWidget(self.tabs)
+        central = QWidget()
+        self.central_layout = QVBoxLayout(central)  # the autosave bar goes above the tabs
+        self.central_layout.setContentsMargins(0, 0, 0, 0)
+        self.central_layout.setSpacing(0)
+        self.central_layout.addWidget(self.tabs, 1)
+        self.setCentralWidget(central)
+        self.autosave_bar: Any = None
+        self.export_dialog: Any = None
         self.controls_dock = self._dock("Compression", _placeholder("Loading compression methods…"),
                                         Qt.DockWidgetArea.LeftDockWidgetArea)
         self.layers_dock = self._dock("Layers", _placeholder("Loading the layer view…"),
@@ -117,6 +125,9 @@ class QtMainWindow(WindowFileActions, QMainWindow):
         from squeezestudio.gui.qt_layer_view import QtLayerView
         from squeezestudio.gui.qt_method_controls import QtMethodControls
         from squeezestudio.gui.qt_tradeoff_plot import QtTradeoffPlot
+        import pyqtgraph as pg
+
+        pg.setConfigOptions(foreground="#2b2b2b", antialias=True)  # dark axis text, legible in screenshots
 
         self.plot = QtTradeoffPlot(self.session.experiments)
         self.plot.pointClicked.connect(self.restore_point)
@@ -320,7 +331,7 @@ class QtMainWindow(WindowFileActions, QMainWindow):
         else:
             self.resize(1280, 820)
         if state is None or not self.restoreState(state):
-            self.resizeDocks([self.controls_dock], [360], Qt.Orientation.Horizontal)
+            self.resizeDocks([self.controls_dock], [420], Qt.Orientation.Horizontal)
             self.resizeDocks([self.layers_dock], [300], Qt.Orientation.Vertical)
 
     def dragEnterEvent(self, event: Any) -> None:  # noqa: N802
@@ -340,6 +351,8 @@ class QtMainWindow(WindowFileActions, QMainWindow):
         self.settings.set_geometry(self.saveGeometry(), self.saveState())
         self.settings.sync()
         self.autosave()
+        self.settings.set_clean_exit(time.time())  # after the autosave: nothing to offer next start
+        self.settings.sync()
         self.jobs.shutdown(3000)
         if self.graph_view is not None and hasattr(self.graph_view, "shutdown"):
             self.graph_view.shutdown()

@@ -27,6 +27,16 @@ RECIPE_VERSION = 1
 INHERIT, DISABLE, CUSTOM = "inherit", "disable", "custom"
 
 
+FIRST_SHOWN = ("prune", "cluster", "quantize")
+"""Deep Compression's three stages lead the panel; substitutions and plugins follow."""
+
+
+def display_order(methods: Sequence[Any]) -> list[Any]:
+    """``methods`` with the built-in pruning, clustering and quantization first (stable otherwise)."""
+    rank = {name: i for i, name in enumerate(FIRST_SHOWN)}
+    return sorted(methods, key=lambda m: rank.get(getattr(m, "name", ""), len(rank)))
+
+
 def default_methods() -> list[Any]:
     """The registered methods (built-ins and plugins), in the order they run."""
     from squeezestudio.core.compression.registry import default_registry
@@ -69,7 +79,7 @@ class QtMethodControls(QWidget):
     def __init__(self, methods: Optional[Sequence[Any]] = None, parent: Optional[QWidget] = None,
                  debounce_ms: int = DEBOUNCE_MS) -> None:
         super().__init__(parent)
-        self.methods = list(methods) if methods is not None else default_methods()
+        self.methods = display_order(list(methods) if methods is not None else default_methods())
         self.layer: Optional[str] = None
         self.overrides: dict[str, dict[str, Optional[dict[str, Any]]]] = {}
         self._quiet = False

@@ -2,77 +2,61 @@
 
 Deep Compression chose per-layer pruning rates from exactly this kind of scan
 (accuracy against sparsity, one curve per layer): layers whose curve stays
-flat can be squeezed hard. The scan is a loop of the session's
-``evaluate_recipe`` over single-layer recipes, run as one cancellable job.
+flat can be squeezed hard. The scan itself is the core's
+:func:`~squeezestudio.core.sensitivity.layer_sensitivity` (the same function
+``squeezestudio sensitivity`` runs), started here as one cancellable job.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QSpinBox, QVBoxLayout, QWidget
 
-from squeezestudio.core.progress import CancelToken, ProgressCallback, check, report, scaled
 from squeezestudio.core.studio_session import StudioSession
 from squeezestudio.gui.qt_worker import JobManager
 
-SCANS = {  # label: (method, knob, values)
-    "Pruning sparsity": ("prune", "sparsity", (0.0, 0.3, 0.5, 0.7, 0.8, 0.9)),
-    "Clustering bits": ("cluster", "bits", (8, 6, 5, 4, 3, 2)),
-    "Quantization bits": ("quantize", "bits", (8, 6, 5, 4, 3, 2)),
+SCANS = {  # label: (method, axis label, levels)
+    "Pruning sparsity": ("prune", "sparsity of the one layer", (0.3, 0.5, 0.7, 0.8, 0.9, 0.95)),
+    "Clustering bits": ("cluster", "bits per weight (clustering)", (8, 6, 5, 4, 3, 2)),
+    "Quantization bits": ("quantize", "bits per weight (quantization)", (8, 6, 5, 4, 3, 2)),
 }
 
 
-def single_layer_recipe(layer: str, method: str, knob: str, value: Any) -> dict[str, Any]:
-    """A recipe that compresses only ``layer`` with one knob set."""
-    return {"version": 1, "methods": {}, "layers": {layer: {method: {knob: value}}}}
-
-
-def sensitivity_scan(evaluate: Callable[..., Any], layers: Sequence[str], method: str, knob: str,
-                     values: Sequence[Any], metric: str = "top1",
-                     progress: Optional[ProgressCallback] = None,
-                     cancel: Optional[CancelToken] = None) -> dict[str, list[Optional[float]]]:
-    """``{layer: [metric at each value]}``; ``evaluate(recipe, progress, cancel)`` -> Experiment."""
-    curves: dict[str, list[Optional[float]]] = {}
-    total = max(1, len(layers) * len(values))
-    for i, layer in enumerate(layers):
-        curve = []
-        for j, value in enumerate(values):
-            check(cancel)
-            step = i * len(values) + j
-            report(progress, step / total, f"{layer}: {knob}={value}")
-            experiment = evaluate(single_layer_recipe(layer, method, knob, value),
-                                  scaled(progress, step / total, (step + 1) / total), cancel)
-            curve.append(experiment.metric(metric))
-        curves[layer] = curve
-    report(progress, 1.0, "scan finished")
-    return curves
+def scan_levels(method: str, levels: Sequence[Any]) -> dict[str, tuple[Any, ...]]:
+    """``layer_sensitivity`` keyword arguments that scan only ``method`` at ``levels``."""
+    return {"prune_levels": tuple(levels) if method == "prune" else (),
+            "quant_bits": tuple(levels) if method == "quantize" else (),
+            "cluster_bits": tuple(levels) if method == "cluster" else ()}
 
 
 class QtSensitivityView(QWidget):
-    """Choose a scan, run it in a worker, plot one curve per layer."""
+    """Choose a scan, run the core's scan in a worker, plot one curve per layer."""
 
     def __init__(self, session: StudioSession, jobs: JobManager, parent: Optional[QWidget] = None) -> None:
         super().__init__(parent)
         self.session, self.jobs = session, jobs
-        self.curves: dict[str, list[Optional[float]]] = {}
+        self.result: Any = None
+        self.curves: dict[str, list[tuple[float, Optional[float]]]] = {}
         self.scan_combo = QComboBox()
         self.scan_combo.addItems(list(SCANS))
         self.top_n = QSpinBox()
         self.top_n.setRange(1, 200)
         self.top_n.setValue(8)
         self.top_n.setToolTip("Scan only the layers with the most parameters (each layer costs one "
-                              "evaluation per value)")
+                              "evaluation per level)")
         self.run_button = QPushButton("Run scan")
         self.run_button.clicked.connect(self.run)
+        self.note = QLabel("Compresses one layer at a time and measures the accuracy.")
         self.plot = pg.PlotWidget()
         self.plot.setBackground(None)
         self.plot.addLegend(offset=(-10, 10), labelTextSize="8pt")
         self.plot.setLabel("left", "Top-1 accuracy (%)")
+        self.plot.showGrid(x=True, y=True, alpha=0.25)
         row = QHBoxLayout()
-        for w in (QLabel("Scan"), self.scan_combo, QLabel("largest layers"), self.top_n):
+        for w in (QLabel("Scan"), self.scan_combo, QLabel("largest layers"), self.top_n, self.note):
             row.addWidget(w)
         row.addStretch(1)
         row.addWidget(self.run_button)
@@ -82,35 +66,55 @@ class QtSensitivityView(QWidget):
         layout.addWidget(self.plot, 1)
 
     def layers_to_scan(self) -> list[str]:
-        """The N compressible layers (conv/linear) with the most parameters."""
+        """The N compressible layers (conv/linear) with the most parameters, in model order."""
         module = getattr(self.session.handle, "module", None)
         if module is None:
             return []
         from torch import nn
-        sized = [(name, m.weight.numel()) for name, m in module.named_modules()
+        named = [(name, m.weight.numel()) for name, m in module.named_modules()
                  if isinstance(m, (nn.Conv2d, nn.Linear))]
-        sized.sort(key=lambda item: -item[1])
-        return sorted(name for name, _ in sized[: self.top_n.value()])
+        largest = {name for name, _ in sorted(named, key=lambda item: -item[1])[: self.top_n.value()]}
+        return [name for name, _ in named if name in largest]
 
     def run(self) -> None:
-        method, knob, values = SCANS[self.scan_combo.currentText()]
+        """Start the scan chosen in the combo box (superseding a running one)."""
+        from squeezestudio.core.sensitivity import layer_sensitivity
+
+        method, axis, levels = SCANS[self.scan_combo.currentText()]
+        handle, data = self.session.handle, self.session.data
         layers = self.layers_to_scan()
-        if not layers or self.session.data is None:
+        if not layers or data is None:
+            self.note.setText("Open a model and a data set first.")
             return
-        session = self.session
+        kwargs = scan_levels(method, levels)
 
-        def job(progress: Any = None, cancel: Any = None) -> dict[str, list[Optional[float]]]:
-            return sensitivity_scan(session.evaluate_recipe, layers, method, knob, values,
-                                    progress=progress, cancel=cancel)
+        def job(progress: Any = None, cancel: Any = None) -> Any:
+            return layer_sensitivity(handle, data, layers=layers, progress=progress, cancel=cancel, **kwargs)
 
-        self.jobs.start("sensitivity", job, on_finished=lambda curves: self.show_curves(curves, knob, values))
+        self.note.setText(f"Scanning {len(layers)} layer(s) at {len(levels)} levels…")
+        self.jobs.start("sensitivity", job, on_finished=lambda result: self.show_result(result, method, axis),
+                        on_failed=lambda message, details: self.note.setText(message),
+                        on_cancelled=lambda: self.note.setText("Scan cancelled."))
 
-    def show_curves(self, curves: dict[str, list[Optional[float]]], knob: str, values: Sequence[Any]) -> None:
-        self.curves = curves
+    def show_result(self, result: Any, method: str, axis: str = "") -> None:
+        """Draw ``result``'s curves for ``method`` and the original's accuracy as a dashed line."""
+        self.result = result
+        self.curves = result.curves(method)
         self.plot.clear()
-        self.plot.setLabel("bottom", knob)
-        x = np.asarray(values, dtype=np.float64)
-        for i, (layer, curve) in enumerate(curves.items()):
-            y = np.array([np.nan if v is None else v * 100 for v in curve])
-            self.plot.plot(x, y, pen=pg.mkPen(pg.intColor(i, hues=max(len(curves), 2)), width=2),
+        self.plot.setLabel("bottom", axis or method)
+        if method != "prune":
+            self.plot.getPlotItem().invertX(True)  # fewer bits = more compression, to the right
+        else:
+            self.plot.getPlotItem().invertX(False)
+        for i, (layer, points) in enumerate(self.curves.items()):
+            x = np.array([level for level, _ in points], dtype=np.float64)
+            y = np.array([np.nan if v is None else v * 100 for _, v in points], dtype=np.float64)
+            self.plot.plot(x, y, pen=pg.mkPen(pg.intColor(i, hues=max(len(self.curves), 2)), width=2),
                            symbol="o", symbolSize=5, name=layer)
+        if result.baseline_top1 is not None:
+            line = pg.InfiniteLine(pos=result.baseline_top1 * 100, angle=0,
+                                   pen=pg.mkPen("#555", width=1, style=pg.QtCore.Qt.PenStyle.DashLine),
+                                   label="original", labelOpts={"position": 0.05, "color": "#555"})
+            self.plot.addItem(line)
+            self.note.setText(f"Original top-1 {result.baseline_top1 * 100:.1f}%; each curve compresses "
+                              "only that layer.")

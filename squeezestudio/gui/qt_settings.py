@@ -47,6 +47,17 @@ class AppSettings:
     def set_last_data(self, source: str) -> None:
         self.qsettings.setValue("last_data", source)
 
+    def last_clean_exit(self) -> Optional[float]:
+        """When the window last closed normally (seconds since the epoch), or None."""
+        value = self.qsettings.value("clean_exit_at", None)
+        try:
+            return float(value) if value is not None else None
+        except (TypeError, ValueError):
+            return None
+
+    def set_clean_exit(self, timestamp: float) -> None:
+        self.qsettings.setValue("clean_exit_at", float(timestamp))
+
     def geometry(self) -> tuple[Optional[QByteArray], Optional[QByteArray]]:
         """(window geometry, dock/toolbar state) as saved, or None."""
         return self.qsettings.value("geometry", None), self.qsettings.value("window_state", None)

@@ -98,6 +98,37 @@ class WindowFileActions:
             self.session.restore_autosave(info)
             self.runner.inspect()
 
+    def offer_autosave(self, folder: Any = None) -> Any:
+        """Show the non-modal restore bar when an autosave is newer than the last clean exit."""
+        from squeezestudio.gui.qt_autosave_bar import QtAutosaveBar, needs_offer
+
+        info = find_autosave(folder)
+        if not needs_offer(info, self.settings.last_clean_exit()):
+            return None
+        if self.autosave_bar is not None:
+            self.autosave_bar.deleteLater()
+        self.autosave_bar = QtAutosaveBar(info, self._restore_autosave, self._discard_autosave)
+        self.central_layout.insertWidget(0, self.autosave_bar)
+        self.autosave_bar.show()  # a child added to a visible window stays hidden otherwise
+        return self.autosave_bar
+
+    def _restore_autosave(self, info: Any) -> None:
+        self.autosave_bar = None
+        self.jobs.cancel()
+        try:
+            self.session.restore_autosave(info)
+        except Exception as exc:  # noqa: BLE001 - a broken autosave is a message
+            from squeezestudio.gui.qt_worker import describe_error
+            self.show_error(*describe_error(exc))
+            return
+        self.runner.inspect()
+        self.show_message(f"Restored the autosave with {len(self.session.experiments)} result(s).")
+
+    def _discard_autosave(self, info: Any) -> None:
+        self.autosave_bar = None
+        self.settings.set_clean_exit(time.time())  # answered: do not ask again for this autosave
+        self.show_message("The autosave was left unopened (File > Recover autosave still opens it).")
+
     def ask_export(self) -> None:
         current = self.plot.current_id if self.plot is not None else None
         experiment = self.session.experiments.find(current or "") or self.session.latest_compressed()
@@ -109,11 +140,17 @@ class WindowFileActions:
         except ImportError as exc:
             self.show_error(f"The export dialog is not available: {exc}", "")
             return
-        from squeezestudio.gui.qt_export_wiring import FORMATS, export_one
-        dialog = QtExportDialog(self, FORMATS, lambda fmt, path: export_one(self.session, experiment, fmt, path),
+        from squeezestudio.gui.qt_export_wiring import FORMATS, expected_sizes, export_one
+        dialog = QtExportDialog(self, FORMATS, lambda fmt, path: export_one(experiment, fmt, path),
                                 folder=Path(self._start_folder()),
-                                base_name=f"{getattr(self.session.handle, 'name', 'model')}_compressed")
-        dialog.exec()
+                                base_name=f"{getattr(self.session.handle, 'name', 'model')}_compressed",
+                                expected=expected_sizes(experiment))
+        self.export_dialog = dialog
+        self.exec_dialog(dialog)
+
+    def exec_dialog(self, dialog: Any) -> Any:
+        """Run a modal dialog (tests replace this to answer it)."""
+        return dialog.exec()
 
     def show_about(self) -> None:
         from squeezestudio import __version__

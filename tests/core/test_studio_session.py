@@ -190,3 +190,28 @@ def test_evaluate_recipe_end_to_end_on_a_tiny_zoo_model():
     session.add_experiment(small)
     assert session.latest_compressed() is small
     assert session.experiments.pareto_ids("agreement")[0] == small.id
+
+
+def test_calibration_images_come_from_digits_train_or_the_loaded_data():
+    """Fire substitution is fitted on training digits (not the evaluation split), else on the user's data."""
+    class Data(SimpleNamespace):
+        def __len__(self):
+            return len(self.images)
+
+    asked = []
+    train = Data(images=torch.arange(300.0).reshape(300, 1, 1, 1))
+
+    def data_loader(source, handle):
+        asked.append(source)
+        return train
+
+    session = StudioSession(model_loader=lambda p, trust=False: _tiny_handle(p), data_loader=data_loader)
+    session.set_model(_tiny_handle())
+    session.set_data(Data(images=-torch.ones(10, 1, 1, 1)), "digits")
+    images = session.calibration_images()
+    assert asked == ["digits:train"] and images.shape[0] == 256 and float(images[255]) == 255.0
+    session.set_data(Data(images=-torch.ones(10, 1, 1, 1)), "/some/folder")
+    assert float(session.calibration_images().sum()) == -10.0 and asked == ["digits:train"]
+    session.set_data(Data(images=torch.zeros(0, 1, 1, 1)), "/empty")
+    with pytest.raises(SqueezeStudioError, match="open a data set"):
+        session.calibration_images()

@@ -1,68 +1,82 @@
-"""The sensitivity scan: one single-layer recipe per (layer, value), curves drawn per layer."""
+"""The sensitivity view runs the core's layer_sensitivity in a worker and draws one curve per layer."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
+from torch import nn
 
-from squeezestudio.core.experiments import Experiment
-from squeezestudio.core.progress import CancelToken, Cancelled
+from squeezestudio.core.data.dataset import ImageDataset
+from squeezestudio.core.sensitivity import SensitivityPoint, SensitivityResult, layer_sensitivity
 from squeezestudio.core.studio_session import StudioSession
-from squeezestudio.gui.qt_sensitivity_view import QtSensitivityView, sensitivity_scan, single_layer_recipe
+from squeezestudio.gui.qt_sensitivity_view import SCANS, QtSensitivityView, scan_levels
 from squeezestudio.gui.qt_worker import JobManager
 
 
-def _fake_evaluate(calls):
-    def evaluate(recipe, progress=None, cancel=None):
-        calls.append(recipe)
-        (layer, methods), = recipe["layers"].items()
-        sparsity = methods["prune"]["sparsity"]
-        accuracy = 1.0 - sparsity * (0.5 if layer == "fc" else 0.1)
-        return Experiment(str(len(calls)), recipe, "", 10, {"top1": accuracy})
-    return evaluate
-
-
-def test_scan_builds_single_layer_recipes_and_curves():
-    calls, fractions = [], []
-    curves = sensitivity_scan(_fake_evaluate(calls), ["conv", "fc"], "prune", "sparsity", [0.0, 0.5, 0.9],
-                              progress=lambda f, m="": fractions.append(f))
-    assert calls[0] == single_layer_recipe("conv", "prune", "sparsity", 0.0)
-    assert calls[0] == {"version": 1, "methods": {}, "layers": {"conv": {"prune": {"sparsity": 0.0}}}}
-    assert len(calls) == 6
-    assert curves["fc"] == pytest.approx([1.0, 0.75, 0.55])
-    assert curves["conv"] == pytest.approx([1.0, 0.95, 0.91])
-    assert fractions[-1] == 1.0
-
-
-def test_scan_stops_when_cancelled():
-    token = CancelToken()
-    calls = []
-
-    def evaluate(recipe, progress=None, cancel=None):
-        calls.append(recipe)
-        token.cancel()
-        return Experiment("x", recipe, "", 1, {"top1": 0.5})
-
-    with pytest.raises(Cancelled):
-        sensitivity_scan(evaluate, ["a", "b"], "prune", "sparsity", [0.1, 0.2], cancel=token)
-    assert len(calls) == 1
-
-
-def test_view_lists_the_largest_layers_and_draws_curves(qtbot):
-    from torch import nn
-    from types import SimpleNamespace
+def _tiny_session():
+    from squeezestudio.core.zoo import zoo_handle
 
     torch.manual_seed(0)
+    handle = zoo_handle("lenet5", num_classes=10, in_channels=1, input_size=32)
+    data = ImageDataset(images=torch.randn(48, 1, 32, 32), labels=torch.randint(0, 10, (48,)),
+                        class_names=[str(i) for i in range(10)])
     session = StudioSession()
-    module = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(50, 400), nn.Linear(400, 3))
-    session.handle = SimpleNamespace(module=module)
+    session.set_model(handle)
+    session.set_data(data, "random")
+    return session
+
+
+def test_scan_levels_pick_one_method():
+    assert scan_levels("cluster", (4, 2)) == {"prune_levels": (), "quant_bits": (), "cluster_bits": (4, 2)}
+    assert scan_levels("prune", (0.5,))["prune_levels"] == (0.5,)
+
+
+def test_core_scan_of_one_method_with_cluster_bits():
+    session = _tiny_session()
+    result = layer_sensitivity(session.handle, session.data, layers=["conv1", "fc3"],
+                               **scan_levels("cluster", (4, 1)))
+    assert {(p.layer, p.method, p.level) for p in result.points} == {
+        ("conv1", "cluster", 4.0), ("conv1", "cluster", 1.0), ("fc3", "cluster", 4.0), ("fc3", "cluster", 1.0)}
+    assert all(0.0 <= p.agreement <= 1.0 for p in result.points)
+    # One weight value per layer (1 bit = 2 shared values at most) changes predictions more than 4 bits.
+    by = {(p.layer, p.level): p.agreement for p in result.points}
+    assert by[("fc3", 1.0)] <= by[("fc3", 4.0)]
+
+
+def test_view_runs_the_core_scan_in_a_worker_and_draws_curves(qtbot):
+    session = _tiny_session()
     jobs = JobManager()
     view = QtSensitivityView(session, jobs)
     qtbot.addWidget(view)
     view.top_n.setValue(2)
-    assert view.layers_to_scan() == ["2", "3"]
-    view.show_curves({"2": [0.9, 0.5], "3": [0.9, None]}, "sparsity", [0.0, 0.9])
+    assert view.layers_to_scan() == ["fc1", "fc2"]  # the two largest, in model order
+    view.scan_combo.setCurrentText("Pruning sparsity")
+    view.run()
+    assert jobs.current("sensitivity") is not None
+    qtbot.waitUntil(lambda: view.result is not None, timeout=60000)
+    levels = SCANS["Pruning sparsity"][2]
+    assert set(view.curves) == {"fc1", "fc2"}
+    assert [level for level, _ in view.curves["fc1"]] == pytest.approx(list(levels))
     items = view.plot.getPlotItem().listDataItems()
     assert len(items) == 2
-    assert list(items[0].getData()[1]) == pytest.approx([90.0, 50.0])
+    assert list(items[0].getData()[1]) == pytest.approx([100 * v for _, v in view.curves["fc1"]])
+    assert "Original top-1" in view.note.text()
+    jobs.shutdown()
+
+
+def test_view_draws_a_given_result_and_cancel_is_reported(qtbot):
+    session = StudioSession()
+    session.handle = SimpleNamespace(module=nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(50, 400)))
+    jobs = JobManager()
+    view = QtSensitivityView(session, jobs)
+    qtbot.addWidget(view)
+    result = SensitivityResult(0.9, [SensitivityPoint("2", "quantize", 8, 0.9, 1.0),
+                                     SensitivityPoint("2", "quantize", 2, 0.5, 0.6)])
+    view.show_result(result, "quantize", "bits")
+    [item] = view.plot.getPlotItem().listDataItems()
+    assert list(item.getData()[1]) == pytest.approx([90.0, 50.0])
+    view.run()  # no data: says what to do instead of starting a job
+    assert jobs.current("sensitivity") is None and "data set" in view.note.text()
     jobs.shutdown()

@@ -1,0 +1,171 @@
+"""Render the real main window offscreen and save the README's screenshots.
+
+The pictures come from the app itself on the bundled demo, not from mock-ups:
+the window opens the model and data through the same workers a user's clicks
+start, a few configurations are evaluated (the same jobs a control change
+starts), images are dropped on the Classify tab with real drag-and-drop
+events, and each view is grabbed once its results are on screen.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import QApplication
+
+from squeezestudio.core.errors import SqueezeStudioError
+
+SCREENSHOT_RECIPES: tuple[dict[str, Any], ...] = (
+    {"version": 1, "methods": {"prune": {"sparsity": 0.5}}, "layers": {}},
+    {"version": 1, "methods": {"prune": {"sparsity": 0.8}}, "layers": {}},
+    {"version": 1, "methods": {"cluster": {"bits": 5}}, "layers": {}},
+    {"version": 1, "methods": {"cluster": {"bits": 4}}, "layers": {}},
+    {"version": 1, "methods": {"prune": {"sparsity": 0.8}, "cluster": {"bits": 5}}, "layers": {}},
+    {"version": 1, "methods": {"prune": {"sparsity": 0.5}, "cluster": {"bits": 4}}, "layers": {}},
+)
+"""What the screenshot evaluates; the last one stays selected in the controls."""
+
+WINDOW_SIZE = (1440, 900)
+
+
+def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
+    """Process Qt events until ``predicate()`` holds; a clear error after ``timeout_s``."""
+    app = QApplication.instance()
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise SqueezeStudioError(f"the screenshot timed out after {timeout_s:.0f} s waiting for {what}")
+        app.processEvents()
+        time.sleep(0.01)
+
+
+def settle(seconds: float = 0.3) -> None:
+    """Let layouts and repaints finish before a grab."""
+    end = time.monotonic() + seconds
+    app = QApplication.instance()
+    while time.monotonic() < end:
+        app.processEvents()
+        time.sleep(0.01)
+
+
+def drop_files(widget: Any, paths: Sequence[Path]) -> None:
+    """Send a real drag-enter and drop of ``paths`` to ``widget`` (as a file manager would)."""
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
+    pos = QPointF(widget.width() / 2, widget.height() / 2)
+    enter = QDragEnterEvent(pos, Qt.DropAction.CopyAction, mime, Qt.MouseButton.NoButton,
+                            Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(widget, enter)
+    drop = QDropEvent(pos, Qt.DropAction.CopyAction, mime, Qt.MouseButton.NoButton,
+                      Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(widget, drop)
+
+
+def sample_files(count: int, folder: Path) -> list[Path]:
+    """The shipped sample digits, or digits written to ``folder`` when none are shipped."""
+    from squeezestudio.core.demo import sample_images
+
+    shipped = sample_images()
+    if len(shipped) >= count:
+        # Two different digits read better than two of the same class.
+        return [shipped[0], shipped[len(shipped) // 2]][:count] if count == 2 else shipped[:count]
+    from squeezestudio.core.data.digits import digits_as_images
+
+    paths = []
+    for i, (name, image) in enumerate(digits_as_images(10, size=64)[::5][:count]):
+        path = folder / f"digit_{name}_{i}.png"
+        image.save(path)
+        paths.append(path)
+    return paths
+
+
+def render_screenshots(out_dir: Path, model: Optional[str] = None, data: Optional[str] = None, *,
+                       recipes: Sequence[dict[str, Any]] = SCREENSHOT_RECIPES, timeout_s: float = 240.0,
+                       log: Callable[[str], None] = print) -> list[Path]:
+    """Open the window on ``model`` (default: the bundled demo) and save three PNGs in ``out_dir``."""
+    from squeezestudio.core.studio_session import StudioSession, recipe_from_dict
+    from squeezestudio.gui.qt_main_window import QtMainWindow
+    from squeezestudio.gui.qt_settings import AppSettings, make_settings
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if model is None:
+        from squeezestudio.core.demo import DEMO_DATA, demo_model_path
+        model, data = str(demo_model_path()), data or DEMO_DATA
+    if not data:
+        raise SqueezeStudioError("give --data (digits, an image folder or a CSV list) to evaluate the model on")
+    scratch = tempfile.TemporaryDirectory(prefix="squeezestudio-shots-")
+    written: list[Path] = []
+    saved_home = os.environ.get("SQUEEZESTUDIO_HOME")
+    os.environ["SQUEEZESTUDIO_HOME"] = scratch.name  # the window's autosave on close stays in scratch
+    try:
+        settings = AppSettings(make_settings(str(Path(scratch.name) / "settings.ini")))  # never the user's
+        window = QtMainWindow(StudioSession(), settings=settings)
+        window.resize(*WINDOW_SIZE)
+        window.show()
+        session, log_ = window.session, window.session.experiments
+        session.data_source = data
+        window.open_model(model)
+        wait_until(lambda: log_.original() is not None or bool(window.last_error[0]), timeout_s,
+                   "the original model's evaluation")
+        if window.last_error[0]:
+            raise SqueezeStudioError(f"the window reported: {window.last_error[0]}")
+        log(f"original: {log_.original().size_bytes:,} bytes")
+        for recipe in recipes:
+            before = len(log_)
+            session.set_recipe(recipe_from_dict(recipe))
+            window.runner.evaluate(session.recipe)
+            wait_until(lambda: len(log_) > before or bool(window.last_error[0]), timeout_s,
+                       f"the evaluation of {recipe['methods']}")
+            if window.last_error[0]:
+                raise SqueezeStudioError(f"the window reported: {window.last_error[0]}")
+            e = log_.list()[-1]
+            log(f"{e.label}: {e.size_bytes:,} bytes, top-1 {100 * (e.metric('top1') or 0):.2f}%")
+        wait_until(lambda: not window.jobs.busy, timeout_s, "the layer view")
+        window.layers_dock.raise_()
+        settle()
+        written.append(_save(window, out_dir / "main_window.png"))
+
+        window.tabs.setCurrentIndex(1)
+        view = window.classify_view
+        if view is None:
+            raise SqueezeStudioError("the classify view is not available in this installation")
+        drop_files(view, sample_files(2, Path(scratch.name)))
+        wait_until(lambda: len(view.results()) >= 2 and not view.is_busy(), timeout_s, "the classifications")
+        settle()
+        written.append(_save(window, out_dir / "classify_view.png"))
+
+        window.tabs.setCurrentIndex(2)
+        wait_until(lambda: not window.jobs.busy, timeout_s, "the ONNX export for the graph view")
+        settle(1.0)
+        written.append(_save(window, out_dir / "graph_view.png"))
+        window.close()
+    finally:
+        if saved_home is None:
+            os.environ.pop("SQUEEZESTUDIO_HOME", None)
+        else:
+            os.environ["SQUEEZESTUDIO_HOME"] = saved_home
+        scratch.cleanup()
+    return written
+
+
+def _save(window: Any, path: Path) -> Path:
+    """Grab ``window`` to a PNG through an atomic write."""
+    from PySide6.QtCore import QBuffer, QByteArray, QIODevice
+
+    from squeezestudio.core.atomic_write import atomic_write_bytes
+
+    data = QByteArray()
+    buffer = QBuffer(data)
+    buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+    if not window.grab().save(buffer, "PNG"):
+        raise SqueezeStudioError(f"the window could not be rendered to {path}")
+    buffer.close()
+    atomic_write_bytes(path, bytes(data.data()))
+    return path
