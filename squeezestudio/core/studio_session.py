@@ -237,7 +237,8 @@ class StudioSession:
             report(progress, 0.0, "preparing calibration images")
             calibration = self.calibration_images(handle, data)
         report(progress, 0.0, "compressing")
-        measured = measure_recipe(handle, recipe_obj, data, reference=None if original else handle.module,
+        measured = measure_recipe(handle, recipe_obj, data,
+                                  reference=None if original else self._reference_top1(handle, data, cancel),
                                   calibration=calibration, with_size_report=True,
                                   progress=progress, cancel=cancel)
         cm, sizes, size, result = (measured.compressed, measured.size_report, measured.size_bytes,
@@ -252,6 +253,18 @@ class StudioSession:
                                 compressed=cm, size_report=sizes)
         report(progress, 1.0, "done")
         return experiment
+
+    def _reference_top1(self, handle: Any, data: Any, cancel: Optional[CancelToken]) -> Any:
+        """The original model's predictions on the data, computed once per (model, data) pair."""
+        from squeezestudio.core.evaluation import reference_predictions
+
+        key = (id(handle.module), id(data))
+        cached = getattr(self, "_reference_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        preds = reference_predictions(handle.module, data, cancel=cancel)
+        self._reference_cache = (key, preds)  # a plain attribute swap: safe from a worker thread
+        return preds
 
     def calibration_images(self, handle: Any = None, data: Any = None, count: int = CALIBRATION_IMAGES) -> Any:
         """Images for substitution methods (Fire): digits' training split, else the loaded data's first.

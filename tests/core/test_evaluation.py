@@ -11,7 +11,7 @@ from torch import nn
 
 from squeezestudio.core.data.dataset import ImageDataset
 from squeezestudio.core.errors import DataError
-from squeezestudio.core.evaluation import evaluate, predict_topk
+from squeezestudio.core.evaluation import evaluate, predict_topk, reference_predictions
 from squeezestudio.core.progress import Cancelled, CancelToken
 
 NUM_CLASSES = 10
@@ -84,6 +84,22 @@ def test_agreement_with_itself_and_with_another_model():
 
     agreement = evaluate(model, data, reference=AlwaysThree(), batch_size=4).agreement
     assert agreement == pytest.approx(sum(p == 3 for p in preds) / len(preds))
+
+
+def test_cached_reference_predictions_give_the_same_agreement_as_the_model():
+    data, preds, _ = _data()
+    model = DistanceModel()
+
+    class ShiftedByOne(nn.Module):
+        def forward(self, x):
+            return nn.functional.one_hot((x[:, 0, 0, 0].long() + 1) % NUM_CLASSES, NUM_CLASSES).float()
+
+    other = ShiftedByOne()
+    cached = reference_predictions(other, data, batch_size=5)
+    assert cached.tolist() == [(p + 1) % NUM_CLASSES for p in preds]
+    assert evaluate(model, data, reference=cached).agreement == evaluate(model, data, reference=other).agreement
+    with pytest.raises(DataError):
+        evaluate(model, data, reference=cached[:-1])
 
 
 def test_unlabelled_data_gives_no_accuracy_but_agreement():
