@@ -1,14 +1,16 @@
 """Compare Fire-module initialisations on the CNDS-8 digits model, without global fine-tuning.
 
-Every 3x3 convolution but the first of a trained "cnds8" is replaced by a
+Every 3x3 convolution but the first of a trained "cnds8_slim" (the demo) is replaced by a
 Fire module with a bypass where shapes allow (the Residual-Squeeze-CNDS
-recipe), started three ways: ``random``, ``svd`` and ``svd+reconstruct``.
+recipe), started ``random``, ``svd`` (data-free) and ``svd+reconstruct`` (fitting the
+raw convolution output, or through the following BatchNorm/ReLU, with or
+without re-estimating BatchNorm statistics afterwards).
 SqueezeNet strategy 1 (3x3 -> 1x1) is shown for comparison. For each it
 prints validation accuracy right after the substitution, the parameter count
 and the per-layer reconstruction errors.
 
 Uses resources/demo/cnds8_digits.safetensors when present; otherwise trains a
-cnds8 on the digits first (a few minutes on two cores at 32x32, less with
+cnds8 on the digits first (under a minute on two cores at 32x32, less with
 ``--input-size 16``). Run from the repository root:
 
     .venv/bin/python scripts/compare_fire_init.py [--input-size 16] [--epochs 3]
@@ -24,6 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from squeezestudio.core.architecture.batchnorm_recalibration import batchnorms_after, recalibrate_batchnorm
 from squeezestudio.core.compression.fire import FireConfig, substitute_conv
 from squeezestudio.core.data.dataset import ImageDataset, PreprocessSpec
 from squeezestudio.core.data.digits import load_digits_split
@@ -39,21 +42,22 @@ def _parameters(model: nn.Module) -> int:
 
 
 def _model_and_data(args: argparse.Namespace) -> tuple[nn.Module, ImageDataset, ImageDataset]:
-    if DEMO.is_file() and args.input_size == 32:
+    if args.model.is_file() and args.input_size == 32:
         from squeezestudio.core.loading import load_model
 
-        handle = load_model(DEMO)
+        handle = load_model(args.model)
         spec = PreprocessSpec.from_input_spec(handle.input_spec)
-        print(f"model: {DEMO.name}")
+        print(f"model: {args.model.name}")
         return handle.module.eval(), load_digits_split("train", spec), load_digits_split("val", spec)
     size = args.input_size
     spec = PreprocessSpec(channels=1, height=size, width=size, mean=(0.5,), std=(0.5,))
     train, val = load_digits_split("train", spec), load_digits_split("val", spec)
     torch.manual_seed(0)
-    model = build_model("cnds8", num_classes=10, in_channels=1, input_size=size)
+    model = build_model("cnds8_slim", num_classes=10, in_channels=1, input_size=size)
     print(f"model: cnds8 trained here ({args.epochs} epochs at {size}x{size}; no demo checkpoint found)")
     started = time.perf_counter()
-    train_classifier(model, train, val, TrainConfig(epochs=args.epochs, lr=1e-3, batch_size=64))
+    train_classifier(model, train, val, TrainConfig(epochs=args.epochs, lr=1e-3, batch_size=64, seed=0,
+                                                    shift_augment=2))
     print(f"  trained in {time.perf_counter() - started:.0f} s")
     return model.eval(), train, val
 
@@ -66,41 +70,53 @@ def _targets(model: nn.Module) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=DEMO, help="a trained cnds8 checkpoint (the demo by default)")
     parser.add_argument("--input-size", type=int, default=32, help="digit image size (16 or more)")
-    parser.add_argument("--epochs", type=int, default=3, help="training epochs when no demo model exists")
+    parser.add_argument("--epochs", type=int, default=6, help="training epochs when no demo model exists")
     parser.add_argument("--calibration", type=int, default=256, help="calibration images for reconstruction")
     parser.add_argument("--steps", type=int, default=200, help="reconstruction steps per layer")
-    parser.add_argument("--seconds", type=float, default=10.0, help="reconstruction time budget per layer")
+    parser.add_argument("--seconds", type=float, default=30.0, help="reconstruction time budget per layer")
     parser.add_argument("--squeeze-ratio", type=float, default=0.25)
     parser.add_argument("--pct3x3", type=float, default=0.5)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a busy machine)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
 
     model, train, val = _model_and_data(args)
     base = evaluate(model, val)
     names = _targets(model)
     calibration = train.images[:args.calibration]
-    print(f"original: top-1 {base.top1:.4f}, {_parameters(model):,} parameters; "
+    print(f"original: top-1 {100 * base.top1:.2f}%, {_parameters(model):,} parameters; "
           f"replacing {len(names)} convolutions: {', '.join(names)}")
-    print(f"{'variant':<26}{'top-1':>8}{'params':>12}  reconstruction error per layer (before -> after)")
-    variants = [("fire", init) for init in ("random", "svd", "svd+reconstruct")]
-    variants += [("1x1", "svd"), ("1x1", "svd+reconstruct")]
-    for strategy, init in variants:
+    print(f"SR {args.squeeze_ratio}, pct3x3 {args.pct3x3}, bypass where allowed, {calibration.shape[0]} "
+          f"calibration images, at most {args.steps} steps / {args.seconds:.0f} s per layer; no fine-tuning")
+    print(f"{'variant':<26}{'top-1 %':>8}{'params':>12}  relative error per layer (before -> after fitting)")
+    # (label, strategy, init, fit_through, recalibrate_bn)
+    variants = [("fire random", "fire", "random", False, False),
+                ("fire svd (data-free)", "fire", "svd", False, False),
+                ("fire svd+recon, raw out", "fire", "svd+reconstruct", False, False),
+                ("fire svd+recon, thru BN", "fire", "svd+reconstruct", True, False),
+                ("  + BN re-estimation", "fire", "svd+reconstruct", True, True),
+                ("1x1 centre tap", "1x1", "svd", False, False),
+                ("1x1 svd+recon, thru BN", "1x1", "svd+reconstruct", True, False)]
+    for label, strategy, init, through, recalibrate in variants:
         torch.manual_seed(0)
         work = copy.deepcopy(model)
         config = FireConfig(strategy=strategy, init=init, bypass=True, squeeze_ratio=args.squeeze_ratio,
                             pct3x3=args.pct3x3, reconstruct_steps=args.steps,
-                            reconstruct_seconds=args.seconds)
+                            reconstruct_seconds=args.seconds, fit_through=through)
         started = time.perf_counter()
         errors = []
         for name in names:
             outcome = substitute_conv(work, name, config, calibration=calibration, reference=model)
             if outcome.reconstruction is not None:
                 r = outcome.reconstruction
-                errors.append(f"{r.before_error:.3f}->{r.after_error:.3f}")
+                errors.append(f"{r.before_error:.2f}->{r.after_error:.2f}")
+        if recalibrate:
+            recalibrate_batchnorm(work, calibration, batchnorms_after(work, names))
         result = evaluate(work.eval(), val)
-        label = f"{strategy} {init}" + (" (centre tap)" if strategy == "1x1" and init == "svd" else "")
-        print(f"{label:<26}{result.top1:>8.4f}{_parameters(work):>12,}  {' '.join(errors) or '-'}"
-              f"  [{time.perf_counter() - started:.0f} s]")
+        print(f"{label:<26}{100 * result.top1:>8.2f}{_parameters(work):>12,}  {' '.join(errors) or '-'}"
+              f"  [{time.perf_counter() - started:.0f} s]", flush=True)
 
 
 if __name__ == "__main__":

@@ -49,16 +49,16 @@ DEMO = ROOT / "resources" / "demo" / "cnds8_digits.safetensors"
 
 def baseline(args: argparse.Namespace) -> tuple[ModelHandle, ImageDataset, ImageDataset]:
     """The demo checkpoint, or a cnds8 trained here."""
-    use_demo = DEMO.is_file() and args.input_size in (None, 32)
+    use_demo = args.model.is_file() and args.input_size in (None, 32)
     if use_demo:
         from squeezestudio.core.loading import load_model
 
-        handle = load_model(DEMO)
-        source = str(DEMO.relative_to(ROOT))
+        handle = load_model(args.model)
+        source = str(args.model.relative_to(ROOT)) if args.model.is_relative_to(ROOT) else str(args.model)
     else:
         size = args.input_size or 32
         torch.manual_seed(0)
-        handle = zoo_handle("cnds8", num_classes=10, in_channels=1, input_size=size,
+        handle = zoo_handle("cnds8_slim", num_classes=10, in_channels=1, input_size=size,
                             class_names=list(DIGIT_CLASS_NAMES))
         source = f"trained here ({args.train_epochs} epochs at {size}x{size}; no demo checkpoint used)"
     spec = PreprocessSpec.from_input_spec(handle.input_spec)
@@ -68,7 +68,7 @@ def baseline(args: argparse.Namespace) -> tuple[ModelHandle, ImageDataset, Image
         train_classifier(handle.module, train, val, TrainConfig(epochs=args.train_epochs, lr=1e-3, batch_size=64,
                                                                 seed=0, shift_augment=1))
         source += f", {time.perf_counter() - started:.0f} s"
-    print(f"model: cnds8, {source}")
+    print(f"model: cnds8_slim, {source}")
     handle.module.eval()  # BatchNorm must not learn from the calibration batches during the substitution
     return handle, train, val
 
@@ -86,6 +86,7 @@ def top1(model: nn.Module, val: ImageDataset) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=DEMO, help="trained cnds8 checkpoint (the demo by default)")
     parser.add_argument("--input-size", type=int, default=None, help="train a cnds8 at this size (16 or more)")
     parser.add_argument("--train-epochs", type=int, default=6, help="baseline epochs when no demo model is used")
     parser.add_argument("--epochs", type=int, default=5, help="fine-tuning epochs after the substitution")
@@ -95,10 +96,9 @@ def main() -> None:
     parser.add_argument("--init", default="svd+reconstruct", choices=("random", "svd", "svd+reconstruct"))
     parser.add_argument("--calibration", type=int, default=256, help="train images used for reconstruction")
     parser.add_argument("--distill", type=float, default=None, help="distil from the original at this temperature")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (1 is fastest on a busy machine)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a busy machine)")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
     started = time.perf_counter()
     handle, train, val = baseline(args)
     base_acc = top1(handle.module, val)

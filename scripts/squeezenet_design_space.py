@@ -6,17 +6,19 @@ expand filters: the squeeze ratio ``SR`` (squeeze filters = SR * e) and
 The paper sweeps each with the other fixed (SR at pct3x3 = 0.5; pct3x3 at
 SR = 0.5) and plots accuracy against it with the model size at each point.
 
-Here a small SqueezeNet-style network built in this script (conv 3x3 ->
-pool -> 2 Fire -> pool -> 2 Fire -> conv 1x1 -> global average pool; the
-expand widths follow the paper's base_e/incr_e/freq rule) is trained from
-the same seed for a few epochs on 16x16 digits for every setting, each run
-time-bounded through the core's cancel token. For each it records the
+Here the network is the bundled demo architecture, ``SqueezeNetMini``
+(stem conv 3x3, six Fire modules with 64/64/128/128/192/192 expand filters,
+1x1 classifier conv, global average pooling), with its ``squeeze_ratio`` and
+``pct3x3`` knobs set per point. Each setting is trained from the same seed
+for a few epochs on the digits at ``--size`` (16x16 by default, to fit the
+whole sweep in under five minutes on two cores; 32 is the demo's size), each
+run time-bounded through the core's cancel token. For each it records the
 exact .sqz length of the dense model (the architecture is stored as a
 graph, no weight compression) and the validation top-1, writes a CSV and a
 PNG with two panels like the paper's figure (rendered offscreen with
 pyqtgraph), and prints the table. Whole run: a few minutes on two cores.
 
-    .venv/bin/python scripts/squeezenet_design_space.py [--epochs 4] [--out out/design_space]
+    .venv/bin/python scripts/squeezenet_design_space.py [--epochs 6] [--size 16] [--out out/design_space]
 """
 
 from __future__ import annotations
@@ -43,82 +45,38 @@ from squeezestudio.core.evaluation import evaluate
 from squeezestudio.core.model_handle import DIGIT_CLASS_NAMES, InputSpec, ModelHandle
 from squeezestudio.core.progress import CancelToken
 from squeezestudio.core.training import TrainConfig, train_classifier
+from squeezestudio.core.zoo.squeezenet import SqueezeNetMini
 
 ROOT = Path(__file__).resolve().parent.parent
 SR_VALUES = (0.125, 0.25, 0.5, 0.75, 1.0)
 PCT_VALUES = (0.01, 0.25, 0.5, 0.75, 0.99)
-SIZE = 16
 
 
-class Fire(nn.Module):
-    """Squeeze 1x1 -> ReLU -> (expand 1x1 | expand 3x3) -> ReLU, concatenated."""
-
-    def __init__(self, inplanes: int, squeeze: int, e1: int, e3: int) -> None:
-        super().__init__()
-        self.squeeze = nn.Conv2d(inplanes, squeeze, 1)
-        self.squeeze_relu = nn.ReLU()
-        self.expand1x1 = nn.Conv2d(squeeze, e1, 1)
-        self.expand3x3 = nn.Conv2d(squeeze, e3, 3, padding=1)
-        self.expand_relu = nn.ReLU()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = self.squeeze_relu(self.squeeze(x))
-        return self.expand_relu(torch.cat([self.expand1x1(s), self.expand3x3(s)], 1))
+def build(sr: float, pct: float) -> nn.Module:
+    """The demo architecture with the two microarchitecture knobs set."""
+    return SqueezeNetMini(num_classes=10, in_channels=1, squeeze_ratio=sr, pct3x3=pct)
 
 
-def fire_widths(e: int, sr: float, pct3x3: float) -> tuple[int, int, int]:
-    """(squeeze, e1x1, e3x3) for ``e`` expand filters; every branch keeps at least one filter."""
-    e3 = min(e - 1, max(1, round(pct3x3 * e)))
-    return max(1, round(sr * e)), e - e3, e3
-
-
-class TinySqueezeNet(nn.Module):
-    """SqueezeNet's macro-structure at digit scale: e_i = base_e + incr_e * (i // freq)."""
-
-    def __init__(self, sr: float, pct3x3: float, base_e: int = 32, incr_e: int = 32, freq: int = 2,
-                 num_classes: int = 10) -> None:
-        super().__init__()
-        layers: list[nn.Module] = [nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
-        inplanes = 32
-        for i in range(4):
-            if i == 2:
-                layers.append(nn.MaxPool2d(2))
-            e = base_e + incr_e * (i // freq)
-            s, e1, e3 = fire_widths(e, sr, pct3x3)
-            layers.append(Fire(inplanes, s, e1, e3))
-            inplanes = e
-        # no ReLU after the classifier conv (SqueezeNet has one): at this scale it often kills every logit
-        layers += [nn.Conv2d(inplanes, num_classes, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
-        self.features = nn.Sequential(*layers)
-        for m in self.modules():  # He initialisation: PyTorch's default start leaves this stack nearly silent
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
-                nn.init.zeros_(m.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
-
-
-def handle_of(model: nn.Module, name: str) -> ModelHandle:
+def handle_of(model: nn.Module, name: str, size: int) -> ModelHandle:
     """A handle whose architecture is a traced graph, so the dense model has an exact .sqz size."""
-    return ModelHandle(module=model, name=name, input_spec=InputSpec(1, SIZE, SIZE, (0.5,), (0.5,)),
+    return ModelHandle(module=model, name=name, input_spec=InputSpec(1, size, size, (0.5,), (0.5,)),
                        class_names=list(DIGIT_CLASS_NAMES), source_format="python",
                        architecture=describe_architecture(model))
 
 
 def run_one(sr: float, pct: float, train: ImageDataset, val: ImageDataset, args: argparse.Namespace) -> dict:
     torch.manual_seed(args.seed)
-    model = TinySqueezeNet(sr, pct)
+    model = build(sr, pct)
     token = CancelToken()
     timer = threading.Timer(args.seconds, token.cancel)
     timer.start()
     started = time.perf_counter()
     try:
-        result = train_classifier(model, train, val, TrainConfig(epochs=args.epochs, lr=3e-3, batch_size=64,
+        result = train_classifier(model, train, val, TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=64,
                                                                  seed=args.seed, shift_augment=1), cancel=token)
     finally:
         timer.cancel()
-    size = len(encode_sqz(compress(handle_of(model, f"squeezenet_sr{sr}_pct{pct}"), Recipe())))
+    size = len(encode_sqz(compress(handle_of(model, f"squeezenet_mini_sr{sr}_pct{pct}", args.size), Recipe())))
     return {"SR": sr, "pct3x3": pct, "parameters": sum(p.numel() for p in model.parameters()),
             "sqz_bytes": size, "top1": 100.0 * evaluate(model, val).top1, "epochs": len(result.history),
             "cut_short": result.cancelled, "seconds": round(time.perf_counter() - started, 1)}
@@ -168,8 +126,10 @@ def write_png(sr_rows: list[dict], pct_rows: list[dict], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=8, help="training epochs per setting")
-    parser.add_argument("--seconds", type=float, default=30.0, help="most training seconds per setting")
+    parser.add_argument("--epochs", type=int, default=4, help="training epochs per setting")
+    parser.add_argument("--seconds", type=float, default=32.0, help="most training seconds per setting")
+    parser.add_argument("--size", type=int, default=16, help="digit image size (16 or more; the demo uses 32)")
+    parser.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (1 is fastest on a busy machine)")
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "design_space", help="folder for CSV and PNG")
@@ -177,7 +137,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    spec = PreprocessSpec(channels=1, height=SIZE, width=SIZE, mean=(0.5,), std=(0.5,))
+    spec = PreprocessSpec(channels=1, height=args.size, width=args.size, mean=(0.5,), std=(0.5,))
     train, val = load_digits_split("train", spec), load_digits_split("val", spec)
     cache: dict[tuple[float, float], dict] = {}
     sweeps = [("SR", [(sr, 0.5) for sr in SR_VALUES]), ("pct3x3", [(0.5, p) for p in PCT_VALUES])]

@@ -8,11 +8,20 @@ convolution is replaced: the BatchNorm/ReLU after it stay where they are.
 
 Initialisation: ``random`` (PyTorch's default), ``svd`` (data-free low-rank
 start, :mod:`~squeezestudio.core.architecture.svd_init`) or
-``svd+reconstruct`` (then fit each new module to the original layer's outputs
-on calibration images, :mod:`~squeezestudio.core.architecture.reconstruction`).
-Calibration images come from an optional ``state.calibration`` (an NCHW
-tensor or an ImageDataset); without them ``svd+reconstruct`` falls back to
-``svd`` and says so in ``state.log``.
+``svd+reconstruct``, the default (then fit each new module to the original
+layer's outputs on calibration images,
+:mod:`~squeezestudio.core.architecture.reconstruction`). Calibration images
+come from ``state.calibration`` (an NCHW tensor or an ImageDataset, set by
+``compress(..., calibration=...)``); without them ``svd+reconstruct`` falls
+back to ``svd`` and says so in ``state.log``. The data-free start alone does
+not survive several stacked substitutions (see docs/fire_substitution.md).
+
+Reconstruction is sequential: layer i is fitted on the inputs the model
+*with layers 1..i-1 already replaced* produces, to the outputs the original
+produced, so each layer also corrects the drift of those before it instead of
+letting errors compound. It fits through the BatchNorm/activation that follow
+the convolution (``fit_through``), and can afterwards re-estimate the running
+statistics of the BatchNorms downstream (``recalibrate_bn``).
 
 Every substitution is recorded with ``state.record_modification`` so loading
 a .sqz replays it through :meth:`FireMethod.rebuild` before the weights load.
@@ -30,7 +39,9 @@ from torch import nn
 from squeezestudio.core.architecture.calibration import calibration_images, capture_layer_io
 from squeezestudio.core.architecture.fire_module import (
     ConvGeometry, bypass_allowed, fire_channels, make_fire, make_pointwise, unsupported_reason)
-from squeezestudio.core.architecture.reconstruction import ReconstructionResult, reconstruct_layer
+from squeezestudio.core.architecture.batchnorm_recalibration import batchnorms_after, recalibrate_batchnorm
+from squeezestudio.core.architecture.reconstruction import (
+    ReconstructionResult, TailFit, following_tail, reconstruct_layer)
 from squeezestudio.core.architecture.substitution import get_module, replace_module
 from squeezestudio.core.architecture.svd_init import init_fire_from_conv, init_pointwise_from_conv
 from squeezestudio.core.compression.config import make_config, param
@@ -63,12 +74,19 @@ class FireConfig:
                           help="share of output channels computed by the kxk expand (the rest by 1x1)")
     bypass: bool = param(False, help="add the input to the output where shapes allow (ignored elsewhere)")
     squeeze_relu: bool = param(True, help="ReLU after the squeeze, as in SqueezeNet")
-    init: str = param("svd", choices=INIT_CHOICES,
-                      help="random, a low-rank start from the original kernel, or that plus layer-wise fitting")
+    init: str = param("svd+reconstruct", choices=INIT_CHOICES,
+                      help="random, a low-rank start from the original kernel, or that plus layer-wise "
+                           "fitting on calibration images (plain svd when there are none)")
     reconstruct_steps: int = param(200, minimum=1, maximum=100_000,
                                    help="most Adam steps of layer-wise reconstruction per layer")
     reconstruct_seconds: float = param(5.0, minimum=0.1, maximum=3600.0,
                                        help="most seconds of layer-wise reconstruction per layer")
+    reconstruct_lr: float = param(3e-3, minimum=1e-6, maximum=1.0,
+                                  help="Adam learning rate of layer-wise reconstruction")
+    fit_through: bool = param(True, help="fit the output after the BatchNorm/activation that follow the "
+                                         "convolution rather than its raw output")
+    recalibrate_bn: bool = param(False, help="after substituting, re-estimate the running statistics of "
+                                             "later BatchNorm layers on the calibration images")
 
 
 @dataclass(frozen=True)
@@ -149,6 +167,7 @@ def substitute_conv(model: nn.Module, name: str, config: FireConfig, *,
                      "stride 1 and 'same' padding with an odd kernel")
     new = build_replacement(geometry, record).to(conv.weight.device, conv.weight.dtype)
     kept = None
+    fitted: Optional[nn.Module] = None
     if config.init != "random":
         if config.strategy == "fire":
             kept = init_fire_from_conv(new, conv).kept_energy  # type: ignore[arg-type]
@@ -159,12 +178,15 @@ def substitute_conv(model: nn.Module, name: str, config: FireConfig, *,
         if calibration is None or reference is None:
             lines.append(f"fire: {name}: no calibration images, so 'svd+reconstruct' is plain 'svd'")
         else:
+            tail = following_tail(reference, name) if config.fit_through else []
             inputs = capture_layer_io(model, name, calibration, want_outputs=False, cancel=cancel).inputs
-            targets = capture_layer_io(reference, name, calibration, want_inputs=False, cancel=cancel).outputs
+            targets = capture_layer_io(reference, tail[-1] if tail else name, calibration,
+                                       want_inputs=False, cancel=cancel).outputs
             assert inputs is not None and targets is not None
             n = min(inputs.shape[0], targets.shape[0])
-            result = reconstruct_layer(new, inputs[:n], targets[:n], steps=config.reconstruct_steps,
-                                       time_budget_s=config.reconstruct_seconds,
+            fitted = TailFit(new, [get_module(model, t) for t in tail]) if tail else new
+            result = reconstruct_layer(fitted, inputs[:n], targets[:n], steps=config.reconstruct_steps,
+                                       time_budget_s=config.reconstruct_seconds, lr=config.reconstruct_lr,
                                        progress=progress, cancel=cancel)
     replace_module(model, name, new)
     before = sum(p.numel() for p in conv.parameters())
@@ -173,10 +195,47 @@ def substitute_conv(model: nn.Module, name: str, config: FireConfig, *,
     if kept is not None:
         text += f", low-rank start keeps {kept:.1%} of the kernel energy"
     if result is not None:
-        text += f", reconstruction error {result.before_error:.4g} -> {result.after_error:.4g}"
+        where = " after BatchNorm/activation" if isinstance(fitted, TailFit) else ""
+        text += f", reconstruction error{where} {result.before_error:.4g} -> {result.after_error:.4g}"
     lines.append(text + ")")
     return FireOutcome(layer=name, modification=record, parameters_before=before,
                        parameters_after=after, kept_energy=kept, reconstruction=result)
+
+
+_REFERENCE_ATTR = "_fire_original"
+
+
+def _original_model(state: CompressionState) -> nn.Module:
+    """The model as it was before any Fire substitution on ``state`` (the reconstruction target).
+
+    The pipeline calls :meth:`FireMethod.apply` once per recipe entry, so a
+    second call would otherwise copy a model whose earlier layers are already
+    replaced and fit each layer to the *drifted* outputs: the errors compound
+    and seven layers end at chance. The first call therefore keeps the
+    original on the state; later calls reuse it as long as every parameter and
+    buffer outside the replaced layers is still identical (any other change
+    to the model makes it stale, and a fresh copy is taken).
+    """
+    kept = getattr(state, _REFERENCE_ATTR, None)
+    if kept is not None:
+        original, replaced = kept
+        if _unchanged_outside(original, state.module, replaced):
+            return original
+    return copy.deepcopy(state.module)
+
+
+def _remember_original(state: CompressionState, original: nn.Module, replaced: list[str]) -> None:
+    kept = getattr(state, _REFERENCE_ATTR, None)
+    earlier = kept[1] if kept is not None and kept[0] is original else []
+    setattr(state, _REFERENCE_ATTR, (original, [*earlier, *replaced]))
+
+
+def _unchanged_outside(original: nn.Module, current: nn.Module, replaced: list[str]) -> bool:
+    prefixes = tuple(f"{name}." for name in replaced)
+    now = {k: v for k, v in current.state_dict().items() if not k.startswith(prefixes)}
+    before = {k: v for k, v in original.state_dict().items() if not k.startswith(prefixes)}
+    return now.keys() == before.keys() and all(
+        now[k].shape == before[k].shape and torch.equal(now[k], before[k]) for k in now)
 
 
 class FireMethod(CompressionMethod):
@@ -198,12 +257,12 @@ class FireMethod(CompressionMethod):
               progress: Optional[ProgressCallback] = None,
               cancel: Optional[CancelToken] = None) -> None:
         configs = {name: self._config(name, c) for name, c in layer_configs.items()}
-        # CompressionState has no calibration field yet: read one if a caller set it.
-        calibration = calibration_images(getattr(state, "calibration", None))
+        calibration = calibration_images(state.calibration)
         reference = None
         if calibration is not None and any(c.init == "svd+reconstruct" for c in configs.values()):
-            reference = copy.deepcopy(state.module)
+            reference = _original_model(state)
         total = max(1, len(configs))
+        replaced: list[str] = []
         for i, (name, config) in enumerate(configs.items()):
             check(cancel)
             report(progress, i / total, f"fire: {name}")
@@ -215,6 +274,17 @@ class FireMethod(CompressionMethod):
                 for key in (f"{name}.weight", f"{name}.bias"):
                     state.encodings.pop(key, None)
                 state.record_modification(outcome.modification)
+                replaced.append(name)
+        if reference is not None:
+            _remember_original(state, reference, replaced)
+        wants_recalibration = any(configs[n].recalibrate_bn for n in replaced)
+        if wants_recalibration and calibration is None:
+            state.log.append("fire: no calibration images, so BatchNorm statistics were not re-estimated")
+        elif wants_recalibration:
+            count = recalibrate_batchnorm(state.module, calibration, batchnorms_after(state.module, replaced),
+                                          cancel=cancel)
+            state.log.append(f"fire: re-estimated the statistics of {count} BatchNorm layer(s) "
+                             f"on {calibration.shape[0]} calibration images")
         report(progress, 1.0, "fire: done")
 
     def rebuild(self, module: nn.Module, modification: dict[str, Any]) -> nn.Module:

@@ -83,29 +83,57 @@ class SqueezeNet(nn.Module):
         return torch.flatten(self.classifier(self.features(x)), 1)
 
 
+def mini_fire_widths(expand: int, squeeze_ratio: float, pct3x3: float) -> tuple[int, int, int]:
+    """``(squeeze, e1x1, e3x3)`` of a Fire module with ``expand`` output channels.
+
+    SqueezeNet's knobs: squeeze = SR * expand, e3x3 = pct3x3 * expand. Both
+    expand branches keep at least one filter (a branch with zero channels
+    would change the module's structure), so pct3x3 is clamped to the
+    nearest share that leaves one filter of each kind.
+    """
+    squeeze = max(1, int(round(squeeze_ratio * expand)))
+    e3 = min(expand - 1, max(1, int(round(pct3x3 * expand))))
+    return squeeze, expand - e3, e3
+
+
+MINI_EXPANDS = (64, 64, 128, 128, 192, 192)
+
+
 class SqueezeNetMini(nn.Module):
     """A SqueezeNet for small images (the bundled demo): same Fire modules, later downsampling.
 
     SqueezeNet 1.1 reduces a 32x32 input to 1x1 after its third pooling stage
     and trains poorly from scratch at that size. This variant follows the
     paper's third strategy (downsample late): a stride-1 3x3 stem, three
-    2x2 poolings (32 -> 4), six Fire modules with squeeze ratio 0.125-0.25 and
-    pct3x3 0.5, and a 1x1 convolution classifier without the final ReLU
+    2x2 poolings (32 -> 4), six Fire modules with 64, 64, 128, 128, 192, 192
+    expand filters, and a 1x1 convolution classifier without the final ReLU
     (which can switch every logit off early in training). Names follow
     torchvision's SqueezeNet (``features.N``, ``classifier.1``).
+
+    ``squeeze_ratio`` (SR) and ``pct3x3`` are the paper's design-space knobs;
+    the defaults (0.125 and 0.5) give the demo's layer sizes exactly.
     """
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 1, dropout: float = 0.2) -> None:
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, dropout: float = 0.2,
+                 squeeze_ratio: float = 0.125, pct3x3: float = 0.5) -> None:
         super().__init__()
+        if not 0.0 < squeeze_ratio <= 4.0 or not 0.0 <= pct3x3 <= 1.0:
+            raise ValueError(f"squeeze_ratio must be in (0, 4] and pct3x3 in [0, 1], "
+                             f"not {squeeze_ratio} and {pct3x3}")
         self.num_classes = num_classes
+
+        def fire(inplanes: int, expand: int) -> Fire:
+            return Fire(inplanes, *mini_fire_widths(expand, squeeze_ratio, pct3x3))
+
+        e = MINI_EXPANDS
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, 32, kernel_size=3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            Fire(32, 8, 32, 32), Fire(64, 8, 32, 32), nn.MaxPool2d(2),
-            Fire(64, 16, 64, 64), Fire(128, 16, 64, 64), nn.MaxPool2d(2),
-            Fire(128, 24, 96, 96), Fire(192, 24, 96, 96),
+            fire(32, e[0]), fire(e[0], e[1]), nn.MaxPool2d(2),
+            fire(e[1], e[2]), fire(e[2], e[3]), nn.MaxPool2d(2),
+            fire(e[3], e[4]), fire(e[4], e[5]),
         )
         self.classifier = nn.Sequential(
-            nn.Dropout(p=dropout), nn.Conv2d(192, num_classes, kernel_size=1), nn.AdaptiveAvgPool2d((1, 1)))
+            nn.Dropout(p=dropout), nn.Conv2d(e[5], num_classes, kernel_size=1), nn.AdaptiveAvgPool2d((1, 1)))
         init_classifier_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
