@@ -91,66 +91,62 @@ def build_recipe(args: argparse.Namespace, handle) -> Any:
         recipe.architecture.extend({"method": "fire", "layer": name}
                                    for name in select_largest_convs(handle.module, args.fire_auto))
     if args.finetune:
-        recipe.finetune = {"epochs": args.finetune, "lr": args.lr, "seed": args.seed,
-                           "train_data": args.train_data, "distill": args.distill}
+        recipe.finetune = finetune_section(args)
     return recipe
 
 
-def _finetune(cm, handle, args, val):
-    from squeezestudio.cli.common import load_data_for
-    from squeezestudio.cli.terminal_progress import TerminalProgress
+def finetune_section(args: argparse.Namespace) -> dict[str, Any]:
+    """The recipe's ``finetune`` section from ``--finetune/--lr/--distill/--seed`` (the GUI writes the same)."""
     from squeezestudio.core.errors import RecipeError
-    from squeezestudio.core.finetune import finetune_compressed
-    from squeezestudio.core.training import TrainConfig
 
-    temperature, alpha = None, 0.5
+    section: dict[str, Any] = {"epochs": args.finetune, "lr": args.lr, "seed": args.seed, "shift_augment": 1}
     if args.distill:
         try:
             t_text, _, a_text = args.distill.partition(",")
-            temperature, alpha = float(t_text), float(a_text or 0.5)
+            section["distill_temperature"], section["distill_alpha"] = float(t_text), float(a_text or 0.5)
         except ValueError:
             raise RecipeError(f"--distill takes TEMPERATURE,ALPHA such as 4,0.7, not {args.distill!r}") from None
-    train = load_data_for(handle, args.train_data, "loading training data")
-    config = TrainConfig(epochs=args.finetune, lr=args.lr, seed=args.seed, shift_augment=1,
-                         distill_temperature=temperature, distill_alpha=alpha)
-    with TerminalProgress("fine-tuning") as bar:
-        cm, result = finetune_compressed(cm, train, val, config, teacher=handle.module, progress=bar)
-    for record in result.history:
-        acc = "" if record.val_top1 is None else f", val top-1 {record.val_top1 * 100:.2f}%"
-        print(f"  epoch {record.epoch}: loss {record.train_loss:.4f}{acc}")
-    return cm
+    return section
+
+
+def _calibration(args: argparse.Namespace, handle, recipe, data):
+    """Images Fire substitution is fitted on: the training split for digits, else the evaluation data."""
+    if not recipe.architecture or data is None:
+        return None
+    from squeezestudio.core.data.dataset import PreprocessSpec
+    from squeezestudio.core.data.folders import load_dataset
+
+    spec = PreprocessSpec.from_input_spec(handle.input_spec)
+    source = args.train_data if args.data.startswith("digits") else args.data
+    return load_dataset(source, spec).images[:256]
 
 
 def run(args: argparse.Namespace) -> int:
     from squeezestudio.cli.terminal_progress import TerminalProgress
-    from squeezestudio.core.compression.codec import size_report
-    from squeezestudio.core.compression.pipeline import compress
     from squeezestudio.core.evaluation import evaluate
     from squeezestudio.core.exports import export
+    from squeezestudio.core.measure import measure_recipe, retrain_config
 
     handle = load_model_from_args(args)
     print_warnings(handle)
     recipe = build_recipe(args, handle)
+    retrain = retrain_config(recipe)  # checks the section before any data is loaded
     data = load_data_for(handle, args.data) if args.data and args.data != "none" else None
+    train = load_data_for(handle, args.train_data, "loading training data") if retrain is not None else None
     before = evaluate(handle.module, data, batch_size=args.batch_size) if data is not None else None
-    calibration = None
-    if recipe.architecture and data is not None:
-        from squeezestudio.core.data.folders import load_dataset
-        from squeezestudio.core.data.dataset import PreprocessSpec
-
-        spec = PreprocessSpec.from_input_spec(handle.input_spec)
-        source = args.train_data if args.data == "digits" or args.data.startswith("digits") else args.data
-        calibration = load_dataset(source, spec).images[:256]
-    with TerminalProgress("compressing") as bar:
-        cm = compress(handle, recipe, progress=bar, calibration=calibration)
-    if args.finetune:
-        cm = _finetune(cm, handle, args, data)
-    after = None
-    if data is not None:
-        after = evaluate(cm.handle.module, data, batch_size=args.batch_size, reference=handle.module)
-        cm.metrics.update(after.to_dict())
-    report = size_report(cm)  # its total is the length of the encoded file (the codec encodes to count)
-    print(report.to_table())
+    calibration = _calibration(args, handle, recipe, data)
+    # The same core path as every point in the GUI: compress -> retrain -> evaluate -> exact .sqz size.
+    with TerminalProgress("compressing" if retrain is None else "compressing and retraining") as bar:
+        measured = measure_recipe(handle, recipe, data, train_data=train, teacher=handle.module,
+                                  reference=handle.module, batch_size=args.batch_size, calibration=calibration,
+                                  with_size_report=True, progress=bar)
+    cm, after = measured.compressed, measured.evaluation
+    if measured.training is not None:
+        print("fine-tuning:")
+        for record in measured.training.history:
+            acc = "" if record.val_top1 is None else f", val top-1 {record.val_top1 * 100:.2f}%"
+            print(f"  epoch {record.epoch}: loss {record.train_loss:.4f}{acc}")
+    print(measured.size_report.to_table())  # its total is the length of the encoded file
     if before is not None and after is not None:
         print(f"Top-1 on {data.name}: {before.top1 * 100:.2f}% before, {after.top1 * 100:.2f}% after "
               f"(agreement with the original {after.agreement * 100:.2f}%)")

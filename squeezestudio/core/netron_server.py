@@ -35,7 +35,10 @@ VIEWER_LIFETIME_DAYS = 180
 
 PINNED_VERSION = "9.3.3"
 PINNED_BUILD_DATE = _dt.date(2026, 10, 23)
-"""Build date of the pinned netron, used when the installed package does not say."""
+"""Build date of the pinned netron (its viewer expires 2027-04-21), used when the installed one does not say.
+
+Keep both in step with the netron that pyproject.toml installs: a test checks them.
+"""
 
 LOOPBACK = "127.0.0.1"
 STOP_TIMEOUT_S = 2.0
@@ -54,19 +57,24 @@ def netron_version() -> Optional[str]:
     return str(getattr(netron, "__version__", "")) or None
 
 
-def netron_build_date() -> _dt.date:
-    """The installed viewer's build date (from its index.html), else the pinned one's."""
+def installed_build_date() -> Optional[_dt.date]:
+    """The installed viewer's build date, read from its index.html (None when it cannot be read)."""
     try:
         import netron
     except ImportError:
-        return PINNED_BUILD_DATE
+        return None
     index = Path(netron.__file__).parent / "index.html"
     with contextlib.suppress(OSError):
         found = re.search(r'<meta name="date" content="(\d{4})-(\d{2})-(\d{2})',
                           index.read_text(encoding="utf-8", errors="replace"))
         if found:
             return _dt.date(int(found.group(1)), int(found.group(2)), int(found.group(3)))
-    return PINNED_BUILD_DATE
+    return None
+
+
+def netron_build_date() -> _dt.date:
+    """The installed viewer's build date, else the pinned one's (the expiry is counted from it)."""
+    return installed_build_date() or PINNED_BUILD_DATE
 
 
 def expiry_date() -> _dt.date:

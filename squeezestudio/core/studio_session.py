@@ -108,6 +108,8 @@ class StudioSession:
         self.model_path: Optional[str] = None
         self.data: Any = None
         self.data_source: Optional[str] = None
+        self.train_source: Optional[str] = None  # the user's own training set (folder/CSV), if opened
+        self._train_cache: Any = None  # ((id(module), source), dataset): loaded once per model and source
         self.recipe: Any = None
         self.selected_layer: Optional[str] = None
         self.project_path: Optional[Path] = None
@@ -134,6 +136,7 @@ class StudioSession:
         self.model_path = path if path is not None else (
             str(handle.source_path) if getattr(handle, "source_path", None) else None)
         self.selected_layer = None
+        self._train_cache = None
         self.experiments.clear()
         self._undo.clear()
         self._redo.clear()
@@ -160,6 +163,38 @@ class StudioSession:
         self.data_source = source
         self.experiments.clear()
         self.events.data.emit()
+
+    # -- training data (for retraining) --------------------------------
+    def training_source(self) -> Optional[str]:
+        """Retraining's data: digits' training split, else the user's training set; never the evaluation data."""
+        if (self.data_source or "").strip().lower().startswith("digits"):
+            return "digits:train"
+        return self.train_source
+
+    def set_training_data(self, dataset: Any, source: str) -> None:
+        """Retrain on ``dataset`` (loaded from ``source`` for the current model)."""
+        self.train_source = str(source)
+        self._train_cache = ((id(getattr(self.handle, "module", None)), str(source)), dataset)
+        self.events.data.emit()
+
+    def open_training_data(self, source: str) -> Any:
+        """Load a folder or CSV list as the retraining set (File > Open training data...)."""
+        dataset = self.load_data_source(source)
+        self.set_training_data(dataset, source)
+        return dataset
+
+    def training_data(self, handle: Any = None) -> Any:
+        """The retraining set for ``handle``, loaded once per (model, source); a sentence when there is none."""
+        handle = handle if handle is not None else self.handle
+        source = self.training_source()
+        if source is None:
+            raise SqueezeStudioError("retraining needs training data; open a training set (File > Open "
+                                     "training data...) or set the retraining epochs to 0")
+        key, cached = (id(getattr(handle, "module", None)), source), self._train_cache
+        if cached is None or cached[0] != key:
+            cached = (key, self._data_loader(source, handle))
+            self._train_cache = cached  # a plain attribute swap: safe from a worker thread
+        return cached[1]
 
     # -- recipe and undo/redo -------------------------------------------
     def set_recipe(self, recipe: Any, *, record: bool = True) -> None:
@@ -226,29 +261,34 @@ class StudioSession:
             raise SqueezeStudioError("open a model before evaluating a recipe")
         if data is None:
             raise SqueezeStudioError("open a data set (File > Open data) before evaluating a recipe")
-        from squeezestudio.core.measure import measure_recipe
+        from squeezestudio.core.measure import measure_recipe, retrain_config
 
         if original or recipe is None:
             recipe_obj = recipe_from_dict({})
         else:
             recipe_obj = recipe_from_dict(recipe) if isinstance(recipe, dict) else recipe
-        calibration = None
+        calibration = train = None
         if not original and recipe_to_dict(recipe_obj).get("architecture"):
             report(progress, 0.0, "preparing calibration images")
             calibration = self.calibration_images(handle, data)
+        config = None if original else retrain_config(recipe_obj)
+        if config is not None:
+            report(progress, 0.0, "loading training data")
+            train = self.training_data(handle)
         report(progress, 0.0, "compressing")
         measured = measure_recipe(handle, recipe_obj, data,
                                   reference=None if original else self._reference_top1(handle, data, cancel),
-                                  calibration=calibration, with_size_report=True,
-                                  progress=progress, cancel=cancel)
+                                  calibration=calibration, with_size_report=True, train_data=train,
+                                  teacher=handle.module, progress=progress, cancel=cancel)
         cm, sizes, size, result = (measured.compressed, measured.size_report, measured.size_bytes,
                                    measured.evaluation)
         metrics = _metrics_of(result)
         if original and metrics.get("agreement") is None:
             metrics["agreement"] = 1.0
         recipe_dict = {} if original else recipe_to_dict(recipe)
-        experiment = Experiment(id=new_experiment_id(), recipe=recipe_dict,
-                                label=label or ("original" if original else recipe_summary(recipe_dict)),
+        summary = "original" if original else recipe_summary(recipe_dict) + (
+            f" + retrain {config.epochs} ep" if config is not None else "")
+        experiment = Experiment(id=new_experiment_id(), recipe=recipe_dict, label=label or summary,
                                 size_bytes=size, metrics=metrics, is_original=original,
                                 compressed=cm, size_report=sizes)
         report(progress, 1.0, "done")
@@ -267,17 +307,16 @@ class StudioSession:
         return preds
 
     def calibration_images(self, handle: Any = None, data: Any = None, count: int = CALIBRATION_IMAGES) -> Any:
-        """Images for substitution methods (Fire): digits' training split, else the loaded data's first.
+        """Images for substitution methods (Fire): the training set (digits' split or the user's), else the data's.
 
-        Calibrating on training images keeps the evaluation data unseen when
-        the data is the built-in digits; a user's own data set is all we have.
+        Calibrating on training images keeps the evaluation data unseen; without a training set, the
+        evaluation data is all we have.
         """
         handle = handle if handle is not None else self.handle
         data = data if data is not None else self.data
-        source = (self.data_source or "").strip().lower()
-        if handle is not None and source.startswith("digits"):
+        if handle is not None and self.training_source() is not None:
             try:
-                train = self._data_loader("digits:train", handle)
+                train = self.training_data(handle)
             except SqueezeStudioError:
                 train = None
             if train is not None and len(train):
@@ -299,7 +338,7 @@ class StudioSession:
     # -- project files --------------------------------------------------
     def project_dict(self) -> dict[str, Any]:
         return {"format": PROJECT_FORMAT, "version": PROJECT_VERSION, "saved_at": time.time(),
-                "model_path": self.model_path, "data_source": self.data_source,
+                "model_path": self.model_path, "data_source": self.data_source, "train_source": self.train_source,
                 "recipe": recipe_to_dict(self.recipe), "selected_layer": self.selected_layer,
                 **self.experiments.to_dict()}
 
@@ -318,6 +357,8 @@ class StudioSession:
             self.open_model(d["model_path"], trust=trust)
         if d.get("data_source") and self.handle is not None:
             self.open_data(d["data_source"])
+        if d.get("train_source") and self.handle is not None:
+            self.open_training_data(d["train_source"])
         self.experiments.replace_all(ExperimentLog.from_dict(d).list())
         recipe = d.get("recipe") or None
         self._undo.clear()

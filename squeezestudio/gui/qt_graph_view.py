@@ -14,12 +14,13 @@ stand in the way and the user is told which, with another way to see the file:
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import time
 from pathlib import Path
 from typing import Callable, Optional, Union
 
-from PySide6.QtCore import QCoreApplication, Qt, QUrl
+from PySide6.QtCore import QCoreApplication, QEvent, QObject, Qt, QUrl
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QPushButton, QTableWidget,
                                QTableWidgetItem, QTabWidget, QVBoxLayout, QWidget)
@@ -31,6 +32,8 @@ from squeezestudio.core.netron_server import (
 PathLike = Union[str, "os.PathLike[str]"]
 WEBENGINE_PACKAGE = 'pip install "PySide6-Addons[webengine]"'
 TABS = ("original", "compressed")
+NODE_ID_PREFIX = "node-name-"  # netron gives each drawn node the id "node-name-<ONNX node name>"
+NODE_IDS_SCRIPT = "JSON.stringify(Array.from(document.querySelectorAll('#canvas .graph-node'), e => e.id))"
 
 
 def webengine_available() -> bool:
@@ -42,18 +45,29 @@ def webengine_available() -> bool:
     return True
 
 
-def prepare_webengine() -> bool:
-    """Call before creating the QApplication so the in-window viewer can work.
+def allow_webengine_as_root() -> None:
+    """Turn WebEngine's sandbox off when running as root, where Chromium refuses to start otherwise.
 
-    Qt WebEngine must be imported before the application exists, needs shared
-    OpenGL contexts, and refuses to start as root unless its sandbox is off.
-    Returns whether WebEngine is available.
+    The variable is read when WebEngine starts (at the first page), so this
+    also works after the QApplication exists; an explicit user setting wins.
     """
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         os.environ.setdefault("QTWEBENGINE_DISABLE_SANDBOX", "1")
+
+
+def prepare_webengine() -> bool:
+    """Call before creating the QApplication so the in-window viewer can work.
+
+    Qt WebEngine wants to be imported before the application exists, with
+    shared OpenGL contexts (a late start still works, with a warning), and
+    refuses to start as root unless its sandbox is off. Returns whether
+    WebEngine is available.
+    """
+    allow_webengine_as_root()
     if not webengine_available():
         return False
-    QCoreApplication.setAttribute(Qt.ApplicationAttribute.AA_ShareOpenGLContexts, True)
+    if QCoreApplication.instance() is None:  # Qt ignores (and warns about) the attribute afterwards
+        QCoreApplication.setAttribute(Qt.ApplicationAttribute.AA_ShareOpenGLContexts, True)
     return True
 
 
@@ -66,7 +80,8 @@ class QtGraphPane(QWidget):
         self.title = title
         self.server = NetronServer()
         self.model_path: Optional[Path] = None
-        self.web_view: Optional[QWidget] = None
+        self.web_view: Optional[QWidget] = None  # a QWebEngineView while the graph is embedded
+        self._profile: Optional[QObject] = None  # its private, off-the-record WebEngine profile
         self._open_url = open_url
         self._use_webengine = use_webengine
         self._today = today
@@ -151,10 +166,7 @@ class QtGraphPane(QWidget):
 
     def stop(self) -> None:
         """Stop this pane's server and drop its embedded page."""
-        if self.web_view is not None:
-            self.web_view.setParent(None)
-            self.web_view.deleteLater()
-            self.web_view = None
+        self.stop_view()
         self.server.stop()
 
     def _show_nodes(self, path: Optional[Path]) -> None:
@@ -181,26 +193,73 @@ class QtGraphPane(QWidget):
         self.other_app_button.setVisible(other_app)
 
     def _embed(self, url: str) -> bool:
-        """Show ``url`` in a WebEngine view, with netron's consent cookie set first."""
+        """Show ``url`` in a WebEngine view, with netron's consent cookie set first.
+
+        Without the cookie netron first tries to reach an outside host and then
+        covers the graph with a consent dialog. The profile is private to this
+        page and kept in memory only, so nothing is written to the user's disk.
+        """
         try:
             from PySide6.QtNetwork import QNetworkCookie
             from PySide6.QtWebEngineCore import QWebEnginePage, QWebEngineProfile
             from PySide6.QtWebEngineWidgets import QWebEngineView
         except ImportError:
             return False
-        view = QWebEngineView(self)  # created before the profile, so it is destroyed first
-        profile = QWebEngineProfile(self)  # off the record: nothing is kept on disk
-        page = QWebEnginePage(profile, view)
-        view.setPage(page)
+        allow_webengine_as_root()
+        view = QWebEngineView(self)
+        profile = QWebEngineProfile(self)  # no storage name: off the record
+        view.setPage(QWebEnginePage(profile, view))
         cookie = QNetworkCookie(b"consent", str(int(time.time() * 1000)).encode())
-        cookie.setDomain(QUrl(url).host())
         cookie.setPath("/")
-        profile.cookieStore().setCookie(cookie, QUrl(url))
+        profile.cookieStore().setCookie(cookie, QUrl(url))  # host-only cookie for the server's origin
+        view.loadFinished.connect(lambda ok, v=view: self._load_finished(v, ok))
         view.load(QUrl(url))
         self._show_message("", browser=False, file=False)
         self.message_label.setVisible(False)
+        self.spacer.setVisible(False)
         self._layout.insertWidget(0, view, 100)
-        self.web_view = view
+        self.web_view, self._profile = view, profile
+        return True
+
+    def _load_finished(self, view: QWidget, ok: bool) -> None:
+        """A page that did not load is replaced by the browser fall-back, which says so."""
+        if ok or view is not self.web_view:
+            return
+        url = self.url or ""
+        self.stop_view()
+        self._show_message(f"The graph could not be shown inside this window; open it in your web browser.\n{url}",
+                           browser=True, file=True)
+        self._show_nodes(self.model_path)
+
+    def stop_view(self) -> None:
+        """Drop the embedded page (the server keeps running for the browser)."""
+        if self.web_view is not None:
+            view, self.web_view = self.web_view, None
+            view.setParent(None)
+            view.page().deleteLater()  # the page before its profile, or WebEngine warns of trouble
+            view.deleteLater()
+        if self._profile is not None:
+            self._profile.deleteLater()
+            self._profile = None
+
+    def graph_node_names(self, callback: Callable[[list[str]], None]) -> bool:
+        """Ask the embedded netron for the names of the nodes it has drawn.
+
+        ``callback`` receives them (an empty list until the graph is drawn);
+        returns False when nothing is embedded. Used by tests and screenshots
+        to know that the graph really rendered.
+        """
+        if self.web_view is None:
+            return False
+
+        def parse(result: object) -> None:
+            try:
+                ids = json.loads(result) if isinstance(result, str) else []
+            except ValueError:
+                ids = []
+            callback([i[len(NODE_ID_PREFIX):] for i in ids if isinstance(i, str) and i.startswith(NODE_ID_PREFIX)])
+
+        self.web_view.page().runJavaScript(NODE_IDS_SCRIPT, 0, parse)  # type: ignore[attr-defined]
         return True
 
 
@@ -253,6 +312,9 @@ class QtGraphView(QWidget):
         """Stop every netron server and delete their temporary copies."""
         for pane in self.panes.values():
             pane.stop()
+        # Delete the pages now, before their profiles and the application go away
+        # (after aboutToQuit no event loop would run the deferred deletes).
+        QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
 
     def closeEvent(self, event: object) -> None:  # noqa: N802
         self.shutdown()

@@ -2,11 +2,13 @@
 
 A global section holds one checkable group per method (ticked = applied to
 every layer it fits), its knobs built by :class:`QtParamEditor` and its
-description as tooltip. Below, an override panel edits the selected layer:
+description as tooltip, then the "Retraining" group (the recipe's
+``finetune`` section, :mod:`squeezestudio.gui.qt_retraining_controls`).
+Below, an override panel edits the selected layer:
 for each method "as global", "off for this layer" or "custom" settings.
 Every change restarts a short timer; when it fires ``recipeChanged`` carries
 the recipe as a dict in the recipe file layout (``{"version": 1, "methods": ...,
-"layers": ...}``, see :mod:`squeezestudio.core.compression.recipe`), so dragging a
+"layers": ..., "finetune": ...}``, see :mod:`squeezestudio.core.compression.recipe`), so dragging a
 slider produces one evaluation, not fifty.
 """
 
@@ -21,6 +23,7 @@ from PySide6.QtWidgets import (QComboBox, QFormLayout, QGroupBox, QLabel, QScrol
 
 from squeezestudio.core.compression.config import config_params
 from squeezestudio.gui.qt_param_editors import QtParamEditor
+from squeezestudio.gui.qt_retraining_controls import QtRetrainingControls, retraining_note
 
 DEBOUNCE_MS = 250
 RECIPE_VERSION = 1
@@ -104,6 +107,11 @@ class QtMethodControls(QWidget):
             layout.addWidget(group)
             self.groups[method.name] = group
             self.forms[method.name] = form
+        self.retraining = QtRetrainingControls()
+        self.retraining.changed.connect(self._changed)
+        layout.addWidget(self.retraining)
+        self._session: Any = None
+        self._jobs: Any = None
 
         self.layer_box = QGroupBox("Selected layer: none")
         self.layer_box.setToolTip("Settings here apply only to the layer selected in the layer table")
@@ -139,7 +147,11 @@ class QtMethodControls(QWidget):
         """The recipe the controls show: enabled global methods and layer overrides."""
         methods = {name: self.forms[name].values() for name, g in self.groups.items() if g.isChecked()}
         layers = {layer: dict(entry) for layer, entry in self.overrides.items() if entry}
-        return {"version": RECIPE_VERSION, "methods": methods, "layers": layers}
+        recipe: dict[str, Any] = {"version": RECIPE_VERSION, "methods": methods, "layers": layers}
+        finetune = self.retraining.finetune_dict()
+        if finetune is not None:
+            recipe["finetune"] = finetune
+        return recipe
 
     def set_recipe_dict(self, recipe: Optional[dict[str, Any]]) -> None:
         """Show ``recipe`` (undo, a clicked point) without emitting ``recipeChanged``."""
@@ -151,6 +163,7 @@ class QtMethodControls(QWidget):
                 group.setChecked(name in global_part)
                 self.forms[name].set_values(global_part.get(name) or {})
             self.overrides = copy.deepcopy({k: dict(v) for k, v in (recipe.get("layers") or {}).items()})
+            self.retraining.set_finetune_dict(recipe.get("finetune"))
             self._show_layer()
         finally:
             self._quiet = False
@@ -177,6 +190,40 @@ class QtMethodControls(QWidget):
             form = self.layer_forms[name]
             form.set_values(current.get(name) or self.forms[name].values())
             form.setVisible(self.layer is not None and choice == CUSTOM)
+
+    # -- training data for retraining ------------------------------------
+    def attach_session(self, session: Any, jobs: Any = None) -> None:
+        """Show what ``session`` retrains on, and open training sets for it (in ``jobs`` when given)."""
+        self._session, self._jobs = session, jobs
+        session.events.data.connect(self.refresh_training_note)
+        session.events.model.connect(self.refresh_training_note)
+        self.retraining.trainingDataRequested.connect(self.open_training_data)
+        self.refresh_training_note()
+
+    def refresh_training_note(self) -> None:
+        session = self._session
+        source = session.training_source()
+        self.retraining.set_note(retraining_note(session), needs_data=source is None)
+        self.retraining.open_button.setVisible(source != "digits:train")  # digits bring their own split
+
+    def open_training_data(self, source: str) -> None:
+        """Load ``source`` as the session's training set (in a worker when a JobManager was given)."""
+        session = self._session
+        if session is None:
+            return
+        if self._jobs is None:
+            session.open_training_data(source)
+            return
+        handle = session.handle
+        self.retraining.set_note(f"Loading training data from {source}…")
+
+        def done(dataset: Any) -> None:
+            if session.handle is handle:
+                session.set_training_data(dataset, source)
+
+        self._jobs.start("training data", lambda progress=None, cancel=None: session.load_data_source(source),
+                         on_finished=done, on_failed=lambda message, details: self.retraining.set_note(
+                             message, needs_data=True))
 
     # -- change handling ------------------------------------------------
     def _layer_changed(self, *_: Any) -> None:

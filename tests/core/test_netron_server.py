@@ -14,7 +14,8 @@ from onnx import TensorProto, helper
 
 from squeezestudio.core.errors import ModelLoadError
 from squeezestudio.core.netron_server import (
-    NetronServer, VIEWER_LIFETIME_DAYS, expiry_date, is_expired, netron_build_date)
+    PINNED_BUILD_DATE, PINNED_VERSION, NetronServer, VIEWER_LIFETIME_DAYS, expiry_date, installed_build_date,
+    is_expired, netron_build_date, netron_version)
 
 
 def _tiny_onnx(path: Path) -> Path:
@@ -83,3 +84,24 @@ def test_expiry_is_build_date_plus_lifetime():
     assert not is_expired(expiry_date() - dt.timedelta(days=1))
     assert is_expired(expiry_date())
     assert is_expired(expiry_date() + dt.timedelta(days=400))
+
+
+def test_the_pinned_netron_is_the_installed_one():
+    # When netron is upgraded, update PINNED_VERSION and PINNED_BUILD_DATE with it.
+    assert netron_version() == PINNED_VERSION
+    assert installed_build_date() == PINNED_BUILD_DATE
+    assert PINNED_BUILD_DATE + dt.timedelta(days=VIEWER_LIFETIME_DAYS) == dt.date(2027, 4, 21)
+    assert expiry_date() == dt.date(2027, 4, 21)
+
+
+def test_build_date_comes_from_the_viewer_page(tmp_path, monkeypatch):
+    import netron
+
+    fake = tmp_path / "netron"
+    fake.mkdir()
+    (fake / "index.html").write_text('<meta name="date" content="2031-02-03 04:05:06">')
+    monkeypatch.setattr(netron, "__file__", str(fake / "__init__.py"))
+    assert installed_build_date() == dt.date(2031, 2, 3)
+    assert expiry_date() == dt.date(2031, 2, 3) + dt.timedelta(days=VIEWER_LIFETIME_DAYS)
+    (fake / "index.html").write_text("<html>no date</html>")
+    assert installed_build_date() is None and netron_build_date() == PINNED_BUILD_DATE

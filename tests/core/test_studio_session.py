@@ -215,3 +215,76 @@ def test_calibration_images_come_from_digits_train_or_the_loaded_data():
     session.set_data(Data(images=torch.zeros(0, 1, 1, 1)), "/empty")
     with pytest.raises(SqueezeStudioError, match="open a data set"):
         session.calibration_images()
+
+
+def test_training_data_is_digits_train_or_the_users_own_and_is_cached():
+    """Retraining never trains on the evaluation data: digits' training split or a set the user opens."""
+    asked = []
+
+    def data_loader(source, handle):
+        asked.append(source)
+        return SimpleNamespace(name=source)
+
+    session = StudioSession(model_loader=lambda p, trust=False: _tiny_handle(p), data_loader=data_loader)
+    session.open_model("m.pt")
+    session.open_data("digits")
+    assert session.training_source() == "digits:train"
+    first = session.training_data()
+    assert first.name == "digits:train" and session.training_data() is first
+    assert asked == ["digits", "digits:train"]  # loaded once, then cached
+    session.open_data("/eval/folder")
+    with pytest.raises(SqueezeStudioError, match="retraining needs training data"):
+        session.training_data()
+    seen = []
+    session.events.data.connect(lambda: seen.append(True))
+    assert session.open_training_data("/train/folder").name == "/train/folder" and seen == [True]
+    assert session.training_source() == "/train/folder" and session.training_data().name == "/train/folder"
+    assert asked.count("/train/folder") == 1
+    assert session.project_dict()["train_source"] == "/train/folder"
+    session.open_model("other.pt")  # a new model: the same source is preprocessed again, on demand
+    assert session.training_data().name == "/train/folder" and asked.count("/train/folder") == 2
+
+
+def _digits_session():
+    from squeezestudio.core.data.dataset import PreprocessSpec
+    from squeezestudio.core.data.digits import load_digits_split
+    from squeezestudio.core.zoo import zoo_handle
+
+    spec = PreprocessSpec(channels=1, height=28, width=28, mean=(0.5,), std=(0.5,))
+    loads = []
+
+    def data_loader(source, handle):
+        loads.append(source)
+        split = "train" if source == "digits:train" else "val"
+        data = load_digits_split(split, spec)
+        keep = torch.arange(0, len(data), 4 if split == "train" else 3)  # a fraction keeps the test fast
+        return type(data)(images=data.images[keep], labels=data.labels[keep], class_names=data.class_names,
+                          name=data.name)
+
+    torch.manual_seed(0)
+    handle = zoo_handle("lenet5", num_classes=10, in_channels=1, input_size=28)
+    session = StudioSession(data_loader=data_loader)
+    session.set_model(handle)
+    session.open_data("digits")
+    return session, loads
+
+
+def test_evaluating_with_retraining_differs_from_without_and_labels_it():
+    session, loads = _digits_session()
+    recipe = {"version": 1, "methods": {"prune": {"sparsity": 0.5}}, "layers": {}}
+    plain = session.evaluate_recipe(recipe)
+    retrain = dict(recipe, finetune={"epochs": 1, "lr": 0.003, "seed": 0})
+    fractions = []
+    trained = session.evaluate_recipe(retrain, lambda f, m="": fractions.append((f, m)))
+    assert loads == ["digits", "digits:train"]
+    assert trained.label.endswith("+ retrain 1 ep") and "retrain" not in plain.label
+    assert trained.recipe["finetune"]["epochs"] == 1 and "finetune" not in plain.recipe
+    assert trained.metrics["top1"] != plain.metrics["top1"]
+    assert trained.metrics["top1"] > plain.metrics["top1"]  # an untrained LeNet learns in one epoch
+    assert any(m.startswith("epoch") for _, m in fractions)
+    assert [f for f, _ in fractions] == sorted(f for f, _ in fractions)
+    from squeezestudio.core.compression.codec import encode_sqz
+    assert trained.size_bytes == len(encode_sqz(trained.compressed))
+    session.open_data("/my/photos")  # a user's data set without a training set: a sentence, no point
+    with pytest.raises(SqueezeStudioError, match="retraining needs training data"):
+        session.evaluate_recipe(retrain)
