@@ -35,6 +35,9 @@ def run_gui(model_path: Optional[str] = None, data: Optional[str] = None, *, tru
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
+    from squeezestudio.gui.qt_graph_view import prepare_webengine
+
+    prepare_webengine()  # WebEngine needs its settings before the QApplication exists
     app = QApplication.instance() or QApplication(list(argv) if argv is not None else [sys.argv[0]])
     app.setApplicationName("SqueezeStudio")
     app.setOrganizationName("SqueezeStudio")

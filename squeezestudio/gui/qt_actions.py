@@ -31,6 +31,8 @@ ACTIONS: tuple[tuple[str, str, Any, str, str], ...] = (
     ("open_digits", "Open &digits (built-in)", None, "Evaluate on scikit-learn's digits", "open_digits"),
     ("open_folder", "Open image &folder…", None, "One sub-folder per class", "ask_open_folder"),
     ("open_csv", "Open &CSV list…", None, "Rows of path,label", "ask_open_csv"),
+    ("open_training", "Open &training data…", None, "A labelled folder or CSV list to retrain on",
+     "ask_open_training_data"),
     ("open_project", "Open &project…", "Ctrl+Shift+O", "Reopen a saved project", "ask_open_project"),
     ("save_project", "&Save project", QKeySequence.StandardKey.Save, "Save model, data and every result",
      "save_project"),
@@ -66,6 +68,8 @@ def build_actions(window: Any) -> WindowActions:
     data_menu = file_menu.addMenu("Open &data")
     for name in ("open_digits", "open_folder", "open_csv"):
         data_menu.addAction(result[name])
+    data_menu.addSeparator()
+    data_menu.addAction(result["open_training"])
     result.recent_menu = file_menu.addMenu("Recent &files")
     file_menu.addSeparator()
     for name in ("open_project", "save_project", "save_project_as", "recover"):

@@ -143,6 +143,7 @@ class QtMainWindow(WindowFileActions, QMainWindow):
             self.controls_dock.setWidget(_placeholder(f"Compression methods are unavailable: {exc}"))
         else:
             self.controls.recipeChanged.connect(self._controls_changed)
+            self.controls.attach_session(self.session, self.jobs)
             self.controls_dock.setWidget(self.controls)
         self.classify_view = self._optional_view(1, "squeezestudio.gui.qt_classify_view", "QtClassifyView")
         self.graph_view = self._optional_view(2, "squeezestudio.gui.qt_graph_view", "QtGraphView")

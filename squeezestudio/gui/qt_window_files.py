@@ -43,6 +43,10 @@ class WindowFileActions:
         if path:
             self.open_data(path)
 
+    def ask_open_training_data(self) -> None:
+        """Retraining needs labelled data other than the evaluation set."""
+        self.controls.retraining.ask_training_data()
+
     def ask_open_project(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open project", self._start_folder(), PROJECT_FILTER)
         if path:
