@@ -11,9 +11,7 @@ parts of the project are imported lazily inside functions.
 from __future__ import annotations
 
 import json
-import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -21,9 +19,9 @@ from squeezestudio.core.atomic_write import PathLike, atomic_write_bytes
 from squeezestudio.core.errors import SqueezeStudioError
 from squeezestudio.core.experiments import Experiment, ExperimentLog, new_experiment_id, recipe_summary
 from squeezestudio.core.progress import CancelToken, ProgressCallback, report
+from squeezestudio.core.project_files import (PROJECT_FORMAT, PROJECT_VERSION, AutosaveInfo,  # noqa: F401 - re-exported
+                                              default_autosave_dir, find_autosave, read_project)
 
-PROJECT_FORMAT = "squeezestudio-project"
-PROJECT_VERSION = 1
 UNDO_LIMIT = 100
 CALIBRATION_IMAGES = 256
 
@@ -75,20 +73,6 @@ def recipe_from_dict(d: dict[str, Any]) -> Any:
     except ImportError:
         return dict(d)
     return convert(dict(d))
-
-
-def default_autosave_dir() -> Path:
-    """Where autosaves go: $SQUEEZESTUDIO_HOME or ~/.local/share/squeezestudio."""
-    root = os.environ.get("SQUEEZESTUDIO_HOME")
-    return Path(root) if root else Path.home() / ".local" / "share" / "squeezestudio"
-
-
-@dataclass(frozen=True)
-class AutosaveInfo:
-    """An autosave found on disk and when it was written (seconds since the epoch)."""
-
-    path: Path
-    timestamp: float
 
 
 class StudioSession:
@@ -382,34 +366,6 @@ class StudioSession:
         """Open a recovery copy found by :func:`find_autosave`."""
         self.open_project(info.path, trust=trust)
         self.project_path = None  # a recovery copy is not the user's project file
-
-
-def find_autosave(folder: Optional[PathLike] = None) -> Optional[AutosaveInfo]:
-    """The autosave in ``folder`` (default folder if None) with its time, or None."""
-    target = (Path(folder) if folder is not None else default_autosave_dir()) / "autosave.sqproj"
-    if not target.is_file():
-        return None
-    try:
-        stamp = float(read_project(target).get("autosaved_at", target.stat().st_mtime))
-    except SqueezeStudioError:
-        return None
-    return AutosaveInfo(path=target, timestamp=stamp)
-
-
-def read_project(path: PathLike) -> dict[str, Any]:
-    """Parse and check a project file; problems are one-sentence errors."""
-    try:
-        d = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SqueezeStudioError(f"the project file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SqueezeStudioError(f"{path} is not a readable SqueezeStudio project ({exc})") from None
-    if not isinstance(d, dict) or d.get("format") != PROJECT_FORMAT:
-        raise SqueezeStudioError(f"{path} is not a SqueezeStudio project file")
-    if int(d.get("version", 0)) > PROJECT_VERSION:
-        raise SqueezeStudioError(f"{path} was written by a newer SqueezeStudio (version {d.get('version')})")
-    ExperimentLog.from_dict(d)  # validates every entry
-    return d
 
 
 def _metrics_of(result: Any) -> dict[str, Optional[float]]:
