@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 import numpy as np
-import torch
 
 from squeezestudio.core.compression.config import make_config, param
 from squeezestudio.core.compression.encoding import WeightEncoding
