@@ -12,7 +12,10 @@ relative positions of the kept weights, and write one file.
   ``KMeans`` (same linear initialisation, n_init=1) + ``dahuffman`` for
   indices and position gaps, saved with ``numpy.savez``.
 
-Prints both times, the speed ratio and both file sizes. Needs dahuffman
+Both sides may use every core: scikit-learn's KMeans and torch through their
+own thread pools, SqueezeStudio by clustering and encoding layers on a few
+threads. Prints both times, the speed ratio, both file sizes and the load
+average (the machine may be shared: repeat and compare). Needs dahuffman
 (``.venv/bin/pip install -e .[bench]``). Run: ``python benchmarks/bench_deep_compression.py``.
 """
 
@@ -104,6 +107,7 @@ def main() -> None:
     print(f"obvious stack : {t_base:7.2f} s  {s_base:>12,d} bytes  ({fmt(parts_base)})")
     print(f"speed-up {t_base / t_ours:.1f}x; file size ours/baseline {s_ours / s_base:.3f}; "
           f"dense float32 {n * 4:,d} bytes -> ours {n * 4 / s_ours:.1f}x smaller")
+    print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores (goals: >= 10x faster, file not larger)")
 
 
 if __name__ == "__main__":

@@ -98,6 +98,12 @@ def test_finetune_trains_centroids_and_keeps_sharing_and_mask(update: str) -> No
     hooks.before_step()
     opt.step()
     hooks.after_step()
+    for name in LAYERS:  # between steps: weights shared and masked, encodings not yet rewritten
+        flat = w(state, name).reshape(-1)
+        mask = state.encodings[f"{name}.weight"].mask
+        assert np.all(flat[~mask] == 0) and len(np.unique(flat[mask])) <= 4
+        assert np.array_equal(state.encodings[f"{name}.weight"].codebook, old[name])
+    hooks.finish()
     for name in LAYERS:
         enc = state.encodings[f"{name}.weight"]
         counts = np.bincount(enc.symbols, minlength=old[name].size)
@@ -115,3 +121,26 @@ def test_finetune_trains_centroids_and_keeps_sharing_and_mask(update: str) -> No
 def method_grads(hooks, name: str) -> np.ndarray:
     """The per-centroid gradient sums recorded by before_step (bound method's owner)."""
     return hooks.before_step.__self__.centroid_grads[name]
+
+
+def test_default_centroid_update_is_mean_and_finish_reads_restored_weights() -> None:
+    assert ClusterConfig().centroid_update == "mean"  # "sum" with Adam moves centroids far
+    state = tiny_state()
+    configs = {n: make_config(ClusterConfig, {"bits": 2}) for n in LAYERS}
+    method = KMeansClustering()
+    method.apply(state, configs)
+    hooks = method.finetune_hooks(state, configs)
+    saved = {k: v.clone() for k, v in state.module.state_dict().items()}
+    opt = torch.optim.Adam(state.module.parameters(), lr=0.01)
+    for _ in range(2):
+        opt.zero_grad()
+        nn.functional.cross_entropy(state.module(torch.randn(6, 3, 8, 8)), torch.arange(6)).backward()
+        hooks.before_step()
+        opt.step()
+        hooks.after_step()
+    state.module.load_state_dict(saved)  # what the training loop does to keep a best epoch
+    hooks.finish()
+    for name in LAYERS:
+        enc = state.encodings[f"{name}.weight"]
+        assert np.array_equal(enc.decode(), w(state, name))
+        assert np.array_equal(w(state, name), saved[f"{name}.weight"].numpy())

@@ -100,3 +100,26 @@ def test_bad_input_and_cancel() -> None:
     token.cancel()
     with pytest.raises(Cancelled):
         kmeans1d(_data("gaussian"), 4, cancel=token)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_table_assign_equals_binary_search_on_large_inputs(dtype) -> None:
+    from squeezestudio.core.compression.kmeans1d import _edges_for, boundaries
+
+    rng = np.random.default_rng(7)
+    x = rng.normal(0, 0.02, 200_000).astype(dtype)
+    x = x[np.abs(x) > 0.01]  # pruned weights: two lobes
+    for k in (2, 32, 256):
+        c = np.sort(rng.choice(x, k, replace=False).astype(np.float64))
+        edges = _edges_for(x, boundaries(c))
+        x_with_ties = np.concatenate([x, edges.astype(dtype)])  # values exactly on a midpoint
+        expected = np.searchsorted(_edges_for(x_with_ties, boundaries(c)), x_with_ties, side="left")
+        assert np.array_equal(assign(x_with_ties, c), expected)
+
+
+def test_skipping_labels_and_sse_keeps_the_centroids() -> None:
+    x = np.random.default_rng(4).normal(0, 1, 5000)
+    full = kmeans1d(x, 8)
+    lean = kmeans1d(x, 8, with_labels=False, with_sse=False)
+    assert np.array_equal(full.centroids, lean.centroids) and lean.labels.size == 0
+    assert np.isnan(lean.sse) and full.sse == pytest.approx(sse_of(x, full.centroids), rel=1e-9)

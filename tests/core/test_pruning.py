@@ -140,3 +140,37 @@ def test_finetune_hooks_hold_pruned_weights_at_zero() -> None:
     hooks.finish()
     for name in LAYERS:
         assert np.array_equal(state.encodings[f"{name}.weight"].decode(), weight(state, name))
+
+
+def test_decode_equals_a_plain_scatter_and_cached_positions_follow_the_mask() -> None:
+    from squeezestudio.core.compression.encoding import WeightEncoding, kept_positions
+
+    rng = np.random.default_rng(3)
+    shape = (6, 5, 3, 3)
+    mask = rng.random(int(np.prod(shape))) < 0.3
+    kept = int(mask.sum())
+    symbols = rng.integers(0, 4, kept).astype(np.uint8)
+    cases = [
+        WeightEncoding(shape=shape, kind="float32", mask=mask, values=rng.normal(size=kept).astype(np.float32)),
+        WeightEncoding(shape=shape, kind="codebook", mask=mask, symbols=symbols, bits=2,
+                       codebook=rng.normal(size=4).astype(np.float32)),
+        WeightEncoding(shape=shape, kind="codebook", mask=mask, symbols=symbols, bits=2,
+                       codebook=rng.normal(size=(6, 4)).astype(np.float32)),
+        WeightEncoding(shape=shape, kind="affine", mask=mask, symbols=symbols, bits=2,
+                       scale=rng.random(6).astype(np.float32) + 0.1, zero_point=np.full(6, 2, np.int32)),
+    ]
+    channel = np.repeat(np.arange(6), mask.size // 6)[mask]
+    for enc in cases:
+        if enc.kind == "codebook" and enc.codebook.ndim == 2:
+            values = enc.codebook[channel, symbols]
+        elif enc.kind == "affine":
+            values = (symbols.astype(np.float32) - 2) * enc.scale[channel]
+        else:
+            values = enc.kept_values()
+        naive = np.zeros(mask.size, dtype=np.float32)
+        naive[mask] = values
+        assert np.array_equal(enc.decode().reshape(-1), naive)
+        assert np.array_equal(enc.channel_of_kept(), channel)
+    assert kept_positions(mask) is kept_positions(mask)  # found once per mask
+    mask[np.flatnonzero(~mask)[0]] = True  # an in-place edit is noticed, not served stale
+    assert np.array_equal(kept_positions(mask), np.flatnonzero(mask))

@@ -131,6 +131,13 @@ def test_straight_through_keeps_weights_on_the_grid(scheme: str) -> None:
         hooks.after_step()
     shadow = hooks.before_step.__self__.shadows["classifier.1"].numpy()
     assert not np.array_equal(shadow, start)  # the float shadow learned
+    for name in LAYERS:  # between steps the torch grid equals numpy's quantization of the shadow
+        ste = hooks.before_step.__self__
+        expected = quantize_weight(ste.shadows[name].numpy(), state.mask(name), configs[name]).decode()
+        assert np.allclose(weights(state, name), expected, rtol=1e-6, atol=1e-7)
+        if scheme == "uniform":
+            assert np.array_equal(weights(state, name), expected)
+    hooks.finish()
     for name in LAYERS:
         enc = state.encodings[f"{name}.weight"]
         flat = weights(state, name).reshape(-1)

@@ -9,12 +9,53 @@ model's weights bit for bit.
 
 from __future__ import annotations
 
+import threading
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional
 
 import numpy as np
 
 EncodingKind = Literal["float32", "float16", "codebook", "affine", "custom"]
+
+# Flat kept positions of recently used masks, by mask identity. One mask object
+# is decoded several times on the way to a file (pruning, clustering, the
+# codec's consistency check, the sparse-index coder), and finding its True
+# positions costs more than the scatter itself. Entries die with their mask.
+_POSITIONS: dict[int, tuple["weakref.ref[np.ndarray]", np.ndarray]] = {}
+_POSITIONS_LOCK = threading.Lock()
+
+
+def kept_positions(mask: np.ndarray) -> np.ndarray:
+    """Flat indices (``intp``, ascending) of the True entries of a boolean mask, cached per mask.
+
+    Masks are treated as immutable once built (every method makes a new one).
+    As a cheap guard against an in-place edit, a cached entry is used only
+    while the mask still has that many True entries.
+    """
+    m = np.asarray(mask)
+    if m is not mask or m.dtype != np.bool_:
+        return np.flatnonzero(m)
+    key = id(mask)
+    with _POSITIONS_LOCK:
+        entry = _POSITIONS.get(key)
+    if entry is not None and entry[0]() is mask and entry[1].size == np.count_nonzero(mask):
+        return entry[1]
+    positions = np.flatnonzero(mask)
+    positions.flags.writeable = False
+
+    def forget(_ref: object, key: int = key) -> None:
+        with _POSITIONS_LOCK:
+            if _POSITIONS.get(key, (None,))[0] is _ref:
+                del _POSITIONS[key]
+
+    try:
+        ref = weakref.ref(mask, forget)
+    except TypeError:  # an array type without weak references: no caching
+        return positions
+    with _POSITIONS_LOCK:
+        _POSITIONS[key] = (ref, positions)
+    return positions
 
 
 @dataclass
@@ -68,7 +109,7 @@ class WeightEncoding:
     @property
     def kept(self) -> int:
         """Number of stored (non-pruned) positions."""
-        return self.numel if self.mask is None else int(self.mask.sum())
+        return self.numel if self.mask is None else int(np.count_nonzero(self.mask))
 
     @classmethod
     def dense(cls, weight: np.ndarray) -> "WeightEncoding":
@@ -79,9 +120,10 @@ class WeightEncoding:
     def channel_of_kept(self) -> np.ndarray:
         """Output-channel index (axis 0) of every kept position, for per-channel tables."""
         c = self.shape[0] if self.shape else 1
-        per = self.numel // max(c, 1)
-        channels = np.repeat(np.arange(c, dtype=np.int64), per)
-        return channels if self.mask is None else channels[self.mask]
+        per = max(self.numel // max(c, 1), 1)
+        if self.mask is None:
+            return np.repeat(np.arange(c, dtype=np.int64), per)
+        return kept_positions(self.mask) // per
 
     def kept_values(self) -> np.ndarray:
         """The float32 value at every kept position, in flat order."""
@@ -90,11 +132,11 @@ class WeightEncoding:
             return self.values.astype(np.float32)
         if self.kind == "codebook":
             assert self.symbols is not None and self.codebook is not None
-            cb = self.codebook.astype(np.float32)
-            sym = self.symbols.astype(np.int64)
+            cb = np.asarray(self.codebook, dtype=np.float32)
+            sym = np.asarray(self.symbols)
             if cb.ndim == 1:
-                return cb[sym]
-            return cb[self.channel_of_kept(), sym]
+                return cb.take(sym.astype(np.intp, copy=False))
+            return cb.reshape(-1).take(self.channel_of_kept() * cb.shape[1] + sym)
         if self.kind == "affine":
             assert self.symbols is not None and self.scale is not None and self.zero_point is not None
             scale = self.scale.astype(np.float32)
@@ -122,5 +164,5 @@ class WeightEncoding:
         if self.mask is None:
             return kept.reshape(self.shape)
         out = np.zeros(self.numel, dtype=np.float32)
-        out[self.mask] = kept
+        out[kept_positions(self.mask)] = kept
         return out.reshape(self.shape)

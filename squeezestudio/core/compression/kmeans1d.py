@@ -87,6 +87,10 @@ def _edges_for(data: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return down
 
 
+_TABLE_BINS = 1 << 16
+_TABLE_FROM = 1 << 16  # below this many values a plain binary search is as fast
+
+
 def assign(data: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     """Index of the nearest centroid for every value (centroids sorted ascending).
 
@@ -96,7 +100,42 @@ def assign(data: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     x = np.asarray(data)
     if x.dtype not in (np.float32, np.float64):
         x = x.astype(np.float64)
-    return np.searchsorted(_edges_for(x, boundaries(centroids)), x, side="left")
+    edges = _edges_for(x, boundaries(centroids))
+    if x.size < _TABLE_FROM or edges.size == 0 or not np.all(np.isfinite(edges)):
+        return np.searchsorted(edges, x, side="left")
+    return _assign_by_table(x.reshape(-1), edges).reshape(x.shape)
+
+
+def _assign_by_table(x: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """``searchsorted(edges, x, side="left")`` without a binary search per value.
+
+    ``f(v) = clip(floor((v - lo) * scale))`` is computed the same way for values
+    and edges and is monotone (every rounding step is), so for a value in a
+    bin that holds no edge, "edge < value" is exactly "edge's bin < value's
+    bin": a table lookup. Only the few values in bins that hold an edge (or
+    that are not finite) take the binary search.
+    """
+    lo, hi = float(np.min(x)), float(np.max(x))
+    if not (np.isfinite(lo) and np.isfinite(hi)) or hi <= lo:
+        return np.searchsorted(edges, x, side="left")
+    dtype = x.dtype.type
+    scale = dtype(_TABLE_BINS / (hi - lo))
+    low = dtype(lo)
+
+    def bin_of(v: np.ndarray) -> np.ndarray:
+        scaled = np.subtract(v, low)
+        scaled *= scale
+        np.clip(scaled, 0, _TABLE_BINS - 1, out=scaled)
+        return scaled.astype(np.int32)  # truncation is floor: values are >= 0 here
+
+    edge_bins = bin_of(edges.astype(x.dtype))
+    table = np.searchsorted(edge_bins, np.arange(_TABLE_BINS), side="left")  # edges in lower bins
+    table[edge_bins] = -1  # bins holding an edge: decided by binary search
+    labels = table.take(bin_of(x))
+    redo = np.flatnonzero(labels < 0)
+    if redo.size:
+        labels[redo] = np.searchsorted(edges, x[redo], side="left")
+    return labels
 
 
 def sse_of(data: np.ndarray, centroids: np.ndarray) -> float:
@@ -173,7 +212,7 @@ def _relocate_empty(xs: np.ndarray, ends: np.ndarray, c_old: np.ndarray, new: np
 
 
 def kmeans1d(data: np.ndarray, k: int, *, init: Union[str, np.ndarray] = "linear",
-             max_iter: int = 300, seed: int = 0, with_labels: bool = True,
+             max_iter: int = 300, seed: int = 0, with_labels: bool = True, with_sse: bool = True,
              progress: Optional[ProgressCallback] = None,
              cancel: Optional[CancelToken] = None) -> KMeans1DResult:
     """Cluster scalar ``data`` into ``k`` groups with exact Lloyd iterations.
@@ -181,7 +220,8 @@ def kmeans1d(data: np.ndarray, k: int, *, init: Union[str, np.ndarray] = "linear
     ``init`` is one of :data:`INITS` or an array of k starting centroids.
     Deterministic for a given input, init and seed. ``with_labels=False``
     skips the final O(n log k) assignment (``labels`` is then empty) for
-    callers that assign against their own, e.g. float32-rounded, centroids.
+    callers that assign against their own, e.g. float32-rounded, centroids;
+    ``with_sse=False`` skips the O(n) error pass (``sse`` is then NaN).
     """
     x = np.asarray(data).reshape(-1)
     if x.size == 0:
@@ -217,8 +257,8 @@ def kmeans1d(data: np.ndarray, k: int, *, init: Union[str, np.ndarray] = "linear
         report(progress, it / max_iter, f"k-means iteration {it}")
     labels = assign(x, c) if with_labels else np.zeros(0, dtype=np.int64)
     ends = _run_ends(xs, c)
-    sse = 0.0
-    for j in range(k):  # the same errors, run by run on the sorted copy (no big temporaries)
+    sse = 0.0 if with_sse else float("nan")
+    for j in range(k if with_sse else 0):  # the same errors, run by run on the sorted copy (no big temporaries)
         seg = xs[ends[j]:ends[j + 1]].astype(np.float64) - c[j]
         sse += float(np.dot(seg, seg))
     report(progress, 1.0, "k-means done")

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from squeezestudio.core.compression.config import param
-from squeezestudio.core.compression.encoding import WeightEncoding
+from squeezestudio.core.compression.encoding import WeightEncoding, kept_positions
 from squeezestudio.core.compression.magnitude import smallest_k_masks, threshold_masks
 from squeezestudio.core.compression.method import ORDER_PRUNE, CompressionMethod, FinetuneHooks
 from squeezestudio.core.compression.state import CompressionState
@@ -63,10 +63,11 @@ def masked_encoding(weight: np.ndarray, mask: np.ndarray) -> WeightEncoding:
     if the caller keeps changing it.
     """
     flat = np.ascontiguousarray(weight, dtype=np.float32).reshape(-1)
-    if mask.all():
+    positions = kept_positions(mask)
+    if positions.size == mask.size:
         return WeightEncoding.dense(weight)
     return WeightEncoding(shape=tuple(weight.shape), kind="float32", mask=mask,
-                          values=flat[mask].copy(), bits=32)
+                          values=flat.take(positions), bits=32)
 
 
 def _weight_of(state: CompressionState, layer: str) -> np.ndarray:
@@ -133,30 +134,31 @@ class MagnitudePruning(CompressionMethod):
         layers that are still plain float32 (a later method such as clustering
         owns the encoding of the layers it touched).
         """
-        masks: dict[str, torch.Tensor] = {}
+        masks: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # layer -> (weight, keep-mask)
         for layer in layer_configs:
             mask = state.mask(layer)
             if mask is not None:
                 weight = state.layer(layer).weight
-                masks[layer] = torch.from_numpy(mask.reshape(weight.shape)).to(weight.device)
+                keep = torch.from_numpy(mask.reshape(weight.shape)).to(device=weight.device, dtype=weight.dtype)
+                masks[layer] = (weight, keep)  # 0/1 in the weight's dtype: a plain multiply, no casts
         if not masks:
             return None
 
         def before_step() -> None:
-            for layer, mask in masks.items():
-                grad = state.layer(layer).weight.grad
-                if grad is not None:
-                    grad.mul_(mask)
+            for weight, mask in masks.values():
+                if weight.grad is not None:
+                    weight.grad.mul_(mask)
 
         def after_step() -> None:
             with torch.no_grad():
-                for layer, mask in masks.items():
-                    state.layer(layer).weight.mul_(mask)
+                for weight, mask in masks.values():
+                    weight.mul_(mask)
 
         def finish() -> None:
-            for layer, mask in masks.items():
-                if state.encoding(layer).kind == "float32":
-                    flat = mask.reshape(-1).cpu().numpy().copy()
+            for layer, (_, mask) in masks.items():
+                enc = state.encoding(layer)
+                if enc.kind == "float32":
+                    flat = enc.mask if enc.mask is not None else mask.reshape(-1).cpu().numpy() != 0
                     state.set_encoding(layer, masked_encoding(_weight_of(state, layer), flat))
 
         return FinetuneHooks(before_step=before_step, after_step=after_step, finish=finish)

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from squeezestudio.core.compression.config import param
-from squeezestudio.core.compression.encoding import WeightEncoding
+from squeezestudio.core.compression.encoding import WeightEncoding, kept_positions
 from squeezestudio.core.compression.method import ORDER_SHARE, CompressionMethod, FinetuneHooks
 from squeezestudio.core.compression.state import CompressionState
 from squeezestudio.core.errors import RecipeError
@@ -60,11 +60,12 @@ def _channels(shape: tuple[int, ...], mask: Optional[np.ndarray], per_channel: b
     """Number of scale groups and the group of every kept weight."""
     numel = int(np.prod(shape)) if shape else 1
     if not per_channel or not shape:
-        n = numel if mask is None else int(mask.sum())
+        n = numel if mask is None else int(np.count_nonzero(mask))
         return 1, np.zeros(n, dtype=np.int64)
     c = shape[0]
-    groups = np.repeat(np.arange(c, dtype=np.int64), numel // c)
-    return c, groups if mask is None else groups[mask]
+    if mask is None:
+        return c, np.repeat(np.arange(c, dtype=np.int64), numel // c)
+    return c, kept_positions(mask) // max(numel // c, 1)
 
 
 def _group_mean(values: np.ndarray, groups: np.ndarray, count: int) -> np.ndarray:
@@ -101,8 +102,8 @@ def quantize_weight(weight: np.ndarray, mask: Optional[np.ndarray], cfg: Quantiz
     """Quantize the kept values of one weight tensor (the mask is kept as it is)."""
     shape = tuple(weight.shape)
     flat = np.ascontiguousarray(weight, dtype=np.float32).reshape(-1)
-    kept = flat if mask is None else flat[mask]
-    keep_mask = None if mask is None else mask.copy()
+    kept = flat if mask is None else flat.take(kept_positions(mask))
+    keep_mask = mask  # shared: masks are never edited in place once built
     if cfg.scheme == "float16":
         return WeightEncoding(shape=shape, kind="float16", mask=keep_mask,
                               values=kept.astype(np.float16), bits=16)
@@ -161,40 +162,109 @@ class WeightQuantization(CompressionMethod):
         if not layer_configs:
             return None
         ste = StraightThrough(state, dict(layer_configs))
-        return FinetuneHooks(before_step=ste.before_step, after_step=ste.after_step)
+        return FinetuneHooks(before_step=ste.before_step, after_step=ste.after_step, finish=ste.finish)
 
 
 class StraightThrough:
     """Straight-through estimator: gradients of the quantized weights train float shadows.
 
     The forward and backward passes see the quantized weights (the module's
-    weights, equal to the encoding). ``before_step`` (after ``backward``)
-    swaps each layer's float shadow into the parameter, keeping the gradient,
-    so the optimizer updates the shadow. ``after_step`` saves the updated
-    shadow, zeroes its pruned positions, re-quantizes it with the layer's
-    config and stores the result through ``set_encoding``, so after every step
-    the weights are on the grid and the encoding matches them. The shadows
-    start from the quantized weights (the float originals are gone by then).
+    weights). ``before_step`` (after ``backward``) swaps each layer's float
+    shadow into the parameter, keeping the gradient, so the optimizer updates
+    the shadow. ``after_step`` saves the updated shadow, zeroes its pruned
+    positions and writes its quantization back into the weight, all in torch
+    (:func:`quantize_dense`, the same grid as :func:`quantize_weight`).
+    ``finish`` stores the final encoding once through ``set_encoding``: the
+    quantization of the last shadow when the weights are still its grid
+    values, else (the training loop restored an earlier epoch) of the weights
+    themselves. The shadows start from the quantized weights (the float
+    originals are gone by then).
     """
 
     def __init__(self, state: CompressionState, layer_configs: dict[str, QuantizeConfig]) -> None:
         self.state = state
         self.configs = layer_configs
         self.shadows = {layer: state.layer(layer).weight.detach().clone() for layer in layer_configs}
+        self._weights = {layer: state.layer(layer).weight for layer in layer_configs}
+        self._masks: dict[str, Optional[torch.Tensor]] = {}
+        for layer, weight in self._weights.items():
+            mask = state.mask(layer)
+            self._masks[layer] = None if mask is None else \
+                torch.from_numpy(np.asarray(mask, dtype=bool).reshape(tuple(weight.shape))).to(weight.device)
 
     def before_step(self) -> None:
         with torch.no_grad():
             for layer, shadow in self.shadows.items():
-                self.state.layer(layer).weight.copy_(shadow)
+                self._weights[layer].copy_(shadow)
 
     def after_step(self) -> None:
         with torch.no_grad():
             for layer, cfg in self.configs.items():
-                weight = self.state.layer(layer).weight
-                mask = self.state.mask(layer)
-                shadow = self.shadows[layer]
+                weight, shadow, mask = self._weights[layer], self.shadows[layer], self._masks[layer]
                 shadow.copy_(weight)
                 if mask is not None:
-                    shadow.mul_(torch.from_numpy(mask.reshape(tuple(shadow.shape))).to(shadow.device))
-                enc = quantize_weight(shadow.cpu().numpy(), mask, cfg)
-                self.state.set_encoding(layer, enc)
+                    shadow.mul_(mask)
+                weight.copy_(quantize_dense(shadow, mask, cfg))
+
+    def finish(self) -> None:
+        for layer, cfg in self.configs.items():
+            weight, shadow, mask = self._weights[layer], self.shadows[layer], self._masks[layer]
+            with torch.no_grad():
+                source = shadow if torch.equal(weight, quantize_dense(shadow, mask, cfg)) else weight
+            enc = quantize_weight(source.detach().cpu().numpy(), self.state.mask(layer), cfg)
+            self.state.set_encoding(layer, enc)
+
+
+def _per_group(x: torch.Tensor, per_channel: bool) -> torch.Tensor:
+    """``x`` as rows of scale groups: (C, rest) per output channel, (1, all) per tensor."""
+    return x.reshape(x.shape[0], -1) if per_channel and x.dim() > 0 else x.reshape(1, -1)
+
+
+def quantize_dense(weight: torch.Tensor, mask: Optional[torch.Tensor], cfg: QuantizeConfig) -> torch.Tensor:
+    """The dense weight :func:`quantize_weight` would decode to, computed in torch for training steps.
+
+    ``weight`` must already be zero at pruned positions (``mask`` False).
+    Uniform and float16 grids follow :func:`quantize_weight` operation by
+    operation in float32; binary and ternary scales are means computed in
+    float64, so they can differ from numpy's in the last bit (``finish``
+    stores the numpy encoding, which is what the file holds).
+    """
+    if cfg.scheme == "float16":
+        return weight.half().float()
+    per_channel = cfg.granularity == "channel"
+    x = _per_group(weight.float(), per_channel)
+    keep = None if mask is None else _per_group(mask, per_channel)
+    if cfg.scheme == "uniform":
+        hi = x.amax(dim=1, keepdim=True).clamp_min(0.0)  # pruned zeros never widen a grid that holds 0
+        lo = x.amin(dim=1, keepdim=True).clamp_max(0.0)
+        if cfg.mode == "symmetric":
+            qmax = float(2 ** (cfg.bits - 1) - 1)
+            scale = torch.maximum(hi, -lo) / qmax
+            scale = torch.where(scale == 0, torch.ones_like(scale), scale)
+            q = torch.clamp(torch.round(x / scale), -qmax, qmax)
+        else:
+            levels = float(2 ** cfg.bits - 1)
+            scale = (hi - lo) / levels
+            scale = torch.where(scale == 0, torch.ones_like(scale), scale)
+            zero = torch.clamp(torch.round(-lo / scale), 0.0, levels)
+            q = torch.clamp(torch.round(x / scale) + zero, 0.0, levels) - zero
+        out = q * scale
+    else:
+        magnitude = x.abs().double()
+        n_all = x.new_full((x.shape[0], 1), float(x.shape[1]), dtype=torch.float64) if keep is None \
+            else keep.sum(dim=1, keepdim=True).double()
+        mean = magnitude.sum(dim=1, keepdim=True) / n_all.clamp_min(1.0)
+        if cfg.scheme == "binary":
+            alpha = mean.float()
+            out = torch.where(x >= 0, alpha, -alpha)
+        else:  # ternary
+            large = magnitude > TWN_FACTOR * mean
+            if keep is not None:
+                large &= keep
+            n_large = large.sum(dim=1, keepdim=True).double()
+            alpha = torch.where(n_large > 0, (magnitude * large).sum(dim=1, keepdim=True)
+                                / n_large.clamp_min(1.0), torch.zeros_like(n_large)).float()
+            out = torch.where(large, torch.where(x > 0, alpha, -alpha), torch.zeros_like(x))
+    if keep is not None:
+        out = torch.where(keep, out, torch.zeros_like(out))
+    return out.reshape(weight.shape).to(weight.dtype)

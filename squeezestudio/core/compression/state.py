@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from squeezestudio.core.compression.encoding import WeightEncoding
+from squeezestudio.core.compression.encoding import WeightEncoding, kept_positions
 from squeezestudio.core.model_handle import ArchitectureSpec, ModelHandle
 
 
@@ -73,13 +73,32 @@ class CompressionState:
         return enc
 
     def set_encoding(self, layer: str, encoding: WeightEncoding, custom_decoder=None) -> None:
-        """Store ``encoding`` for the layer and set its weight to the decoded tensor."""
+        """Store ``encoding`` for the layer and set its weight to the decoded tensor.
+
+        A masked, non-custom encoding is written without building the dense
+        decoding: the weight is zeroed in place and the kept values scattered
+        into it, which gives the same tensor as ``decode()`` (zeros elsewhere)
+        without a fresh full-size array per call.
+        """
         module = self.layer(layer)
-        decoded = encoding.decode(custom_decoder)
-        if tuple(decoded.shape) != tuple(module.weight.shape):
-            raise ValueError(f"{layer}: encoding shape {decoded.shape} != weight {tuple(module.weight.shape)}")
-        with torch.no_grad():
-            module.weight.copy_(torch.from_numpy(np.ascontiguousarray(decoded)).to(module.weight.dtype))
+        weight = module.weight
+        if encoding.mask is not None and encoding.kind != "custom" and weight.is_contiguous() \
+                and weight.dtype == torch.float32 and weight.device.type == "cpu":
+            if tuple(encoding.shape) != tuple(weight.shape):
+                raise ValueError(f"{layer}: encoding shape {tuple(encoding.shape)} != weight {tuple(weight.shape)}")
+            kept = encoding.kept_values()
+            positions = kept_positions(encoding.mask)
+            if positions.size != kept.size or np.asarray(encoding.mask).size != weight.numel():
+                raise ValueError(f"{layer}: the encoding's mask and kept values do not match its shape")
+            flat = weight.detach().view(-1).numpy()  # shares the parameter's memory
+            flat.fill(0.0)
+            flat[positions] = kept
+        else:
+            decoded = encoding.decode(custom_decoder)
+            if tuple(decoded.shape) != tuple(weight.shape):
+                raise ValueError(f"{layer}: encoding shape {decoded.shape} != weight {tuple(weight.shape)}")
+            with torch.no_grad():
+                weight.copy_(torch.from_numpy(np.ascontiguousarray(decoded)).to(weight.dtype))
         self.encodings[weight_key(layer)] = encoding
 
     def mask(self, layer: str) -> Optional[np.ndarray]:

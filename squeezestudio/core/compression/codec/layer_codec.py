@@ -27,7 +27,7 @@ from typing import Any, Callable
 import numpy as np
 
 from squeezestudio.core.compression.codec import entropy
-from squeezestudio.core.compression.codec.bitpack import pack_bits, unpack_bits
+from squeezestudio.core.compression.codec.bitpack import pack_bits, packed_size, unpack_bits
 from squeezestudio.core.compression.codec.json_checks import (
     ARRAY_DTYPES,
     INT_DTYPES,
@@ -42,10 +42,11 @@ from squeezestudio.core.compression.codec.json_checks import (
 )
 from squeezestudio.core.compression.codec.sparse_index import (
     MAX_GAP_WIDTH,
-    best_coded_width,
-    best_fixed_width,
-    gap_symbols,
+    best_coded_width_of_gaps,
+    best_fixed_width_of_gaps,
     mask_from_gaps,
+    mask_gaps,
+    symbols_from_gaps,
 )
 from squeezestudio.core.compression.encoding import CustomPayload, WeightEncoding
 from squeezestudio.core.errors import CodecError
@@ -77,16 +78,20 @@ def encode_layer(name: str, enc: WeightEncoding) -> LayerStreams:
                              "bits": int(enc.bits), "entropy_coded": bool(enc.entropy_coded),
                              "kept": int(enc.kept), "positions": None})
     if enc.mask is not None:
-        mask = np.asarray(enc.mask, dtype=bool).reshape(-1)
-        width = best_fixed_width(mask)[0]
-        gaps = gap_symbols(mask, width)
-        coding, data = "fixed", pack_bits(gaps, width)
+        # Only the stream that is kept gets built: the fixed-width size is known in advance.
+        distances = mask_gaps(enc.mask)
+        width, fixed_size = best_fixed_width_of_gaps(distances)
+        coding, data, gaps = "fixed", None, None
         if enc.entropy_coded:
-            coded_width = best_coded_width(mask)
-            coded_gaps = gap_symbols(mask, coded_width)
+            coded_width = best_coded_width_of_gaps(distances)
+            coded_gaps = symbols_from_gaps(distances, coded_width)
             coded = entropy.encode(coded_gaps)
-            if len(coded) < len(data):
+            if len(coded) < fixed_size:
                 coding, data, width, gaps = "huffman", coded, coded_width, coded_gaps
+        if data is None:
+            gaps = symbols_from_gaps(distances, width)
+            data = pack_bits(gaps, width)
+        assert gaps is not None
         out.streams["positions"] = data
         out.meta["positions"] = {"width": width, "count": int(gaps.size), "coding": coding}
     if enc.kind in _FLOAT_DTYPES:
@@ -95,11 +100,13 @@ def encode_layer(name: str, enc: WeightEncoding) -> LayerStreams:
     elif enc.kind in ("codebook", "affine"):
         assert enc.symbols is not None
         symbols = np.asarray(enc.symbols).reshape(-1)
-        coding, data = "fixed", pack_bits(symbols, enc.bits)
+        coding, data = "fixed", None
         if enc.entropy_coded:
             coded = entropy.encode(symbols)
-            if len(coded) < len(data):
+            if len(coded) < packed_size(symbols.size, enc.bits):
                 coding, data = "huffman", coded
+        if data is None:
+            data = pack_bits(symbols, enc.bits)
         out.streams["symbols"] = data
         out.meta["symbols"] = {"dtype": symbols.dtype.name, "coding": coding}
         tables = ("codebook",) if enc.kind == "codebook" else ("scale", "zero_point")

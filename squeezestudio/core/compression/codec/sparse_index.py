@@ -26,22 +26,43 @@ import numpy as np
 
 from squeezestudio.core.compression.codec.bitpack import packed_size
 from squeezestudio.core.compression.codec.entropy import estimated_size
+from squeezestudio.core.compression.encoding import kept_positions
 from squeezestudio.core.errors import CodecError
 
 MAX_GAP_WIDTH = 16
 GAP_WIDTHS = tuple(range(1, MAX_GAP_WIDTH + 1))
 
 
-def _gaps(mask: np.ndarray) -> np.ndarray:
-    positions = np.flatnonzero(np.asarray(mask, dtype=bool).reshape(-1))
-    return np.diff(positions, prepend=-1).astype(np.int64)
+def mask_gaps(mask: np.ndarray) -> np.ndarray:
+    """Distance of every kept position from the previous one (the first from -1), as int64."""
+    m = np.asarray(mask)
+    positions = kept_positions(mask) if m is mask and m.dtype == np.bool_ else \
+        np.flatnonzero(np.asarray(m, dtype=bool).reshape(-1))
+    return np.diff(positions, prepend=-1).astype(np.int64, copy=False)
+
+
+_gaps = mask_gaps
+
+
+def _gap_histogram(gaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct gaps, how often each occurs): every width's statistics follow from these."""
+    if gaps.size and int(gaps.max()) < (1 << 24):
+        counts = np.bincount(gaps)
+        values = np.flatnonzero(counts)
+        return values.astype(np.int64), counts[values].astype(np.int64)
+    values, counts = np.unique(gaps, return_counts=True)
+    return values.astype(np.int64), counts.astype(np.int64)
 
 
 def gap_symbols(mask: np.ndarray, width: int) -> np.ndarray:
     """The gap-symbol stream (values ``< 2**width``) of a flat boolean mask."""
+    return symbols_from_gaps(mask_gaps(mask), width)
+
+
+def symbols_from_gaps(gaps: np.ndarray, width: int) -> np.ndarray:
+    """:func:`gap_symbols` for gaps already computed with :func:`mask_gaps`."""
     if not 1 <= width <= MAX_GAP_WIDTH:
         raise CodecError(f"a gap width of {width} bits is not supported; use 1 to {MAX_GAP_WIDTH}")
-    gaps = _gaps(mask)
     if gaps.size == 0:
         return np.zeros(0, dtype=np.int64)
     skip = (1 << width) - 1
@@ -90,16 +111,25 @@ def mask_from_gaps(symbols: np.ndarray, width: int, numel: int, kept: int) -> np
 
 def best_fixed_width(mask: np.ndarray) -> tuple[int, int]:
     """(width, bytes) of the smallest fixed-width gap stream over :data:`GAP_WIDTHS`."""
-    gaps = _gaps(mask)
+    return best_fixed_width_of_gaps(mask_gaps(mask))
+
+
+def best_fixed_width_of_gaps(gaps: np.ndarray) -> tuple[int, int]:
+    """:func:`best_fixed_width` for gaps already computed with :func:`mask_gaps`.
+
+    Works on the gap histogram (a few hundred distinct gaps), not the gaps.
+    """
     if gaps.size == 0:
         return 1, 0
+    values, freq = _gap_histogram(gaps)
+    top = int(values[-1])
     best: tuple[int, int] | None = None
     for w in GAP_WIDTHS:
-        count = gaps.size + int(((gaps - 1) // ((1 << w) - 1)).sum())
+        count = gaps.size + int((((values - 1) // ((1 << w) - 1)) * freq).sum())
         size = packed_size(count, w)
         if best is None or size < best[1]:
             best = (w, size)
-        if (1 << w) - 1 >= int(gaps.max()):
+        if (1 << w) - 1 >= top:
             break  # no overflow symbols left: wider widths only cost more
     assert best is not None
     return best
@@ -107,19 +137,26 @@ def best_fixed_width(mask: np.ndarray) -> tuple[int, int]:
 
 def best_coded_width(mask: np.ndarray) -> int:
     """The width whose Huffman-coded gap stream is smallest (estimated from histograms)."""
-    gaps = _gaps(mask)
+    return best_coded_width_of_gaps(mask_gaps(mask))
+
+
+def best_coded_width_of_gaps(gaps: np.ndarray) -> int:
+    """:func:`best_coded_width` for gaps already computed with :func:`mask_gaps`."""
     if gaps.size == 0:
         return 1
+    values, freq = _gap_histogram(gaps)
+    top = int(values[-1])
     best_w, best_size = 1, None
     for w in GAP_WIDTHS:
         skip = (1 << w) - 1
-        overflows = int(((gaps - 1) // skip).sum())
-        counts = np.bincount((gaps - 1) % skip + 1, minlength=skip + 1)
+        overflows = int((((values - 1) // skip) * freq).sum())
+        counts = np.bincount((values - 1) % skip + 1, weights=freq, minlength=skip + 1)
+        counts = np.rint(counts).astype(np.int64)
         counts[0] = overflows
         used = np.flatnonzero(counts)
         size = estimated_size(used, counts[used])
         if best_size is None or size < best_size:
             best_w, best_size = w, size
-        if skip >= int(gaps.max()):
+        if skip >= top:
             break  # wider widths give the same symbols, hence the same coded size
     return best_w

@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import struct
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Optional
 
@@ -33,7 +35,7 @@ import torch
 from squeezestudio.core.compression.codec.json_checks import as_dict, as_int, as_str, field
 from squeezestudio.core.compression.codec.layer_codec import LayerStreams, check_encoding, decode_layer, encode_layer
 from squeezestudio.core.compression.compressed_model import CompressedModel
-from squeezestudio.core.compression.encoding import CustomPayload, WeightEncoding
+from squeezestudio.core.compression.encoding import CustomPayload, WeightEncoding, kept_positions
 from squeezestudio.core.errors import CodecError, PluginError, SqueezeStudioError
 from squeezestudio.core.model_handle import ArchitectureSpec, InputSpec, ModelHandle
 from squeezestudio.core.progress import CancelToken, ProgressCallback, check, report
@@ -79,6 +81,40 @@ def _decoded(name: str, enc: WeightEncoding) -> np.ndarray:
         raise CodecError(f"{name}: its stored encoding cannot be decoded ({exc})") from exc
 
 
+_PARALLEL_FROM = 1 << 20  # weights: below this, encoding layers on threads costs more than it saves
+
+
+def _layer_pool(encodings: dict[str, WeightEncoding]) -> Optional[ThreadPoolExecutor]:
+    """Threads for encoding big models' layers (numpy work that releases the GIL), or None."""
+    workers = min(4, os.cpu_count() or 1, len(encodings))
+    if workers <= 1 or sum(enc.numel for enc in encodings.values()) < _PARALLEL_FROM:
+        return None
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="squeezestudio-encode")
+
+
+def _matches(name: str, enc: WeightEncoding, target: torch.Tensor) -> bool:
+    """True when ``target`` equals ``enc.decode()`` (as ``torch.equal`` would say).
+
+    For a masked float32 weight this compares only the kept positions and
+    counts the non-zeros, instead of building the dense decoding: equal at
+    the kept positions and no other non-zero means equal everywhere.
+    """
+    if enc.mask is not None and enc.kind != "custom" and target.dtype == torch.float32 \
+            and tuple(enc.shape) == tuple(target.shape) and np.asarray(enc.mask).size == target.numel():
+        try:
+            kept = enc.kept_values()
+        except Exception as exc:
+            raise CodecError(f"{name}: its stored encoding cannot be decoded ({exc})") from exc
+        flat = target.contiguous().view(-1).numpy()
+        positions = kept_positions(enc.mask)
+        if positions.size != kept.size:
+            raise CodecError(f"{name}: its stored encoding cannot be decoded (mask and values disagree)")
+        return bool(np.array_equal(flat.take(positions), kept)) and \
+            int(np.count_nonzero(flat)) == int(np.count_nonzero(kept))
+    decoded = torch.from_numpy(np.ascontiguousarray(_decoded(name, enc)))
+    return tuple(decoded.shape) == tuple(target.shape) and torch.equal(decoded.to(target.dtype), target)
+
+
 # ----------------------------------------------------------------------------- writing
 
 def _json_default(obj: Any) -> Any:
@@ -118,16 +154,26 @@ def encode_container(cm: CompressedModel, progress: Optional[ProgressCallback] =
         raise CodecError(f"an encoding is given for {unknown[0]}, which is not a parameter of the model")
     tensors: dict[str, torch.Tensor] = {}
     layers: dict[str, LayerStreams] = {}
-    for i, (name, enc) in enumerate(cm.encodings.items()):
-        check(cancel)
-        report(progress, i / max(len(cm.encodings), 1), f"encoding {name}")
-        check_encoding(name, enc)
-        target = state[name].detach().cpu()
-        decoded = torch.from_numpy(np.ascontiguousarray(_decoded(name, enc)))
-        if tuple(decoded.shape) != tuple(target.shape) or not torch.equal(decoded.to(target.dtype), target):
-            raise CodecError(f"{name}: the model's weight differs from its encoding, so the file would not "
-                             "reproduce the model; re-apply the compression method")
-        layers[name] = streams = encode_layer(name, enc)
+    pool = _layer_pool(cm.encodings)
+    try:
+        pending = {}
+        for name, enc in cm.encodings.items():
+            check(cancel)
+            check_encoding(name, enc)
+            target = state[name].detach().cpu()
+            if not _matches(name, enc, target):
+                raise CodecError(f"{name}: the model's weight differs from its encoding, so the file would not "
+                                 "reproduce the model; re-apply the compression method")
+            if pool is not None:
+                pending[name] = pool.submit(encode_layer, name, enc)
+        for i, (name, enc) in enumerate(cm.encodings.items()):
+            check(cancel)
+            report(progress, i / max(len(cm.encodings), 1), f"encoding {name}")
+            layers[name] = pending[name].result() if pool is not None else encode_layer(name, enc)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+    for name, streams in layers.items():
         for part, data in streams.streams.items():
             tensors[stream_name(name, part)] = torch.frombuffer(bytearray(data), dtype=torch.uint8) \
                 if data else torch.zeros(0, dtype=torch.uint8)
