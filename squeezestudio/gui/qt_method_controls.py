@@ -25,7 +25,7 @@ from squeezestudio.core.compression.config import config_params
 from squeezestudio.gui.qt_param_editors import QtParamEditor
 from squeezestudio.gui.qt_retraining_controls import QtRetrainingControls, retraining_note
 
-DEBOUNCE_MS = 250
+DEBOUNCE_MS = 120  # long enough to merge a slider drag into one evaluation, short enough to feel live
 RECIPE_VERSION = 1
 INHERIT, DISABLE, CUSTOM = "inherit", "disable", "custom"
 
