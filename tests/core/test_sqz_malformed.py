@@ -15,6 +15,7 @@ from safetensors.torch import save as save_safetensors
 
 from squeezestudio.core.compression.codec import decode_sqz, encode_sqz, load_sqz
 from squeezestudio.core.compression.codec.sqz_format import METADATA_KEY, _checksum, read_header
+from squeezestudio.core.compression.codec.sqz_layout import pack_raw, pack_streams
 from squeezestudio.core.compression.compressed_model import CompressedModel
 from squeezestudio.core.errors import CodecError
 
@@ -42,14 +43,50 @@ def _decode_or_codec_error(data: bytes) -> CompressedModel | None:
         return None
 
 
-def _rewrite(data: bytes, edit: Callable[[dict[str, Any], dict[str, torch.Tensor]], None],
-             fix_checksum: bool = True) -> bytes:
-    """Re-save a valid file after ``edit`` changed its header and/or tensors (a consistent container)."""
+Parts = dict[str, dict[str, bytes]]
+Edit = Callable[[dict[str, Any], Parts, dict[str, torch.Tensor], dict[str, torch.Tensor]], None]
+
+
+def _rewrite(data: bytes, edit: Edit, fix_checksum: bool = True,
+             after: Callable[[dict[str, Any], dict[str, torch.Tensor]], None] | None = None) -> bytes:
+    """Re-save a valid file after ``edit`` changed its header, streams, raw tensors and/or tensors.
+
+    ``edit`` sees each layer's streams and each raw tensor as separate values;
+    they are packed back into the ``streams``/``raw`` tensors with consistent
+    ranges (a raw tensor whose declaration was removed is left out), so a lie
+    about a stream's content reaches the layer decoder. ``after`` may then lie
+    about the ranges themselves.
+    """
     header, tensors = read_header(data), dict(load_safetensors(data))
-    edit(header, tensors)
+    blob, raw = tensors["streams"].numpy().tobytes(), tensors["raw"].numpy().tobytes()
+    parts = {name: {part: blob[o:o + n] for part, (o, n) in m["streams"].items()}
+             for name, m in header["layers"].items()}
+    raws = {}
+    for name, m in header["raw"].items():
+        like = tensors_like(m)
+        nbytes = like.numel() * like.element_size()
+        chunk = bytearray(raw[m["offset"]:m["offset"] + nbytes])
+        raws[name] = torch.frombuffer(chunk, dtype=like.dtype).reshape(like.shape) if nbytes else like
+    edit(header, parts, raws, tensors)
+    blob, spans = pack_streams(parts)
+    for name, span in spans.items():
+        if isinstance(header["layers"], dict) and isinstance(header["layers"].get(name), dict):
+            header["layers"][name]["streams"] = span
+    raw, raw_meta = pack_raw({n: t for n, t in raws.items() if n in header["raw"]})
+    for name, m in raw_meta.items():
+        header["raw"][name]["offset"] = m["offset"]
+    tensors["streams"] = torch.frombuffer(bytearray(blob), dtype=torch.uint8)
+    tensors["raw"] = torch.frombuffer(bytearray(raw), dtype=torch.uint8)
+    if after is not None:
+        after(header, tensors)
     if fix_checksum:
         header["checksum"] = _checksum(tensors)
-    return save_safetensors(tensors, metadata={METADATA_KEY: json.dumps(header)})
+    return save_safetensors(tensors, metadata={METADATA_KEY: json.dumps(header, separators=(",", ":"))})
+
+
+def tensors_like(meta: dict[str, Any]) -> torch.Tensor:
+    """An empty tensor of a raw declaration's dtype and shape (to read its bytes back)."""
+    return torch.zeros(meta["shape"], dtype=getattr(torch, meta["dtype"]))
 
 
 def _data_start(data: bytes) -> int:
@@ -112,48 +149,95 @@ def _other(stream: dict[str, Any]) -> str:
 
 
 LIES: dict[str, Callable[[dict[str, Any], dict[str, torch.Tensor]], None]] = {
-    "kept too high": lambda h, t: _layer(h).update(kept=_layer(h)["kept"] + 1),
-    "kept too low": lambda h, t: _layer(h).update(kept=_layer(h)["kept"] - 1),
-    "kept beyond numel": lambda h, t: _layer(h).update(kept=10 ** 12),
-    "position count": lambda h, t: _layer(h)["positions"].update(count=_layer(h)["positions"]["count"] + 3),
-    "position count huge": lambda h, t: _layer(h)["positions"].update(count=10 ** 15),
-    "gap width": lambda h, t: _layer(h)["positions"].update(width=_layer(h)["positions"]["width"] + 1),
-    "gap width 99": lambda h, t: _layer(h)["positions"].update(width=99),
-    "position coding": lambda h, t: _layer(h)["positions"].update(coding=_other(_layer(h)["positions"])),
-    "no positions": lambda h, t: _layer(h).update(positions=None),
-    "bits": lambda h, t: _layer(h).update(bits=2),
-    "bits zero": lambda h, t: _layer(h).update(bits=0),
-    "shape": lambda h, t: _layer(h).update(shape=[10, 255]),
-    "huge shape": lambda h, t: _layer(h).update(shape=[2 ** 40, 2 ** 40]),
-    "negative shape": lambda h, t: _layer(h).update(shape=[-1, 256]),
-    "string kept": lambda h, t: _layer(h).update(kept="896"),
-    "kind": lambda h, t: _layer(h).update(kind="float32"),
-    "unknown kind": lambda h, t: _layer(h).update(kind="float8"),
-    "symbol coding": lambda h, t: _layer(h)["symbols"].update(coding=_other(_layer(h)["symbols"])),
-    "symbol dtype": lambda h, t: _layer(h)["symbols"].update(dtype="float32"),
-    "codebook shape": lambda h, t: _layer(h)["codebook"].update(shape=[17]),
-    "codebook too small": lambda h, t: (_layer(h)["codebook"].update(shape=[2]),
-                                        t.update({"w:fc.weight:codebook": t["w:fc.weight:codebook"][:8].clone()})),
-    "codebook dtype": lambda h, t: _layer(h)["codebook"].update(dtype="object"),
-    "missing layer": lambda h, t: h["layers"].pop("fc.weight"),
-    "missing stream": lambda h, t: t.pop("w:fc.weight:symbols"),
-    "extra tensor": lambda h, t: t.update({"w:fc.weight:extra": torch.zeros(3, dtype=torch.uint8)}),
-    "short stream": lambda h, t: t.update({"w:fc.weight:symbols": t["w:fc.weight:symbols"][:-1].clone()}),
-    "long stream": lambda h, t: t.update({"w:fc.weight:positions": torch.cat(
-        [t["w:fc.weight:positions"], torch.zeros(1, dtype=torch.uint8)])}),
-    "raw tensor shape": lambda h, t: t.update({"raw:fc.bias": torch.zeros(11)}),
-    "raw tensor dtype": lambda h, t: t.update({"raw:fc.bias": torch.zeros(10, dtype=torch.float64)}),
-    "raw not declared": lambda h, t: h["raw"].pop("fc.bias"),
-    "layers not a dict": lambda h, t: h.update(layers=[]),
-    "no checksum": lambda h, t: h.pop("checksum"),
-    "architecture kind": lambda h, t: h.update(architecture={"kind": "martian"}),
-    "architecture missing": lambda h, t: h.update(architecture=None),
-    "class names": lambda h, t: h.update(class_names="0123456789"),
-    "input spec": lambda h, t: h.update(input_spec={"channels": 1}),
-    "wrong format": lambda h, t: h.update(format="onnx"),
-    "version 0": lambda h, t: h.update(version=0),
-    "version text": lambda h, t: h.update(version="1"),
+    "kept too high": lambda h, p, r, t: _layer(h).update(kept=_layer(h)["kept"] + 1),
+    "kept too low": lambda h, p, r, t: _layer(h).update(kept=_layer(h)["kept"] - 1),
+    "kept beyond numel": lambda h, p, r, t: _layer(h).update(kept=10 ** 12),
+    "position count": lambda h, p, r, t: _layer(h)["positions"].update(count=_layer(h)["positions"]["count"] + 3),
+    "position count huge": lambda h, p, r, t: _layer(h)["positions"].update(count=10 ** 15),
+    "gap width": lambda h, p, r, t: _layer(h)["positions"].update(width=_layer(h)["positions"]["width"] + 1),
+    "gap width 99": lambda h, p, r, t: _layer(h)["positions"].update(width=99),
+    "position coding": lambda h, p, r, t: _layer(h)["positions"].update(coding=_other(_layer(h)["positions"])),
+    "no positions": lambda h, p, r, t: _layer(h).update(positions=None),
+    "bits": lambda h, p, r, t: _layer(h).update(bits=2),
+    "bits zero": lambda h, p, r, t: _layer(h).update(bits=0),
+    "shape": lambda h, p, r, t: _layer(h).update(shape=[10, 255]),
+    "huge shape": lambda h, p, r, t: _layer(h).update(shape=[2 ** 40, 2 ** 40]),
+    "negative shape": lambda h, p, r, t: _layer(h).update(shape=[-1, 256]),
+    "string kept": lambda h, p, r, t: _layer(h).update(kept="896"),
+    "kind": lambda h, p, r, t: _layer(h).update(kind="float32"),
+    "unknown kind": lambda h, p, r, t: _layer(h).update(kind="float8"),
+    "symbol coding": lambda h, p, r, t: _layer(h)["symbols"].update(coding=_other(_layer(h)["symbols"])),
+    "symbol dtype": lambda h, p, r, t: _layer(h)["symbols"].update(dtype="float32"),
+    "codebook shape": lambda h, p, r, t: _layer(h)["codebook"].update(shape=[17]),
+    "codebook too small": lambda h, p, r, t: (_layer(h)["codebook"].update(shape=[2]),
+                                              p["fc.weight"].update(codebook=p["fc.weight"]["codebook"][:8])),
+    "codebook dtype": lambda h, p, r, t: _layer(h)["codebook"].update(dtype="object"),
+    "missing layer": lambda h, p, r, t: h["layers"].pop("fc.weight"),
+    "missing stream": lambda h, p, r, t: p["fc.weight"].pop("symbols"),
+    "extra stream": lambda h, p, r, t: p["fc.weight"].update(extra=b"\1\2\3"),
+    "extra tensor": lambda h, p, r, t: t.update({"extra": torch.zeros(3, dtype=torch.uint8)}),
+    "short stream": lambda h, p, r, t: p["fc.weight"].update(symbols=p["fc.weight"]["symbols"][:-1]),
+    "long stream": lambda h, p, r, t: p["fc.weight"].update(positions=p["fc.weight"]["positions"] + b"\0"),
+    "raw tensor shape": lambda h, p, r, t: (r.update({"fc.bias": torch.zeros(11)}), h["raw"]["fc.bias"].update(shape=[11])),
+    "raw tensor dtype": lambda h, p, r, t: (r.update({"fc.bias": torch.zeros(10, dtype=torch.float64)}),
+                                            h["raw"]["fc.bias"].update(dtype="float64")),
+    "raw dtype unknown": lambda h, p, r, t: h["raw"]["fc.bias"].update(dtype="complex64"),
+    "layer streams missing": lambda h, p, r, t: p.pop("fc.weight"),
+    "raw not declared": lambda h, p, r, t: h["raw"].pop("fc.bias"),
+    "layers not a dict": lambda h, p, r, t: h.update(layers=[]),
+    "no checksum": lambda h, p, r, t: h.pop("checksum"),
+    "architecture kind": lambda h, p, r, t: h.update(architecture={"kind": "martian"}),
+    "architecture missing": lambda h, p, r, t: h.update(architecture=None),
+    "class names": lambda h, p, r, t: h.update(class_names="0123456789"),
+    "input spec": lambda h, p, r, t: h.update(input_spec={"channels": 1}),
+    "wrong format": lambda h, p, r, t: h.update(format="onnx"),
+    "version 0": lambda h, p, r, t: h.update(version=0),
+    "version text": lambda h, p, r, t: h.update(version="1"),
 }
+
+
+def _streams(h: dict[str, Any], name: str = "fc.weight") -> dict[str, list[int]]:
+    return h["layers"][name]["streams"]
+
+
+def _raw(h: dict[str, Any], name: str = "fc.bias") -> dict[str, Any]:
+    return h["raw"][name]
+
+
+# Lies about where things lie, told after the data was packed consistently.
+RANGE_LIES: dict[str, Callable[[dict[str, Any], dict[str, torch.Tensor]], None]] = {
+    "stream past the end": lambda h, t: _streams(h)["symbols"].__setitem__(1, 10 ** 9),
+    "stream offset past the end": lambda h, t: _streams(h)["symbols"].__setitem__(0, 10 ** 9),
+    "negative stream offset": lambda h, t: _streams(h)["symbols"].__setitem__(0, -1),
+    "overlapping streams": lambda h, t: _streams(h)["symbols"].__setitem__(0, _streams(h)["symbols"][0] - 1),
+    "gap between streams": lambda h, t: (_streams(h)["symbols"].__setitem__(0, _streams(h)["symbols"][0] + 1),
+                                         _streams(h)["symbols"].__setitem__(1, _streams(h)["symbols"][1] - 1)),
+    "stream span not a pair": lambda h, t: _streams(h).update(symbols=[_streams(h)["symbols"][0]]),
+    "stream span text": lambda h, t: _streams(h).update(symbols="0:10"),
+    "streams not a dict": lambda h, t: h["layers"]["fc.weight"].update(streams=[]),
+    "trailing stream bytes": lambda h, t: t.update(streams=torch.cat([t["streams"], torch.zeros(2, dtype=torch.uint8)])),
+    "trailing raw bytes": lambda h, t: t.update(raw=torch.cat([t["raw"], torch.zeros(4, dtype=torch.uint8)])),
+    "raw missing offset": lambda h, t: _raw(h).pop("offset"),
+    "raw misaligned": lambda h, t: _raw(h).update(offset=_raw(h)["offset"] + 1),
+    "raw past the end": lambda h, t: _raw(h).update(offset=10 ** 9),
+    "raw negative offset": lambda h, t: _raw(h).update(offset=-4),
+    "raw overlapping": lambda h, t: _raw(h).update(offset=_raw(h)["offset"] - 4),
+    "streams tensor typed": lambda h, t: t.update(streams=t["streams"].to(torch.int16)),
+    "raw tensor 2-d": lambda h, t: t.update(raw=t["raw"].reshape(-1, 2)),
+    "no raw tensor": lambda h, t: t.pop("raw"),
+}
+
+
+@pytest.mark.parametrize("lie", sorted(RANGE_LIES))
+def test_lying_ranges(valid: bytes, lie: str) -> None:
+    mutated = _rewrite(valid, lambda h, p, r, t: None, after=RANGE_LIES[lie])
+    with pytest.raises(CodecError):
+        decode_sqz(mutated)
+
+
+def test_rewrite_without_lies_still_loads(valid: bytes) -> None:
+    """The helper itself repacks faithfully, so each lie above is what makes its file fail."""
+    assert _rewrite(valid, lambda h, p, r, t: None) == valid
 
 
 @pytest.mark.parametrize("lie", sorted(LIES))
@@ -165,7 +249,7 @@ def test_lying_headers(valid: bytes, lie: str) -> None:
 
 def test_newer_version_says_to_update(valid: bytes) -> None:
     with pytest.raises(CodecError, match="update SqueezeStudio"):
-        decode_sqz(_rewrite(valid, lambda h, t: h.update(version=2)))
+        decode_sqz(_rewrite(valid, lambda h, p, r, t: h.update(version=2)))
 
 
 @_SETTINGS
@@ -177,16 +261,33 @@ def test_random_numbers_in_the_layer_header(valid: bytes, data: st.DataObject) -
                if isinstance(v, int)]
     targets += [(name, key, sub) for name, m in header["layers"].items() for key, v in m.items()
                 if isinstance(v, dict) for sub, w in v.items() if isinstance(w, int)]
+    targets += [(name, "streams", (part, i)) for name, m in header["layers"].items()
+                for part in m["streams"] for i in (0, 1)]  # stream ranges: [offset, length]
     name, key, sub = data.draw(st.sampled_from(targets))
     value = data.draw(st.one_of(st.integers(-2 ** 70, 2 ** 70), st.integers(-3, 40)))
 
-    def edit(h: dict[str, Any], t: dict[str, torch.Tensor]) -> None:
-        if sub is None:
+    def edit(h: dict[str, Any], p: Parts, r: dict[str, torch.Tensor], t: dict[str, torch.Tensor]) -> None:
+        if isinstance(sub, tuple):
+            h["layers"][name][key][sub[0]][sub[1]] = value
+        elif sub is None:
             h["layers"][name][key] = value
         else:
             h["layers"][name][key][sub] = value
 
-    _decode_or_codec_error(_rewrite(valid, edit))
+    after = edit if key == "streams" else None  # ranges are rewritten by packing, so lie after it
+    _decode_or_codec_error(_rewrite(valid, (lambda h, p, r, t: None) if after else edit, after=after and
+                                    (lambda h, t: edit(h, {}, {}, t))))
+
+
+@_SETTINGS
+@given(data=st.data())
+def test_random_raw_offsets(valid: bytes, data: st.DataObject) -> None:
+    """Any raw tensor's offset set to any value: a loadable file or a CodecError."""
+    names = sorted(read_header(valid)["raw"])
+    name = data.draw(st.sampled_from(names))
+    value = data.draw(st.one_of(st.integers(-2 ** 70, 2 ** 70), st.integers(-9, 400)))
+    _decode_or_codec_error(_rewrite(valid, lambda h, p, r, t: None,
+                                    after=lambda h, t: h["raw"][name].update(offset=value)))
 
 
 def test_missing_and_unreadable_paths(tmp_path) -> None:

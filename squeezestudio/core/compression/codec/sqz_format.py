@@ -1,21 +1,25 @@
-"""The .sqz file: a safetensors container of packed byte streams plus a JSON header.
+"""The .sqz file: a safetensors container of two byte tensors plus a JSON header.
 
 Why safetensors: it is a flat, pickle-free format (opening an untrusted file
 runs no code) that other tools can list, and its parser is strict about
-offsets. Every weight with an encoding is stored as ``uint8`` byte streams
-named ``w:<param>:<part>`` (see :mod:`.layer_codec`); parameters and buffers
-without one (biases, BatchNorm statistics) are stored exactly as typed tensors
-named ``raw:<name>``. The safetensors metadata key ``squeezestudio`` holds::
+offsets. The file holds exactly two ``uint8`` tensors (see :mod:`.sqz_layout`):
+``streams``, every encoded weight's byte streams back to back (see
+:mod:`.layer_codec`), and ``raw``, the parameters and buffers without an
+encoding (biases, BatchNorm statistics) stored exactly, each aligned to its
+dtype. One tensor entry per model instead of one per stream keeps the
+safetensors header small. The safetensors metadata key ``squeezestudio``
+holds compact JSON::
 
     {"format": "squeezestudio-sqz", "version": 1, "architecture": ..., "input_spec": ...,
      "class_names": [...], "name": ..., "recipe": {...}, "metrics": {...}, "provenance": {...},
-     "layers": {param: layer JSON}, "raw": {name: {"dtype", "shape"}}, "checksum": crc32}
+     "layers": {param: {layer JSON..., "streams": {part: [offset, length]}}},
+     "raw": {name: {"dtype", "shape", "offset"}}, "checksum": crc32}
 
-``checksum`` is a CRC-32 over every tensor's name and bytes in sorted name
+``checksum`` is a CRC-32 over both tensors' names and bytes in sorted name
 order, so a flipped bit in the data is reported instead of silently changing
-a weight. Loading rebuilds the module from ``architecture`` with
-``squeezestudio.core.architecture_spec.build_module`` and loads the decoded
-weights with a strict ``load_state_dict``.
+a weight. Loading checks every range before use, rebuilds the module from
+``architecture`` with ``squeezestudio.core.architecture_spec.build_module``
+and loads the decoded weights with a strict ``load_state_dict``.
 """
 
 from __future__ import annotations
@@ -34,6 +38,15 @@ import torch
 
 from squeezestudio.core.compression.codec.json_checks import as_dict, as_int, as_str, field
 from squeezestudio.core.compression.codec.layer_codec import LayerStreams, check_encoding, decode_layer, encode_layer
+from squeezestudio.core.compression.codec.sqz_layout import (
+    RAW,
+    STREAMS,
+    data_tensors,
+    pack_raw,
+    pack_streams,
+    stream_spans,
+    unpack_raw,
+)
 from squeezestudio.core.compression.compressed_model import CompressedModel
 from squeezestudio.core.compression.encoding import CustomPayload, WeightEncoding, kept_positions
 from squeezestudio.core.errors import CodecError, PluginError, SqueezeStudioError
@@ -43,17 +56,6 @@ from squeezestudio.core.progress import CancelToken, ProgressCallback, check, re
 FORMAT = "squeezestudio-sqz"
 VERSION = 1
 METADATA_KEY = "squeezestudio"
-_RAW_DTYPES = {torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16",
-               torch.float64: "float64", torch.int64: "int64", torch.int32: "int32",
-               torch.int16: "int16", torch.int8: "int8", torch.uint8: "uint8", torch.bool: "bool"}
-
-
-def stream_name(param: str, part: str) -> str:
-    return f"w:{param}:{part}"
-
-
-def raw_name(name: str) -> str:
-    return f"raw:{name}"
 
 
 # ----------------------------------------------------------------------------- custom payloads
@@ -133,6 +135,10 @@ def _tensor_bytes(t: torch.Tensor) -> bytes:
     return t.detach().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
 
 
+def _byte_tensor(data: bytes) -> torch.Tensor:
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8) if data else torch.zeros(0, dtype=torch.uint8)
+
+
 def _checksum(tensors: dict[str, torch.Tensor]) -> int:
     crc = 0
     for name in sorted(tensors):
@@ -173,26 +179,15 @@ def encode_container(cm: CompressedModel, progress: Optional[ProgressCallback] =
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
-    for name, streams in layers.items():
-        for part, data in streams.streams.items():
-            tensors[stream_name(name, part)] = torch.frombuffer(bytearray(data), dtype=torch.uint8) \
-                if data else torch.zeros(0, dtype=torch.uint8)
-    raw_meta: dict[str, Any] = {}
-    raw_bytes = 0
-    for name, t in state.items():
-        if name in cm.encodings:
-            continue
-        if t.dtype not in _RAW_DTYPES:
-            raise CodecError(f"{name} has type {t.dtype}, which a .sqz file cannot store")
-        tensors[raw_name(name)] = t.detach().cpu().contiguous().clone()
-        raw_meta[name] = {"dtype": _RAW_DTYPES[t.dtype], "shape": list(t.shape)}
-        raw_bytes += t.numel() * t.element_size()
+    blob, spans = pack_streams({name: streams.streams for name, streams in layers.items()})
+    raw, raw_meta = pack_raw({name: t for name, t in state.items() if name not in cm.encodings})
+    tensors = {STREAMS: _byte_tensor(blob), RAW: _byte_tensor(raw)}
     header = {
         "format": FORMAT, "version": VERSION,
         "architecture": handle.architecture.to_dict(), "input_spec": handle.input_spec.to_dict(),
         "class_names": list(handle.class_names), "name": handle.name,
         "recipe": cm.recipe, "metrics": cm.metrics, "provenance": cm.provenance,
-        "layers": {name: s.meta for name, s in layers.items()}, "raw": raw_meta,
+        "layers": {name: {**s.meta, STREAMS: spans[name]} for name, s in layers.items()}, "raw": raw_meta,
         "checksum": _checksum(tensors),
     }
     try:
@@ -203,7 +198,7 @@ def encode_container(cm: CompressedModel, progress: Optional[ProgressCallback] =
 
     data = save_safetensors(tensors, metadata={METADATA_KEY: text})
     report(progress, 1.0, "encoded")
-    return data, layers, raw_bytes
+    return data, layers, len(raw)
 
 
 # ----------------------------------------------------------------------------- reading
@@ -292,36 +287,30 @@ def decode_container(data: bytes, source_path: Optional[Path] = None,
         unexpected = sorted(declared - set(state))
         detail = f"lacks {missing[0]}" if missing else f"has an unexpected {unexpected[0] if unexpected else 'duplicate'}"
         raise CodecError(f"the .sqz file does not fit its architecture: it {detail}")
-    used: set[str] = set()
+    blob, raw = data_tensors(tensors)
+    spans = stream_spans(layers_meta, len(blob))
     new_state: dict[str, torch.Tensor] = {}
     encodings: dict[str, WeightEncoding] = {}
     for i, (pname, meta) in enumerate(layers_meta.items()):
         check(cancel)
         report(progress, i / max(len(layers_meta), 1), f"decoding {pname}")
+        used: set[str] = set()
 
-        def take(part: str, _p: str = pname) -> bytes:
-            key = stream_name(_p, part)
-            t = tensors.get(key)
-            if t is None or t.dtype != torch.uint8 or t.dim() != 1:
-                raise CodecError(f"the .sqz file lacks the byte stream {key}")
-            used.add(key)
-            return t.numpy().tobytes()
+        def take(part: str, _p: str = pname, _used: set[str] = used) -> bytes:
+            span = spans[_p].get(part)
+            if span is None or part in _used:
+                raise CodecError(f"the .sqz file lacks the byte stream {part} of {_p}")
+            _used.add(part)
+            return blob[span[0]:span[0] + span[1]]
 
         target = state[pname]
         enc = decode_layer(pname, meta, take, tuple(target.shape))
+        leftover = sorted(set(spans[pname]) - used)
+        if leftover:
+            raise CodecError(f"the .sqz file declares a stream {leftover[0]} of {pname} that its encoding does not use")
         encodings[pname] = enc
         new_state[pname] = torch.from_numpy(np.ascontiguousarray(_decoded(pname, enc))).to(target.dtype)
-    for rname in raw_meta:
-        key = raw_name(rname)
-        t = tensors.get(key)
-        target = state[rname]
-        if t is None or t.dtype != target.dtype or tuple(t.shape) != tuple(target.shape):
-            raise CodecError(f"the .sqz file's tensor {rname} is missing or has the wrong type or shape")
-        used.add(key)
-        new_state[rname] = t
-    leftover = sorted(set(tensors) - used)
-    if leftover:
-        raise CodecError(f"the .sqz file holds an undeclared tensor {leftover[0]}")
+    new_state.update(unpack_raw(raw_meta, raw, state))
     try:
         module.load_state_dict(new_state, strict=True)
     except (RuntimeError, ValueError) as exc:
