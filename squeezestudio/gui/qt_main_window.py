@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QTabWidget, QVBoxLayout, QWidget
 
 from squeezestudio.core.studio_session import StudioSession, recipe_from_dict, recipe_to_dict
@@ -127,7 +128,8 @@ class QtMainWindow(WindowFileActions, QMainWindow):
         from squeezestudio.gui.qt_tradeoff_plot import QtTradeoffPlot
         import pyqtgraph as pg
 
-        pg.setConfigOptions(foreground="#2b2b2b", antialias=True)  # dark axis text, legible in screenshots
+        # Axis text in the palette's text colour: dark on a light desktop, light on a dark one.
+        pg.setConfigOptions(foreground=self.palette().color(QPalette.ColorRole.WindowText), antialias=True)
 
         self.plot = QtTradeoffPlot(self.session.experiments)
         self.plot.pointClicked.connect(self.restore_point)
