@@ -11,6 +11,12 @@ Run from the repository root::
 
     python scripts/plugin_results.py                 # every plugin
     python scripts/plugin_results.py --only structured
+    python scripts/plugin_results.py --retrain 0     # no retraining column
+
+Substitution plugins fit each new layer on 256 calibration images from the
+training split; the last column retrains for ``--retrain`` epochs on the
+training split with the compression kept (measure_recipe's retraining path,
+the same as the GUI's and ``compress --finetune``).
 """
 
 from __future__ import annotations
@@ -58,6 +64,7 @@ def demo_handle() -> tuple[ModelHandle, bool]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="size/accuracy of each plugin on the demo model")
     parser.add_argument("--only", choices=sorted(RECIPES), action="append")
+    parser.add_argument("--retrain", type=int, default=2, help="retraining epochs for the last column (0: none)")
     args = parser.parse_args(argv)
     registry = default_registry()
     register_folder_plugins(registry, repository_plugins_folder())
@@ -66,16 +73,26 @@ def main(argv: list[str] | None = None) -> int:
     handle, trained = demo_handle()
     if not trained:
         print("note: no bundled demo weights; using an initialised model (accuracy is chance level)")
-    data = match_classes(load_dataset("digits", PreprocessSpec.from_input_spec(handle.input_spec)),
-                         handle.class_names)
-    print(f"{'recipe':<11} {'size (bytes)':>13} {'vs baseline':>11} {'accuracy':>9}")
+    spec = PreprocessSpec.from_input_spec(handle.input_spec)
+    data = match_classes(load_dataset("digits:val", spec), handle.class_names)
+    train = match_classes(load_dataset("digits:train", spec), handle.class_names)
+    calibration = train.images[:256]
+    retrain_header = f"{f'after {args.retrain} ep':>11}" if args.retrain else ""
+    print(f"{'recipe':<11} {'size (bytes)':>13} {'vs baseline':>11} {'accuracy':>9} {retrain_header}")
     baseline = None
     for name in args.only or list(RECIPES):
-        m = measure_recipe(handle, recipe_from_dict(RECIPES[name]), data, reference=handle.module)
+        recipe = recipe_from_dict(RECIPES[name])
+        m = measure_recipe(handle, recipe, data, reference=handle.module, calibration=calibration)
         baseline = baseline or (m.size_bytes if name == "baseline" else None)
         ratio = f"{m.size_bytes / baseline:.3f}x" if baseline else "-"
         acc = m.evaluation.top1 if m.evaluation is not None and m.evaluation.top1 is not None else float("nan")
-        print(f"{name:<11} {m.size_bytes:>13,} {ratio:>11} {acc:>9.3f}")
+        retrained = ""
+        if args.retrain and name != "baseline":
+            tuned = recipe_from_dict({**RECIPES[name], "finetune": {"epochs": args.retrain, "lr": 1e-3}})
+            r = measure_recipe(handle, tuned, data, reference=handle.module, calibration=calibration,
+                               train_data=train)
+            retrained = f"{r.evaluation.top1:>11.3f}"
+        print(f"{name:<11} {m.size_bytes:>13,} {ratio:>11} {acc:>9.3f} {retrained}", flush=True)
     return 0
 
 

@@ -89,10 +89,10 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=DEMO, help="trained cnds8 checkpoint (the demo by default)")
     parser.add_argument("--input-size", type=int, default=None, help="train a cnds8 at this size (16 or more)")
     parser.add_argument("--train-epochs", type=int, default=6, help="baseline epochs when no demo model is used")
-    parser.add_argument("--epochs", type=int, default=5, help="fine-tuning epochs after the substitution")
-    parser.add_argument("--lr", type=float, default=5e-4, help="fine-tuning learning rate (Adam)")
-    parser.add_argument("--squeeze-ratio", type=float, default=0.25, help="SqueezeNet's SR")
-    parser.add_argument("--pct3x3", type=float, default=0.5, help="share of 3x3 filters in each expand")
+    parser.add_argument("--epochs", type=int, default=10, help="fine-tuning epochs after the substitution")
+    parser.add_argument("--lr", type=float, default=3e-4, help="fine-tuning learning rate (Adam)")
+    parser.add_argument("--squeeze-ratio", type=float, default=0.2, help="SqueezeNet's SR")
+    parser.add_argument("--pct3x3", type=float, default=0.6, help="share of 3x3 filters in each expand")
     parser.add_argument("--init", default="svd+reconstruct", choices=("random", "svd", "svd+reconstruct"))
     parser.add_argument("--calibration", type=int, default=256, help="train images used for reconstruction")
     parser.add_argument("--distill", type=float, default=None, help="distil from the original at this temperature")
@@ -121,10 +121,17 @@ def main() -> None:
     config = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=64, seed=0, shift_augment=1,
                          distill_temperature=args.distill, distill_alpha=0.5)
     teacher = handle.module if args.distill is not None else None
-    tuned, history = finetune_compressed(fired, train, val, config, teacher=teacher)
+    # The epoch kept is chosen on a held-out 15% of the training split, never on
+    # the validation images the result is reported on.
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))
+    cut = int(len(train) * 0.85)
+    fit, select = train.subset(order[:cut], "digits:train (fit)"), train.subset(order[cut:], "digits:train (select)")
+    tuned, history = finetune_compressed(fired, fit, select, config, teacher=teacher)
     tuned_bytes = len(encode_sqz(tuned))
     tuned_acc = top1(tuned.handle.module, val)
-    print("fine-tuning: " + ", ".join(f"epoch {r.epoch} val {100 * (r.val_top1 or 0):.2f}%" for r in history.history))
+    print("fine-tuning (accuracy on the held-out part of the training split): "
+          + ", ".join(f"epoch {r.epoch} {100 * (r.val_top1 or 0):.2f}%" for r in history.history)
+          + f"; kept epoch {history.best_epoch}")
 
     params = [sum(p.numel() for p in m.parameters()) for m in (handle.module, tuned.handle.module)]
     fewer = 100.0 * (1.0 - tuned_bytes / base_bytes)

@@ -85,6 +85,20 @@ def sample_files(count: int, folder: Path) -> list[Path]:
     return paths
 
 
+def _wait_for_netron(window, timeout_s: float) -> None:
+    """With netron embedded, wait until it has drawn nodes (a blank page makes a useless picture)."""
+    pane = window.graph_view.panes["original"] if window.graph_view is not None else None
+    if pane is None or getattr(pane, "web_view", None) is None:
+        return  # the fallback pane (no WebEngine) is ready as soon as it is shown
+    names: list[str] = []
+    deadline = time.monotonic() + timeout_s
+    while not names:
+        if time.monotonic() > deadline:
+            raise SqueezeStudioError(f"the screenshot timed out after {timeout_s:.0f} s waiting for netron")
+        pane.graph_node_names(names.extend)  # asked twice a second; the answer arrives as an event
+        settle(0.5)
+
+
 def render_screenshots(out_dir: Path, model: Optional[str] = None, data: Optional[str] = None, *,
                        recipes: Sequence[dict[str, Any]] = SCREENSHOT_RECIPES, timeout_s: float = 240.0,
                        log: Callable[[str], None] = print) -> list[Path]:
@@ -143,6 +157,7 @@ def render_screenshots(out_dir: Path, model: Optional[str] = None, data: Optiona
 
         window.tabs.setCurrentIndex(2)
         wait_until(lambda: not window.jobs.busy, timeout_s, "the ONNX export for the graph view")
+        _wait_for_netron(window, timeout_s)
         settle(1.0)
         written.append(_save(window, out_dir / "graph_view.png"))
         window.close()
