@@ -329,10 +329,12 @@ class QtMainWindow(WindowFileActions, QMainWindow):
 
     def _restore_geometry(self) -> None:
         geometry, state = self.settings.geometry()
-        if geometry is not None:
-            self.restoreGeometry(geometry)
-        else:
-            self.resize(1280, 820)
+        if geometry is None or not self.restoreGeometry(geometry) or self.width() < 900 or self.height() < 600:
+            # First start, or a remembered size too small to show the plot and the controls.
+            screen = self.screen().availableGeometry() if self.screen() is not None else None
+            width = 1280 if screen is None else min(1280, screen.width())
+            height = 820 if screen is None else min(820, screen.height())
+            self.resize(width, height)
         if state is None or not self.restoreState(state):
             self.resizeDocks([self.controls_dock], [420], Qt.Orientation.Horizontal)
             self.resizeDocks([self.layers_dock], [300], Qt.Orientation.Vertical)

@@ -157,6 +157,18 @@ def test_geometry_is_remembered(qtbot, window, app_settings):
     assert geometry is not None and state is not None
 
 
+def test_a_remembered_window_too_small_to_use_opens_at_a_usable_size(qtbot, app_settings):
+    small = QtMainWindow(StudioSession(), settings=app_settings)
+    qtbot.addWidget(small)
+    small.resize(500, 300)
+    small.close()
+    again = QtMainWindow(StudioSession(), settings=app_settings)
+    qtbot.addWidget(again)
+    screen = again.screen().availableGeometry()
+    assert (again.width(), again.height()) == (min(1280, screen.width()), min(820, screen.height()))
+    assert again.width() > 500 and again.height() > 300
+
+
 def test_no_display_gives_a_clear_message():
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
     env["PYTHONPATH"] = str(ROOT)
