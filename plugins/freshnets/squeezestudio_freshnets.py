@@ -17,10 +17,11 @@ rebuilds the weight exactly (same float64 arithmetic, then float32).
 
 Initial bucket values are the least-squares fit: the mean of the signed DCT
 coefficients that hash to a bucket. Because the DCT is orthonormal, this is
-also the least-squares fit in weight space. Fine-tuning: the paper trains the
-bucket values directly (gradients summed per bucket); here ``after_step``
-instead *projects* the updated weight back onto the hashed space (DCT, signed
-mean per bucket, inverse DCT), which keeps the compression with any optimizer.
+also the least-squares fit in weight space. Fine-tuning trains the bucket
+values as the paper does: ``before_step`` sums the gradients of each bucket's
+coefficients (so an SGD step on the weight is a step on the buckets), and
+``after_step`` projects the weight back onto the hashed space (DCT, signed mean
+per bucket, inverse DCT), which keeps the compression exact with any optimizer.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 import numpy as np
+import torch
 from torch import nn
 
 from squeezestudio.core.compression.config import make_config, param
@@ -176,15 +178,47 @@ class FreshNetsMethod(CompressionMethod):
         return decode_buckets(buckets, tuple(shape), sizes, seed)
 
     def finetune_hooks(self, state: CompressionState, layer_configs: dict[str, Any]) -> Optional[FinetuneHooks]:
-        """Project each updated weight back onto its hashed frequency space after every step."""
+        """Train the bucket values: gradients summed per bucket, then the weight re-projected.
+
+        With ``w = IDCT(S b)`` (S: the signed hash of coefficients to buckets)
+        the gradient of the bucket values is ``S^T DCT(dL/dw)``; ``before_step``
+        replaces the weight's gradient by ``IDCT(S S^T DCT(dL/dw))``, so a
+        plain SGD step on the weight is exactly a step on the buckets (the
+        paper's training). ``after_step`` projects the result back onto the
+        hashed space, which keeps it exact with adaptive optimizers too.
+        """
+        hashes: dict[str, tuple[np.ndarray, np.ndarray, int]] = {}
+
+        def ours(layer: str) -> Optional[WeightEncoding]:
+            enc = state.encodings.get(f"{layer}.weight")
+            if enc is None or enc.kind != "custom" or enc.custom is None or enc.custom.method != METHOD:
+                return None
+            return enc
+
+        def share_gradients() -> None:
+            for layer in layer_configs:
+                enc = ours(layer)
+                weight = state.layer(layer).weight
+                if enc is None or weight.grad is None:
+                    continue
+                meta = enc.custom.meta
+                if layer not in hashes:
+                    bucket, sign = hash_positions(tuple(weight.shape), meta["band_sizes"], meta["seed"])
+                    hashes[layer] = (bucket, sign, int(sum(meta["band_sizes"])))
+                bucket, sign, total = hashes[layer]
+                grad = weight.grad.detach().cpu().numpy().astype(np.float64)
+                per_bucket = np.bincount(bucket, weights=to_frequency(grad).reshape(-1) * sign, minlength=total)
+                shared = from_frequency((per_bucket[bucket] * sign).reshape(grad.shape))
+                weight.grad.copy_(torch.from_numpy(shared.astype(np.float32)))
+
         def project() -> None:
             for layer in layer_configs:
-                enc = state.encodings.get(f"{layer}.weight")
-                if enc is None or enc.kind != "custom" or enc.custom is None or enc.custom.method != METHOD:
+                enc = ours(layer)
+                if enc is None:
                     continue
                 weight = state.layer(layer).weight.detach().cpu().numpy()
                 meta = enc.custom.meta
                 enc.custom.arrays["buckets"] = fit_buckets(weight, meta["band_sizes"], meta["seed"])
                 state.set_encoding(layer, enc, custom_decoder=self.decode_custom)
 
-        return FinetuneHooks(after_step=project, finish=project)
+        return FinetuneHooks(before_step=share_gradients, after_step=project, finish=project)

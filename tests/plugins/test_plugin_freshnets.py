@@ -104,6 +104,25 @@ def test_finetune_projection_keeps_the_weight_in_the_hashed_space(registry) -> N
     assert np.allclose(state.encodings["conv1.weight"].custom.arrays["buckets"], again, atol=1e-6)
 
 
+def test_before_step_turns_the_weight_gradient_into_the_bucket_gradient(registry) -> None:
+    """After the hook, the gradient lies in the hashed space and its buckets hold S^T DCT(dL/dw)."""
+    torch.manual_seed(3)
+    state = make_state(TinyCNN())
+    method = registry.get("freshnets")
+    method.apply(state, {"conv1": {"compression": 0.3}})
+    meta = state.encodings["conv1.weight"].custom.meta
+    weight = state.layer("conv1").weight
+    weight.grad = torch.randn_like(weight)
+    raw = weight.grad.detach().numpy().astype(np.float64)
+    bucket, sign = hash_positions(tuple(weight.shape), meta["band_sizes"], meta["seed"])
+    expected = np.bincount(bucket, weights=to_frequency(raw).reshape(-1) * sign, minlength=sum(meta["band_sizes"]))
+    method.finetune_hooks(state, {"conv1": {}}).before_step()
+    shared = weight.grad.detach().numpy()
+    assert np.allclose(fit_buckets(shared, meta["band_sizes"], meta["seed"]), expected, atol=1e-5)
+    coeffs = to_frequency(shared.astype(np.float64)).reshape(-1) * sign
+    assert np.allclose(coeffs, expected[bucket], atol=1e-5)  # every coefficient is its bucket's value
+
+
 def test_malformed_payload_is_a_codec_error(registry) -> None:
     from squeezestudio.core.compression.encoding import CustomPayload
 
