@@ -76,3 +76,23 @@ def test_digits_as_images_cover_every_class():
         assert img.mode == "L" and img.size == (24, 24)
         arr = np.asarray(img)
         assert arr.dtype == np.uint8 and arr.max() > 150 and arr.min() < 30
+
+
+def test_reading_the_bundled_csv_equals_scikit_learns_loader_without_importing_it():
+    import subprocess
+    import sys
+
+    from sklearn.datasets import load_digits
+
+    from squeezestudio.core.data.digits import _bundled_digits_file, _raw_digits
+
+    assert _bundled_digits_file() is not None
+    images, labels = _raw_digits()
+    reference = load_digits()
+    assert np.array_equal(images, reference.images.astype(np.float32))
+    assert np.array_equal(labels, reference.target)
+    code = ("import sys; from squeezestudio.core.data.digits import _raw_digits; _raw_digits(); "
+            "print('sklearn.datasets' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
