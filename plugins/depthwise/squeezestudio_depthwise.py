@@ -13,17 +13,16 @@ original layer's outputs (layer-wise reconstruction, shared with the Fire method
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Any, Optional
 
 import torch
 from torch import nn
 
-from squeezestudio.core.architecture.calibration import calibration_images, capture_layer_io
-from squeezestudio.core.architecture.reconstruction import reconstruct_layer
+from squeezestudio.core.architecture.calibration import calibration_images
+from squeezestudio.core.architecture.reconstruction import fit_to_original
 from squeezestudio.core.architecture.substitution import get_module, replace_module
-from squeezestudio.core.compression.config import make_config, param
+from squeezestudio.core.compression.config import param
 from squeezestudio.core.compression.method import ORDER_ARCHITECTURE, CompressionMethod
 from squeezestudio.core.compression.state import CompressionState
 from squeezestudio.core.errors import ArchitectureMismatchError, CodecError
@@ -75,10 +74,6 @@ def init_from_conv(pair: nn.Sequential, conv: nn.Conv2d, multiplier: int) -> flo
     return float((s[:, :r] ** 2).sum()) / total if total > 0 else 1.0
 
 
-def _config(layer: str, cfg: Any) -> DepthwiseConfig:
-    return cfg if isinstance(cfg, DepthwiseConfig) else make_config(DepthwiseConfig, cfg or {}, f"depthwise on {layer}")
-
-
 class DepthwiseSeparableMethod(CompressionMethod):
     """Plugin method ``depthwise``."""
 
@@ -97,11 +92,10 @@ class DepthwiseSeparableMethod(CompressionMethod):
     def apply(self, state: CompressionState, layer_configs: dict[str, Any],
               progress: Optional[ProgressCallback] = None, cancel: Optional[CancelToken] = None) -> None:
         calibration = calibration_images(getattr(state, "calibration", None))
-        reference = copy.deepcopy(state.module) if calibration is not None else None
         total = max(1, len(layer_configs))
         for i, (layer, raw) in enumerate(layer_configs.items()):
             check(cancel)
-            config = _config(layer, raw)
+            config = self.config_for(layer, raw)
             conv = get_module(state.module, layer)
             if not self.applies_to(conv):
                 state.log.append(f"depthwise: left {layer} alone: it is not an ungrouped zero-padded kxk Conv2d")
@@ -111,18 +105,13 @@ class DepthwiseSeparableMethod(CompressionMethod):
             kept = init_from_conv(pair, conv, config.multiplier)
             text = f"depthwise: {layer}: {conv.weight.numel()} -> {sum(p.weight.numel() for p in pair)} weights, " \
                    f"SVD start keeps {kept:.1%} of the energy"
-            if reference is not None and config.reconstruct_steps > 0:
-                inputs = capture_layer_io(state.module, layer, calibration, want_outputs=False, cancel=cancel).inputs
-                targets = capture_layer_io(reference, layer, calibration, want_inputs=False, cancel=cancel).outputs
-                n = min(inputs.shape[0], targets.shape[0])
-                fit = reconstruct_layer(pair, inputs[:n], targets[:n], steps=config.reconstruct_steps,
-                                        time_budget_s=config.reconstruct_seconds,
-                                        progress=scaled(progress, i / total, (i + 1) / total), cancel=cancel)
+            if calibration is not None and config.reconstruct_steps > 0:
+                fit = fit_to_original(state, layer, pair, calibration, steps=config.reconstruct_steps,
+                                      time_budget_s=config.reconstruct_seconds,
+                                      progress=scaled(progress, i / total, (i + 1) / total), cancel=cancel)
                 text += f", reconstruction error {fit.before_error:.4g} -> {fit.after_error:.4g}"
             replace_module(state.module, layer, pair)
-            for key in (f"{layer}.weight", f"{layer}.bias"):
-                state.encodings.pop(key, None)
-            state.record_modification({"method": self.name, "layer": layer, "conv": g,
+            state.record_substitution(layer, {"method": self.name, "layer": layer, "conv": g,
                                        "multiplier": config.multiplier})
             state.log.append(text)
             report(progress, (i + 1) / total, f"depthwise: {layer}")

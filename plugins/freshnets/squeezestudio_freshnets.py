@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from squeezestudio.core.compression.config import make_config, param
+from squeezestudio.core.compression.config import param
 from squeezestudio.core.compression.encoding import CustomPayload, WeightEncoding
 from squeezestudio.core.compression.method import ORDER_SHARE, CompressionMethod, FinetuneHooks
 from squeezestudio.core.compression.state import CompressionState
@@ -156,8 +156,7 @@ class FreshNetsMethod(CompressionMethod):
               progress: Optional[ProgressCallback] = None, cancel: Optional[CancelToken] = None) -> None:
         for i, (layer, cfg) in enumerate(layer_configs.items()):
             check(cancel)
-            cfg = cfg if isinstance(cfg, FreshNetsConfig) else make_config(FreshNetsConfig, cfg or {},
-                                                                              f"freshnets on {layer}")
+            cfg = self.config_for(layer, cfg)
             weight = state.layer(layer).weight.detach().cpu().numpy()
             enc = encode(weight, cfg, state.encoding(layer).mask)
             state.set_encoding(layer, enc, custom_decoder=self.decode_custom)

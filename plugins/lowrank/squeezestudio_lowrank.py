@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from squeezestudio.core.architecture.substitution import get_module, replace_module
-from squeezestudio.core.compression.config import make_config, param
+from squeezestudio.core.compression.config import param
 from squeezestudio.core.compression.method import ORDER_ARCHITECTURE, CompressionMethod
 from squeezestudio.core.compression.state import CompressionState
 from squeezestudio.core.errors import ArchitectureMismatchError, CodecError
@@ -124,10 +124,6 @@ def factorize(module: nn.Module, kind: str, rank: int) -> tuple[nn.Sequential, f
     return new.to(module.weight.dtype), kept
 
 
-def _config(layer: str, cfg: Any) -> LowRankConfig:
-    return cfg if isinstance(cfg, LowRankConfig) else make_config(LowRankConfig, cfg or {}, f"lowrank on {layer}")
-
-
 class LowRankMethod(CompressionMethod):
     """Plugin method ``lowrank``."""
 
@@ -151,7 +147,7 @@ class LowRankMethod(CompressionMethod):
         for i, (layer, raw) in enumerate(layer_configs.items()):
             check(cancel)
             report(progress, i / max(1, len(layer_configs)), f"lowrank: {layer}")
-            self._one(state, layer, _config(layer, raw))
+            self._one(state, layer, self.config_for(layer, raw))
         report(progress, 1.0, "lowrank: done")
 
     def _one(self, state: CompressionState, layer: str, config: LowRankConfig) -> None:

@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from squeezestudio.core.compression.config import make_config, param
+from squeezestudio.core.compression.config import param
 from squeezestudio.core.compression.encoding import WeightEncoding
 from squeezestudio.core.compression.method import ORDER_SHARE, CompressionMethod, FinetuneHooks
 from squeezestudio.core.compression.state import CompressionState
@@ -70,7 +70,7 @@ class PowerOfTwoQuantization(CompressionMethod):
               progress: Optional[ProgressCallback] = None, cancel: Optional[CancelToken] = None) -> None:
         for i, (layer, cfg) in enumerate(layer_configs.items()):
             check(cancel)
-            cfg = cfg if isinstance(cfg, Pow2Config) else make_config(Pow2Config, cfg or {}, f"pow2 on {layer}")
+            cfg = self.config_for(layer, cfg)
             state.set_encoding(layer, quantize(state.encoding(layer), cfg.bits))
             report(progress, (i + 1) / max(1, len(layer_configs)), f"pow2: {layer}")
 

@@ -15,17 +15,16 @@ Channel counts must be divisible by ``groups``; other layers are skipped with a 
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Any, Optional
 
 import torch
 from torch import nn
 
-from squeezestudio.core.architecture.calibration import calibration_images, capture_layer_io
-from squeezestudio.core.architecture.reconstruction import reconstruct_layer
+from squeezestudio.core.architecture.calibration import calibration_images
+from squeezestudio.core.architecture.reconstruction import fit_to_original
 from squeezestudio.core.architecture.substitution import get_module, replace_module
-from squeezestudio.core.compression.config import make_config, param
+from squeezestudio.core.compression.config import param
 from squeezestudio.core.compression.method import ORDER_ARCHITECTURE, CompressionMethod
 from squeezestudio.core.compression.state import CompressionState
 from squeezestudio.core.errors import ArchitectureMismatchError, CodecError
@@ -81,10 +80,6 @@ def init_from_conv(new: nn.Sequential, conv: nn.Conv2d, groups: int, shuffle: bo
     return float((grouped ** 2).sum()) / total if total > 0 else 1.0
 
 
-def _config(layer: str, cfg: Any) -> ShuffleConfig:
-    return cfg if isinstance(cfg, ShuffleConfig) else make_config(ShuffleConfig, cfg or {}, f"shuffle on {layer}")
-
-
 class ChannelShuffleMethod(CompressionMethod):
     """Plugin method ``shuffle``."""
 
@@ -102,11 +97,10 @@ class ChannelShuffleMethod(CompressionMethod):
     def apply(self, state: CompressionState, layer_configs: dict[str, Any],
               progress: Optional[ProgressCallback] = None, cancel: Optional[CancelToken] = None) -> None:
         calibration = calibration_images(getattr(state, "calibration", None))
-        reference = copy.deepcopy(state.module) if calibration is not None else None
         total = max(1, len(layer_configs))
         for i, (layer, raw) in enumerate(layer_configs.items()):
             check(cancel)
-            config = _config(layer, raw)
+            config = self.config_for(layer, raw)
             conv = get_module(state.module, layer)
             if not self.applies_to(conv):
                 state.log.append(f"shuffle: left {layer} alone: it is not an ungrouped Conv2d")
@@ -120,18 +114,13 @@ class ChannelShuffleMethod(CompressionMethod):
             kept = init_from_conv(new, conv, config.groups, config.shuffle)
             text = f"shuffle: {layer}: {conv.weight.numel()} -> {new[1].weight.numel()} weights, " \
                    f"block start keeps {kept:.1%} of the energy"
-            if reference is not None and config.reconstruct_steps > 0:
-                inputs = capture_layer_io(state.module, layer, calibration, want_outputs=False, cancel=cancel).inputs
-                targets = capture_layer_io(reference, layer, calibration, want_inputs=False, cancel=cancel).outputs
-                n = min(inputs.shape[0], targets.shape[0])
-                fit = reconstruct_layer(new, inputs[:n], targets[:n], steps=config.reconstruct_steps,
-                                        time_budget_s=config.reconstruct_seconds,
-                                        progress=scaled(progress, i / total, (i + 1) / total), cancel=cancel)
+            if calibration is not None and config.reconstruct_steps > 0:
+                fit = fit_to_original(state, layer, new, calibration, steps=config.reconstruct_steps,
+                                      time_budget_s=config.reconstruct_seconds,
+                                      progress=scaled(progress, i / total, (i + 1) / total), cancel=cancel)
                 text += f", reconstruction error {fit.before_error:.4g} -> {fit.after_error:.4g}"
             replace_module(state.module, layer, new)
-            for key in (f"{layer}.weight", f"{layer}.bias"):
-                state.encodings.pop(key, None)
-            state.record_modification({"method": self.name, "layer": layer, "conv": g, "groups": config.groups,
+            state.record_substitution(layer, {"method": self.name, "layer": layer, "conv": g, "groups": config.groups,
                                        "shuffle": config.shuffle})
             state.log.append(text)
             report(progress, (i + 1) / total, f"shuffle: {layer}")

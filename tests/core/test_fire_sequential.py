@@ -112,11 +112,12 @@ def test_a_changed_model_is_not_fitted_to_a_stale_original(trained):
     handle, calibration, _, _ = trained
     state = CompressionState.from_handle(handle, calibration=calibration)
     FireMethod().apply(state, {"3": FireConfig(reconstruct_steps=5)})
+    reference_before = state.original_module()
+    assert state.original_module() is reference_before  # kept while nothing else changed
     with torch.no_grad():
         state.module[7].weight.mul_(2.0)  # something else changed the model in between
-    reference_before = getattr(state, "_fire_original")[0]
     FireMethod().apply(state, {"10": FireConfig(reconstruct_steps=5)})
-    reference_after = getattr(state, "_fire_original")[0]
+    reference_after = state.original_module()
     assert reference_after is not reference_before
     assert torch.equal(reference_after[7].weight, state.module[7].weight)
 

@@ -24,13 +24,16 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import torch
 from torch import nn
 
 from squeezestudio.core.errors import DataError
 from squeezestudio.core.progress import CancelToken, ProgressCallback, check, report
+
+if TYPE_CHECKING:
+    from squeezestudio.core.compression.state import CompressionState
 
 _NORMS = (nn.BatchNorm2d,)
 _ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SiLU, nn.GELU, nn.Hardswish, nn.Hardtanh)
@@ -166,3 +169,22 @@ def reconstruct_layer(module: nn.Module, inputs: torch.Tensor, targets: torch.Te
         module.load_state_dict(best_state)
         module.train(was_training)
     return ReconstructionResult(before, best_error, done, time.perf_counter() - started)
+
+
+def fit_to_original(state: "CompressionState", layer: str, new: nn.Module, images: torch.Tensor, *,
+                    steps: int = 200, time_budget_s: float = 5.0,
+                    progress: Optional[ProgressCallback] = None,
+                    cancel: Optional[CancelToken] = None) -> ReconstructionResult:
+    """Fit ``new`` (about to replace ``layer``) to the original model's output of that layer.
+
+    Inputs come from the current model (earlier substitutions included), so
+    each new layer also corrects the drift of the ones before it; targets come
+    from :meth:`CompressionState.original_module`, never from a changed copy.
+    """
+    from squeezestudio.core.architecture.calibration import capture_layer_io
+
+    inputs = capture_layer_io(state.module, layer, images, want_outputs=False, cancel=cancel).inputs
+    targets = capture_layer_io(state.original_module(), layer, images, want_inputs=False, cancel=cancel).outputs
+    n = min(inputs.shape[0], targets.shape[0])
+    return reconstruct_layer(new, inputs[:n], targets[:n], steps=steps, time_budget_s=time_budget_s,
+                             progress=progress, cancel=cancel)

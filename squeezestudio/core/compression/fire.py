@@ -29,7 +29,6 @@ a .sqz replays it through :meth:`FireMethod.rebuild` before the weights load.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -44,10 +43,10 @@ from squeezestudio.core.architecture.reconstruction import (
     ReconstructionResult, TailFit, following_tail, reconstruct_layer)
 from squeezestudio.core.architecture.substitution import get_module, replace_module
 from squeezestudio.core.architecture.svd_init import init_fire_from_conv, init_pointwise_from_conv
-from squeezestudio.core.compression.config import make_config, param
+from squeezestudio.core.compression.config import param
 from squeezestudio.core.compression.method import ORDER_ARCHITECTURE, CompressionMethod
 from squeezestudio.core.compression.state import CompressionState
-from squeezestudio.core.errors import ArchitectureMismatchError, CodecError, RecipeError
+from squeezestudio.core.errors import ArchitectureMismatchError, CodecError
 from squeezestudio.core.progress import CancelToken, ProgressCallback, check, report, scaled
 
 INIT_CHOICES = ("random", "svd", "svd+reconstruct")
@@ -202,42 +201,6 @@ def substitute_conv(model: nn.Module, name: str, config: FireConfig, *,
                        parameters_after=after, kept_energy=kept, reconstruction=result)
 
 
-_REFERENCE_ATTR = "_fire_original"
-
-
-def _original_model(state: CompressionState) -> nn.Module:
-    """The model as it was before any Fire substitution on ``state`` (the reconstruction target).
-
-    The pipeline calls :meth:`FireMethod.apply` once per recipe entry, so a
-    second call would otherwise copy a model whose earlier layers are already
-    replaced and fit each layer to the *drifted* outputs: the errors compound
-    and seven layers end at chance. The first call therefore keeps the
-    original on the state; later calls reuse it as long as every parameter and
-    buffer outside the replaced layers is still identical (any other change
-    to the model makes it stale, and a fresh copy is taken).
-    """
-    kept = getattr(state, _REFERENCE_ATTR, None)
-    if kept is not None:
-        original, replaced = kept
-        if _unchanged_outside(original, state.module, replaced):
-            return original
-    return copy.deepcopy(state.module)
-
-
-def _remember_original(state: CompressionState, original: nn.Module, replaced: list[str]) -> None:
-    kept = getattr(state, _REFERENCE_ATTR, None)
-    earlier = kept[1] if kept is not None and kept[0] is original else []
-    setattr(state, _REFERENCE_ATTR, (original, [*earlier, *replaced]))
-
-
-def _unchanged_outside(original: nn.Module, current: nn.Module, replaced: list[str]) -> bool:
-    prefixes = tuple(f"{name}." for name in replaced)
-    now = {k: v for k, v in current.state_dict().items() if not k.startswith(prefixes)}
-    before = {k: v for k, v in original.state_dict().items() if not k.startswith(prefixes)}
-    return now.keys() == before.keys() and all(
-        now[k].shape == before[k].shape and torch.equal(now[k], before[k]) for k in now)
-
-
 class FireMethod(CompressionMethod):
     """Fire-module substitution (SqueezeNet strategies 1 and 2, ResSquVGG bypass)."""
 
@@ -256,11 +219,11 @@ class FireMethod(CompressionMethod):
     def apply(self, state: CompressionState, layer_configs: dict[str, Any],
               progress: Optional[ProgressCallback] = None,
               cancel: Optional[CancelToken] = None) -> None:
-        configs = {name: self._config(name, c) for name, c in layer_configs.items()}
+        configs = {name: self.config_for(name, c) for name, c in layer_configs.items()}
         calibration = calibration_images(state.calibration)
         reference = None
         if calibration is not None and any(c.init == "svd+reconstruct" for c in configs.values()):
-            reference = _original_model(state)
+            reference = state.original_module()
         total = max(1, len(configs))
         replaced: list[str] = []
         for i, (name, config) in enumerate(configs.items()):
@@ -271,12 +234,8 @@ class FireMethod(CompressionMethod):
                                       progress=scaled(progress, i / total, (i + 1) / total),
                                       cancel=cancel)
             if outcome.modification is not None:
-                for key in (f"{name}.weight", f"{name}.bias"):
-                    state.encodings.pop(key, None)
-                state.record_modification(outcome.modification)
+                state.record_substitution(name, outcome.modification)
                 replaced.append(name)
-        if reference is not None:
-            _remember_original(state, reference, replaced)
         wants_recalibration = any(configs[n].recalibrate_bn for n in replaced)
         if wants_recalibration and calibration is None:
             state.log.append("fire: no calibration images, so BatchNorm statistics were not re-estimated")
@@ -301,11 +260,3 @@ class FireMethod(CompressionMethod):
                 f"layer {name!r} is not the convolution the Fire substitution was recorded for")
         replace_module(module, name, new.to(current.weight.device, current.weight.dtype))
         return module
-
-    @staticmethod
-    def _config(name: str, config: Any) -> FireConfig:
-        if isinstance(config, FireConfig):
-            return config
-        if isinstance(config, dict):
-            return make_config(FireConfig, config, where=f"fire on {name}")
-        raise RecipeError(f"fire on {name}: the configuration must be a FireConfig or a dict")

@@ -59,6 +59,18 @@ class CompressionMethod(ABC):
     exclusive_with: ClassVar[tuple[str, ...]] = ()
     paper: ClassVar[str] = ""
 
+    def config_for(self, layer: str, config: Any) -> Any:
+        """``config`` as this method's config object: recipes pass one, scripts may pass a dict."""
+        if isinstance(config, self.config_class):
+            return config
+        from squeezestudio.core.compression.config import make_config
+        from squeezestudio.core.errors import RecipeError
+
+        if config is not None and not isinstance(config, dict):
+            raise RecipeError(f"{self.name} on {layer}: the configuration must be a "
+                              f"{self.config_class.__name__} or a mapping of options")
+        return make_config(self.config_class, dict(config or {}), where=f"{self.name} on {layer}")
+
     def applies_to(self, module: nn.Module) -> bool:
         """True if this method can compress ``module``."""
         return isinstance(module, self.layer_types)

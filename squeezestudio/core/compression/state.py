@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Iterator, Optional
 
@@ -35,6 +36,8 @@ class CompressionState:
     encodings: dict[str, WeightEncoding] = field(default_factory=dict)
     log: list[str] = field(default_factory=list)
     calibration: Optional[torch.Tensor] = None
+    _original: Optional[nn.Module] = field(default=None, repr=False)
+    _substituted: list[str] = field(default_factory=list, repr=False)
 
     @classmethod
     def from_handle(cls, handle: ModelHandle,
@@ -54,6 +57,28 @@ class CompressionState:
         """Note an architecture change so a .sqz can replay it on load."""
         if self.handle.architecture is not None:
             self.handle.architecture = self.handle.architecture.with_modification(modification)
+
+    def original_module(self) -> nn.Module:
+        """The model before this state's layer substitutions: what a substitute is fitted to.
+
+        Substitution methods run once per recipe entry; fitting each new layer
+        to a copy of the *already changed* model compounds the errors (seven
+        Fire modules ended at chance). So the first call keeps a copy, and
+        later calls reuse it while every parameter and buffer outside the
+        substituted layers is still identical; any other change to the model
+        makes it stale and a fresh copy is taken.
+        """
+        if self._original is not None and _unchanged_outside(self._original, self.module, self._substituted):
+            return self._original
+        self._original, self._substituted = copy.deepcopy(self.module), []
+        return self._original
+
+    def record_substitution(self, layer: str, modification: dict) -> None:
+        """Bookkeeping after ``layer`` was replaced: drop its encodings, note the change for .sqz replay."""
+        for key in (f"{layer}.weight", f"{layer}.bias"):
+            self.encodings.pop(key, None)
+        self.record_modification(modification)
+        self._substituted.append(layer)
 
     def layers(self, types: tuple[type[nn.Module], ...] = (nn.Conv2d, nn.Linear)) -> dict[str, nn.Module]:
         """Named layers of the given types that own a ``weight`` parameter."""
@@ -108,3 +133,11 @@ class CompressionState:
 
     def iter_encodings(self) -> Iterator[tuple[str, WeightEncoding]]:
         yield from self.encodings.items()
+
+
+def _unchanged_outside(original: nn.Module, current: nn.Module, replaced: list[str]) -> bool:
+    prefixes = tuple(f"{name}." for name in replaced)
+    now = {k: v for k, v in current.state_dict().items() if not k.startswith(prefixes)}
+    before = {k: v for k, v in original.state_dict().items() if not k.startswith(prefixes)}
+    return now.keys() == before.keys() and all(
+        now[k].shape == before[k].shape and torch.equal(now[k], before[k]) for k in now)
