@@ -34,7 +34,7 @@ from torch import nn
 from squeezestudio.core.compression.codec import save_sqz
 from squeezestudio.core.compression.pipeline import compress
 from squeezestudio.core.compression.recipe import Recipe
-from squeezestudio.core.zoo import zoo_handle
+from squeezestudio.core.model.zoo import zoo_handle
 
 BITS = 5
 SPARSITY = 0.9

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from squeezestudio.core.data.digits import load_digits_split
-from squeezestudio.core.evaluation import evaluate
+from squeezestudio.core.measure.evaluation import evaluate
 from squeezestudio.core.progress import CancelToken
 
 
@@ -40,7 +40,7 @@ def small_cnn(num_classes: int = 10) -> nn.Module:
 
 def build() -> tuple[nn.Module, str]:
     try:
-        from squeezestudio.core.zoo import build_model
+        from squeezestudio.core.model.zoo import build_model
 
         return build_model("squeezenet1_1", num_classes=10, in_channels=1, input_size=32), "squeezenet1_1"
     except Exception as exc:  # the zoo is another module; the benchmark must still run

@@ -31,9 +31,9 @@ from squeezestudio.core.compression.registry import default_registry
 from squeezestudio.core.compression.state import CompressionState
 from squeezestudio.core.data.dataset import PreprocessSpec
 from squeezestudio.core.data.digits import load_digits_split
-from squeezestudio.core.finetune import finetune_plan
-from squeezestudio.core.training import TrainConfig, train_classifier
-from squeezestudio.core.zoo import zoo_handle
+from squeezestudio.core.training.finetune import finetune_plan
+from squeezestudio.core.training.loop import TrainConfig, train_classifier
+from squeezestudio.core.model.zoo import zoo_handle
 
 
 def bare_epoch(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, config: TrainConfig) -> None:

@@ -32,8 +32,8 @@ def main() -> int:
     from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication([])
-    from squeezestudio.core.demo import DEMO_DATA, demo_model_path
-    from squeezestudio.core.studio_session import StudioSession
+    from squeezestudio.core.io.demo_files import DEMO_DATA, demo_model_path
+    from squeezestudio.core.session.studio_session import StudioSession
     from squeezestudio.gui.qt_main_window import QtMainWindow
     from squeezestudio.gui.qt_method_controls import DEBOUNCE_MS
     from squeezestudio.gui.qt_screenshots import wait_until

@@ -29,7 +29,7 @@ from squeezestudio.core.compression.clustering import ClusterConfig, KMeansClust
 from squeezestudio.core.compression.config import make_config
 from squeezestudio.core.compression.pruning import MagnitudePruning, PruneConfig
 from squeezestudio.core.compression.state import CompressionState
-from squeezestudio.core.model_handle import InputSpec, ModelHandle
+from squeezestudio.core.model.handle import InputSpec, ModelHandle
 
 ALEXNET_LAYERS = [  # (name, module) with torchvision AlexNet's weight shapes
     ("c1", lambda s: nn.Conv2d(3, 64, 11)),

@@ -34,7 +34,7 @@ from torch import nn
 from squeezestudio.core.compression.plugin_folder import register_folder_plugins, repository_plugins_folder
 from squeezestudio.core.compression.registry import build_registry
 from squeezestudio.core.compression.state import CompressionState
-from squeezestudio.core.model_handle import ModelHandle
+from squeezestudio.core.model.handle import ModelHandle
 
 DEMO = Path(__file__).resolve().parents[1] / "resources" / "demo" / "squeezenet_digits.safetensors"
 
@@ -42,10 +42,10 @@ DEMO = Path(__file__).resolve().parents[1] / "resources" / "demo" / "squeezenet_
 def demo_handle() -> ModelHandle:
     """The bundled demo model if there is one, else an initialised SqueezeNet 1.1 for 1x32x32 digits."""
     if DEMO.is_file():
-        from squeezestudio.core.loading import load_model
+        from squeezestudio.core.io.loading import load_model
 
         return load_model(DEMO)
-    from squeezestudio.core.zoo import zoo_handle
+    from squeezestudio.core.model.zoo import zoo_handle
 
     return zoo_handle("squeezenet1_1", num_classes=10, in_channels=1, input_size=32)
 

@@ -26,13 +26,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from squeezestudio.core.architecture.batchnorm_recalibration import batchnorms_after, recalibrate_batchnorm
+from squeezestudio.core.compression.substitution.batchnorm_recalibration import batchnorms_after, recalibrate_batchnorm
 from squeezestudio.core.compression.fire import FireConfig, substitute_conv
 from squeezestudio.core.data.dataset import ImageDataset, PreprocessSpec
 from squeezestudio.core.data.digits import load_digits_split
-from squeezestudio.core.evaluation import evaluate
-from squeezestudio.core.training import TrainConfig, train_classifier
-from squeezestudio.core.zoo import build_model
+from squeezestudio.core.measure.evaluation import evaluate
+from squeezestudio.core.training.loop import TrainConfig, train_classifier
+from squeezestudio.core.model.zoo import build_model
 
 DEMO = Path(__file__).resolve().parent.parent / "resources" / "demo" / "cnds8_digits.safetensors"
 
@@ -43,7 +43,7 @@ def _parameters(model: nn.Module) -> int:
 
 def _model_and_data(args: argparse.Namespace) -> tuple[nn.Module, ImageDataset, ImageDataset]:
     if args.model.is_file() and args.input_size == 32:
-        from squeezestudio.core.loading import load_model
+        from squeezestudio.core.io.loading import load_model
 
         handle = load_model(args.model)
         spec = PreprocessSpec.from_input_spec(handle.input_spec)

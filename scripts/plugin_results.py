@@ -2,7 +2,7 @@
 
 For each plugin, one recipe is applied to the demo SqueezeNet with the real
 pipeline (``squeezestudio.core.compression.pipeline.compress`` via
-``squeezestudio.core.measure.measure_recipe``); the size is the exact byte
+``squeezestudio.core.measure.measure_recipe.measure_recipe``); the size is the exact byte
 length of the .sqz file and the accuracy is measured on digits:val. Without
 the bundled demo weights an initialised model is used (sizes are right,
 accuracies are chance level) and the script says so.
@@ -29,8 +29,8 @@ from squeezestudio.core.compression.recipe import recipe_from_dict
 from squeezestudio.core.compression.registry import default_registry
 from squeezestudio.core.data.dataset import PreprocessSpec
 from squeezestudio.core.data.folders import load_dataset, match_classes
-from squeezestudio.core.measure import measure_recipe
-from squeezestudio.core.model_handle import ModelHandle
+from squeezestudio.core.measure.measure_recipe import measure_recipe
+from squeezestudio.core.model.handle import ModelHandle
 
 RECIPES: dict[str, dict] = {
     "baseline": {},
@@ -45,17 +45,17 @@ RECIPES: dict[str, dict] = {
 
 def demo_handle() -> tuple[ModelHandle, bool]:
     """The bundled demo model, or an initialised SqueezeNet 1.1 (second value False) when it is missing."""
-    from squeezestudio.core.demo import demo_model_path
+    from squeezestudio.core.io.demo_files import demo_model_path
 
     try:
         path = demo_model_path()
     except Exception:  # noqa: BLE001 - the demo file is optional here
         path = None
     if path is not None and path.is_file():
-        from squeezestudio.core.loading import load_model
+        from squeezestudio.core.io.loading import load_model
 
         return load_model(path), True
-    from squeezestudio.core.zoo import zoo_handle
+    from squeezestudio.core.model.zoo import zoo_handle
 
     return zoo_handle("squeezenet1_1", num_classes=10, in_channels=1, input_size=32,
                       class_names=[str(i) for i in range(10)]), False

@@ -39,11 +39,11 @@ from squeezestudio.core.compression.recipe import Recipe
 from squeezestudio.core.compression.state import CompressionState
 from squeezestudio.core.data.dataset import ImageDataset, PreprocessSpec
 from squeezestudio.core.data.digits import load_digits_split
-from squeezestudio.core.evaluation import evaluate
-from squeezestudio.core.finetune import finetune_compressed
-from squeezestudio.core.model_handle import DIGIT_CLASS_NAMES, ModelHandle
-from squeezestudio.core.training import TrainConfig, train_classifier
-from squeezestudio.core.zoo import zoo_handle
+from squeezestudio.core.measure.evaluation import evaluate
+from squeezestudio.core.training.finetune import finetune_compressed
+from squeezestudio.core.model.handle import DIGIT_CLASS_NAMES, ModelHandle
+from squeezestudio.core.training.loop import TrainConfig, train_classifier
+from squeezestudio.core.model.zoo import zoo_handle
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "resources" / "demo" / "lenet300_100_digits.safetensors"
@@ -53,7 +53,7 @@ PAPER_KEPT = {"fc1": 0.08, "fc2": 0.09, "fc3": 0.26}  # Deep Compression, Table 
 def baseline(args: argparse.Namespace) -> tuple[ModelHandle, ImageDataset, ImageDataset]:
     """The demo checkpoint, or one trained here with the demo's settings."""
     if DEMO.is_file():
-        from squeezestudio.core.loading import load_model
+        from squeezestudio.core.io.loading import load_model
 
         handle = load_model(DEMO)
         source = DEMO.relative_to(ROOT)

@@ -37,11 +37,11 @@ from squeezestudio.core.compression.recipe import Recipe
 from squeezestudio.core.compression.state import CompressionState
 from squeezestudio.core.data.dataset import ImageDataset, PreprocessSpec
 from squeezestudio.core.data.digits import load_digits_split
-from squeezestudio.core.evaluation import evaluate
-from squeezestudio.core.finetune import finetune_compressed
-from squeezestudio.core.model_handle import DIGIT_CLASS_NAMES, ModelHandle
-from squeezestudio.core.training import TrainConfig, train_classifier
-from squeezestudio.core.zoo import zoo_handle
+from squeezestudio.core.measure.evaluation import evaluate
+from squeezestudio.core.training.finetune import finetune_compressed
+from squeezestudio.core.model.handle import DIGIT_CLASS_NAMES, ModelHandle
+from squeezestudio.core.training.loop import TrainConfig, train_classifier
+from squeezestudio.core.model.zoo import zoo_handle
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "resources" / "demo" / "cnds8_digits.safetensors"
@@ -51,7 +51,7 @@ def baseline(args: argparse.Namespace) -> tuple[ModelHandle, ImageDataset, Image
     """The demo checkpoint, or a cnds8 trained here."""
     use_demo = args.model.is_file() and args.input_size in (None, 32)
     if use_demo:
-        from squeezestudio.core.loading import load_model
+        from squeezestudio.core.io.loading import load_model
 
         handle = load_model(args.model)
         source = str(args.model.relative_to(ROOT)) if args.model.is_relative_to(ROOT) else str(args.model)

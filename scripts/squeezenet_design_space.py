@@ -34,18 +34,18 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from squeezestudio.core.architecture_spec import describe_architecture
+from squeezestudio.core.model.architecture_spec import describe_architecture
 from squeezestudio.core.atomic_write import atomic_write_bytes
 from squeezestudio.core.compression.codec import encode_sqz
 from squeezestudio.core.compression.pipeline import compress
 from squeezestudio.core.compression.recipe import Recipe
 from squeezestudio.core.data.dataset import ImageDataset, PreprocessSpec
 from squeezestudio.core.data.digits import load_digits_split
-from squeezestudio.core.evaluation import evaluate
-from squeezestudio.core.model_handle import DIGIT_CLASS_NAMES, InputSpec, ModelHandle
+from squeezestudio.core.measure.evaluation import evaluate
+from squeezestudio.core.model.handle import DIGIT_CLASS_NAMES, InputSpec, ModelHandle
 from squeezestudio.core.progress import CancelToken
-from squeezestudio.core.training import TrainConfig, train_classifier
-from squeezestudio.core.zoo.squeezenet import SqueezeNetMini
+from squeezestudio.core.training.loop import TrainConfig, train_classifier
+from squeezestudio.core.model.zoo.squeezenet import SqueezeNetMini
 
 ROOT = Path(__file__).resolve().parent.parent
 SR_VALUES = (0.125, 0.25, 0.5, 0.75, 1.0)

@@ -19,12 +19,12 @@ import torch
 
 from squeezestudio.core.data.dataset import PreprocessSpec
 from squeezestudio.core.data.digits import digits_as_images, load_digits_split
-from squeezestudio.core.demo import DEMO_DIR, DEMO_MODELS, SAMPLES_DIR
-from squeezestudio.core.evaluation import evaluate
-from squeezestudio.core.loading import save_safetensors
-from squeezestudio.core.model_handle import DIGIT_CLASS_NAMES
-from squeezestudio.core.training import TrainConfig, train_classifier
-from squeezestudio.core.zoo import zoo_handle
+from squeezestudio.core.io.demo_files import DEMO_DIR, DEMO_MODELS, SAMPLES_DIR
+from squeezestudio.core.measure.evaluation import evaluate
+from squeezestudio.core.io.loading import save_safetensors
+from squeezestudio.core.model.handle import DIGIT_CLASS_NAMES
+from squeezestudio.core.training.loop import TrainConfig, train_classifier
+from squeezestudio.core.model.zoo import zoo_handle
 
 SEED = 0
 # name -> (input size, training configuration)

@@ -21,9 +21,9 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from squeezestudio.core.architecture.calibration import calibration_images
-from squeezestudio.core.architecture.reconstruction import fit_to_original
-from squeezestudio.core.architecture.substitution import get_module, replace_module
+from squeezestudio.core.compression.substitution.calibration import calibration_images
+from squeezestudio.core.compression.substitution.reconstruction import fit_to_original
+from squeezestudio.core.compression.substitution.module_surgery import get_module, replace_module
 from squeezestudio.core.compression.config import param
 from squeezestudio.core.compression.method import ORDER_ARCHITECTURE, CompressionMethod
 from squeezestudio.core.compression.state import CompressionState

@@ -18,7 +18,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from squeezestudio.core.classify import classify_files
+    from squeezestudio.core.measure.classify import classify_files
     from squeezestudio.core.data.dataset import PreprocessSpec
 
     handle = load_model_from_args(args)

@@ -123,9 +123,9 @@ def _calibration(args: argparse.Namespace, handle, recipe, data):
 
 def run(args: argparse.Namespace) -> int:
     from squeezestudio.cli.terminal_progress import TerminalProgress
-    from squeezestudio.core.evaluation import evaluate
-    from squeezestudio.core.exports import export
-    from squeezestudio.core.measure import measure_recipe, retrain_config
+    from squeezestudio.core.measure.evaluation import evaluate
+    from squeezestudio.core.io.exports import export
+    from squeezestudio.core.measure.measure_recipe import measure_recipe, retrain_config
 
     handle = load_model_from_args(args)
     print_warnings(handle)

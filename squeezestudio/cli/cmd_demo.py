@@ -18,10 +18,10 @@ def run(args: argparse.Namespace) -> int:
     from squeezestudio.cli.cmd_eval import format_result
     from squeezestudio.cli.common import load_data_for
     from squeezestudio.cli.terminal_progress import TerminalProgress
-    from squeezestudio.core.demo import DEMO_DATA, demo_model_path
-    from squeezestudio.core.evaluation import evaluate
-    from squeezestudio.core.inspection import inspect_model
-    from squeezestudio.core.loading import load_model
+    from squeezestudio.core.io.demo_files import DEMO_DATA, demo_model_path
+    from squeezestudio.core.measure.evaluation import evaluate
+    from squeezestudio.core.model.inspection import inspect_model
+    from squeezestudio.core.io.loading import load_model
 
     path = demo_model_path(args.model)
     handle = load_model(path)

@@ -39,8 +39,8 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from squeezestudio.cli.terminal_progress import TerminalProgress
-    from squeezestudio.core.evaluation import evaluate
-    from squeezestudio.core.loading import load_model
+    from squeezestudio.core.measure.evaluation import evaluate
+    from squeezestudio.core.io.loading import load_model
 
     handle = load_model_from_args(args)
     print_warnings(handle)

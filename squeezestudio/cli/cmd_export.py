@@ -18,7 +18,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from squeezestudio.core.compression.codec import load_sqz
-    from squeezestudio.core.exports import EXPORT_FORMATS, export
+    from squeezestudio.core.io.exports import EXPORT_FORMATS, export
 
     cm = load_sqz(args.model)
     out = Path(args.output) if args.output else Path(args.model).with_suffix(EXPORT_FORMATS[args.to].suffix)

@@ -20,7 +20,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from squeezestudio.core.atomic_write import atomic_write_bytes
-    from squeezestudio.core.inspection import inspect_model
+    from squeezestudio.core.model.inspection import inspect_model
 
     handle = load_model_from_args(args)
     print_warnings(handle)

@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from squeezestudio.cli.offscreen_plots import save_curves_png
     from squeezestudio.cli.terminal_progress import TerminalProgress
     from squeezestudio.core.atomic_write import atomic_write_bytes
-    from squeezestudio.core.sensitivity import layer_sensitivity
+    from squeezestudio.core.measure.sensitivity import layer_sensitivity
 
     handle = load_model_from_args(args)
     print_warnings(handle)

@@ -30,8 +30,8 @@ def run(args: argparse.Namespace) -> int:
     from squeezestudio.cli.terminal_progress import TerminalProgress
     from squeezestudio.core.atomic_write import atomic_write_bytes
     from squeezestudio.core.compression.recipe import load_recipe
-    from squeezestudio.core.experiments import pareto_frontier
-    from squeezestudio.core.sweep import grid_recipes, parse_grid_axis, run_sweep, sweep_csv
+    from squeezestudio.core.session.experiments import pareto_frontier
+    from squeezestudio.core.measure.sweep import grid_recipes, parse_grid_axis, run_sweep, sweep_csv
 
     axes = [parse_grid_axis(text) for text in args.grid]
     handle = load_model_from_args(args)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from squeezestudio.core.data.dataset import ImageDataset
-    from squeezestudio.core.model_handle import ModelHandle
+    from squeezestudio.core.model.handle import ModelHandle
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, *, optional: bool = False) -> None:
@@ -33,8 +33,8 @@ def add_data_arguments(parser: argparse.ArgumentParser, default: str = "digits")
 
 
 def load_model_from_args(args: argparse.Namespace) -> "ModelHandle":
-    from squeezestudio.core.demo import demo_model_path
-    from squeezestudio.core.loading import load_model
+    from squeezestudio.core.io.demo_files import demo_model_path
+    from squeezestudio.core.io.loading import load_model
 
     path = args.model if getattr(args, "model", None) else str(demo_model_path())
     return load_model(path, arch=getattr(args, "arch", None), trust=getattr(args, "trust", False),

@@ -22,7 +22,7 @@ def _application():
 
 def save_tradeoff_png(rows: Sequence, path: Path, metric: str = "top1") -> int:
     """The size-vs-accuracy scatter with the Pareto frontier, as the GUI draws it."""
-    from squeezestudio.core.experiments import Experiment, ExperimentLog, new_experiment_id
+    from squeezestudio.core.session.experiments import Experiment, ExperimentLog, new_experiment_id
 
     app = _application()
     from squeezestudio.gui.qt_tradeoff_plot import QtTradeoffPlot

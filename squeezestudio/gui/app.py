@@ -52,7 +52,7 @@ def run_gui(model_path: Optional[str] = None, data: Optional[str] = None, *, tru
         window.offer_autosave()  # a non-modal bar, only after an unclean exit
         path, source = model_path, data
         if path is None:
-            from squeezestudio.core.demo import DEMO_DATA, demo_model_path
+            from squeezestudio.core.io.demo_files import DEMO_DATA, demo_model_path
             try:
                 path = str(demo_model_path())
             except Exception as exc:  # noqa: BLE001 - a missing demo is a message, not a crash

@@ -13,7 +13,7 @@ from typing import Callable, Optional
 
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QWidget
 
-from squeezestudio.core.project_files import AutosaveInfo
+from squeezestudio.core.session.project_files import AutosaveInfo
 
 
 def needs_offer(info: Optional[AutosaveInfo], last_clean_exit: Optional[float]) -> bool:

@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout, QWidget)
 from torch import nn
 
-from squeezestudio.core.classify import ImageClassification, Prediction, classify_files
+from squeezestudio.core.measure.classify import ImageClassification, Prediction, classify_files
 from squeezestudio.core.data.dataset import PreprocessSpec
 from squeezestudio.core.errors import SqueezeStudioError
 from squeezestudio.gui.qt_images import (

@@ -14,8 +14,8 @@ from typing import Any, Callable, Optional
 from PySide6.QtCore import QObject, Signal
 
 from squeezestudio.core.errors import UntrustedCodeError
-from squeezestudio.core.experiments import Experiment, format_bytes
-from squeezestudio.core.studio_session import StudioSession, recipe_to_dict
+from squeezestudio.core.session.experiments import Experiment, format_bytes
+from squeezestudio.core.session.studio_session import StudioSession, recipe_to_dict
 from squeezestudio.gui.qt_worker import JobManager
 
 
@@ -28,7 +28,7 @@ class NeedsTrust:
 
 def rows_for(handle: Any, experiment: Optional[Experiment] = None) -> list[Any]:
     """Layer rows for the original model, or for an experiment's compressed model."""
-    from squeezestudio.core.inspection import inspect_model
+    from squeezestudio.core.model.inspection import inspect_model
     from squeezestudio.gui.qt_layer_rows import layer_rows
 
     if experiment is not None and experiment.compressed is not None:

@@ -1,7 +1,7 @@
 """What File > Export writes: the core's export table, nothing of its own (no Qt widgets here).
 
 The export dialog asks for formats and a folder and calls :func:`export_one`
-per format; it goes straight to :func:`squeezestudio.core.exports.export`
+per format; it goes straight to :func:`squeezestudio.core.io.exports.export`
 (the same writers ``squeezestudio export`` uses), which writes atomically and
 returns the bytes written.
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from squeezestudio.core.errors import ExportError
-from squeezestudio.core.exports import EXPORT_FORMATS, export
+from squeezestudio.core.io.exports import EXPORT_FORMATS, export
 
 FORMATS = tuple(EXPORT_FORMATS)
 

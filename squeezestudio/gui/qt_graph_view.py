@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLab
                                QTableWidgetItem, QTabWidget, QVBoxLayout, QWidget)
 
 from squeezestudio.core.errors import SqueezeStudioError
-from squeezestudio.core.netron_server import (
+from squeezestudio.core.io.netron_server import (
     PINNED_VERSION, NetronServer, expiry_date, is_expired, netron_version)
 
 PathLike = Union[str, "os.PathLike[str]"]

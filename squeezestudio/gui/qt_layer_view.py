@@ -16,7 +16,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QAbstractTableModel, QItemSelectionModel, QModelIndex, QSortFilterProxyModel, Qt, Signal
 from PySide6.QtWidgets import QAbstractItemView, QCheckBox, QHBoxLayout, QLabel, QSplitter, QTableView, QVBoxLayout, QWidget
 
-from squeezestudio.core.experiments import format_bytes
+from squeezestudio.core.session.experiments import format_bytes
 from squeezestudio.gui.qt_layer_rows import COLUMNS, HEADERS, LayerRow
 
 PRUNED_COLOR = (170, 170, 170)

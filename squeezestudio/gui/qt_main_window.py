@@ -20,7 +20,7 @@ from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QTabWidget, QVBoxLayout, QWidget
 
-from squeezestudio.core.studio_session import StudioSession, recipe_from_dict, recipe_to_dict
+from squeezestudio.core.session.studio_session import StudioSession, recipe_from_dict, recipe_to_dict
 from squeezestudio.gui.qt_actions import build_actions, fill_recent_menu
 from squeezestudio.gui.qt_window_files import WindowFileActions
 from squeezestudio.gui.qt_evaluation import EvaluationRunner, NeedsTrust
@@ -218,7 +218,7 @@ class QtMainWindow(WindowFileActions, QMainWindow):
         folder = Path(self._temp.name)
 
         def export(progress: Any = None, cancel: Any = None) -> tuple[Path, Optional[Path]]:
-            from squeezestudio.core.export_onnx import export_onnx
+            from squeezestudio.core.io.export_onnx import export_onnx
             original = folder / f"original_{key[0]}.onnx"
             if not original.exists():
                 export_onnx(handle, original)

@@ -3,7 +3,7 @@
 Deep Compression retrains after compressing; here that is part of a
 configuration: epochs (0 = off), learning rate and optional distillation from
 the original model. The group edits a plain dict (the fields of
-:class:`~squeezestudio.core.training.TrainConfig`), emits ``changed`` on every
+:class:`~squeezestudio.core.training.loop.TrainConfig`), emits ``changed`` on every
 user edit, and keeps options it has no control for (``seed``, ``fraction``...
 from a loaded recipe) so they survive a round trip. A note under the knobs
 says what retraining trains on, or that a training set must be opened.

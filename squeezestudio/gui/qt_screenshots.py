@@ -69,7 +69,7 @@ def drop_files(widget: Any, paths: Sequence[Path]) -> None:
 
 def sample_files(count: int, folder: Path) -> list[Path]:
     """The shipped sample digits, or digits written to ``folder`` when none are shipped."""
-    from squeezestudio.core.demo import sample_images
+    from squeezestudio.core.io.demo_files import sample_images
 
     shipped = sample_images()
     if len(shipped) >= count:
@@ -103,14 +103,14 @@ def render_screenshots(out_dir: Path, model: Optional[str] = None, data: Optiona
                        recipes: Sequence[dict[str, Any]] = SCREENSHOT_RECIPES, timeout_s: float = 240.0,
                        log: Callable[[str], None] = print) -> list[Path]:
     """Open the window on ``model`` (default: the bundled demo) and save three PNGs in ``out_dir``."""
-    from squeezestudio.core.studio_session import StudioSession, recipe_from_dict
+    from squeezestudio.core.session.studio_session import StudioSession, recipe_from_dict
     from squeezestudio.gui.qt_main_window import QtMainWindow
     from squeezestudio.gui.qt_settings import AppSettings, make_settings
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if model is None:
-        from squeezestudio.core.demo import DEMO_DATA, demo_model_path
+        from squeezestudio.core.io.demo_files import DEMO_DATA, demo_model_path
         model, data = str(demo_model_path()), data or DEMO_DATA
     if not data:
         raise SqueezeStudioError("give --data (digits, an image folder or a CSV list) to evaluate the model on")

@@ -3,7 +3,7 @@
 Deep Compression chose per-layer pruning rates from exactly this kind of scan
 (accuracy against sparsity, one curve per layer): layers whose curve stays
 flat can be squeezed hard. The scan itself is the core's
-:func:`~squeezestudio.core.sensitivity.layer_sensitivity` (the same function
+:func:`~squeezestudio.core.measure.sensitivity.layer_sensitivity` (the same function
 ``squeezestudio sensitivity`` runs), started here as one cancellable job.
 """
 
@@ -15,7 +15,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QSpinBox, QVBoxLayout, QWidget
 
-from squeezestudio.core.studio_session import StudioSession
+from squeezestudio.core.session.studio_session import StudioSession
 from squeezestudio.gui.qt_worker import JobManager
 
 SCANS = {  # label: (method, axis label, levels)
@@ -78,7 +78,7 @@ class QtSensitivityView(QWidget):
 
     def run(self) -> None:
         """Start the scan chosen in the combo box (superseding a running one)."""
-        from squeezestudio.core.sensitivity import layer_sensitivity
+        from squeezestudio.core.measure.sensitivity import layer_sensitivity
 
         method, axis, levels = SCANS[self.scan_combo.currentText()]
         handle, data = self.session.handle, self.session.data

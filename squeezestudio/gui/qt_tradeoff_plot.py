@@ -19,8 +19,8 @@ from PySide6.QtCore import QBuffer, QByteArray, QIODevice, Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QToolButton, QVBoxLayout, QWidget
 
 from squeezestudio.core.atomic_write import atomic_write_bytes
-from squeezestudio.core.experiments import Experiment, ExperimentLog, format_bytes, pareto_frontier
-from squeezestudio.core.experiments import recipe_summary
+from squeezestudio.core.session.experiments import Experiment, ExperimentLog, format_bytes, pareto_frontier
+from squeezestudio.core.session.experiments import recipe_summary
 
 METRICS = {"top1": "Top-1 accuracy", "top5": "Top-5 accuracy", "agreement": "Agreement with original"}
 

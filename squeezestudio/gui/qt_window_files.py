@@ -13,7 +13,7 @@ from typing import Any
 
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
-from squeezestudio.core.project_files import find_autosave
+from squeezestudio.core.session.project_files import find_autosave
 
 PROJECT_FILTER = "SqueezeStudio project (*.sqproj);;All files (*)"
 MODEL_FILTER = "Models (*.safetensors *.pt *.pth *.bin *.onnx *.sqz *.ts *.pkl *.py);;All files (*)"

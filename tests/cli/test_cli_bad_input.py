@@ -13,8 +13,8 @@ from onnx import TensorProto, helper
 from PIL import Image
 
 from squeezestudio.cli.main import main
-from squeezestudio.core.loading import save_state_dict
-from squeezestudio.core.zoo import zoo_handle
+from squeezestudio.core.io.loading import save_state_dict
+from squeezestudio.core.model.zoo import zoo_handle
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:

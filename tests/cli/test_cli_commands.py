@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from squeezestudio.cli.main import main
-from squeezestudio.core.demo import demo_model_path, sample_images
-from squeezestudio.core.export_onnx import export_onnx
-from squeezestudio.core.loading import load_model, save_state_dict
-from squeezestudio.core.zoo import zoo_handle
+from squeezestudio.core.io.demo_files import demo_model_path, sample_images
+from squeezestudio.core.io.export_onnx import export_onnx
+from squeezestudio.core.io.loading import load_model, save_state_dict
+from squeezestudio.core.model.zoo import zoo_handle
 
 DEMO = str(demo_model_path())
 

@@ -12,9 +12,9 @@ import pytest
 import torch
 from torch import nn
 
-from squeezestudio.core.architecture_spec import GraphSpecError, build_module, describe_architecture
+from squeezestudio.core.model.architecture_spec import GraphSpecError, build_module, describe_architecture
 from squeezestudio.core.errors import ModelLoadError
-from squeezestudio.core.model_handle import ArchitectureSpec
+from squeezestudio.core.model.handle import ArchitectureSpec
 
 
 class _Block(nn.Module):
@@ -204,7 +204,7 @@ def test_zoo_kind_and_modifications_are_delegated(monkeypatch: pytest.MonkeyPatc
             calls.append(("get", name))
             return _Method()
 
-    monkeypatch.setitem(sys.modules, "squeezestudio.core.zoo", types.SimpleNamespace(build_model=build_model))
+    monkeypatch.setitem(sys.modules, "squeezestudio.core.model.zoo", types.SimpleNamespace(build_model=build_model))
     monkeypatch.setitem(sys.modules, "squeezestudio.core.compression.registry",
                         types.SimpleNamespace(default_registry=_Registry))
     spec = ArchitectureSpec(kind="zoo", name="tiny", kwargs={"num_classes": 3})

@@ -9,7 +9,7 @@ from PIL import Image
 from sklearn.datasets import load_digits
 from torch import nn
 
-from squeezestudio.core.classify import classify_files
+from squeezestudio.core.measure.classify import classify_files
 from squeezestudio.core.data.dataset import PreprocessSpec
 from squeezestudio.core.errors import DataError
 from squeezestudio.core.progress import CancelToken, Cancelled

@@ -12,7 +12,7 @@ from squeezestudio.core.compression.config import make_config
 from squeezestudio.core.compression.pruning import MagnitudePruning, PruneConfig
 from squeezestudio.core.compression.state import CompressionState
 from squeezestudio.core.errors import RecipeError
-from squeezestudio.core.model_handle import InputSpec, ModelHandle
+from squeezestudio.core.model.handle import InputSpec, ModelHandle
 
 LAYERS = ("features.0", "classifier.1")
 

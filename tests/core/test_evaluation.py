@@ -11,7 +11,7 @@ from torch import nn
 
 from squeezestudio.core.data.dataset import ImageDataset
 from squeezestudio.core.errors import DataError
-from squeezestudio.core.evaluation import evaluate, predict_topk, reference_predictions
+from squeezestudio.core.measure.evaluation import evaluate, predict_topk, reference_predictions
 from squeezestudio.core.progress import Cancelled, CancelToken
 
 NUM_CLASSES = 10

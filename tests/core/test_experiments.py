@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from squeezestudio.core.errors import SqueezeStudioError
-from squeezestudio.core.experiments import Experiment, ExperimentLog, KEEP_ARTIFACTS, pareto_frontier
+from squeezestudio.core.session.experiments import Experiment, ExperimentLog, KEEP_ARTIFACTS, pareto_frontier
 
 
 def _brute_force(points):
@@ -112,7 +112,7 @@ def test_malformed_entries_are_clear_errors():
 
 
 def test_format_bytes():
-    from squeezestudio.core.experiments import format_bytes
+    from squeezestudio.core.session.experiments import format_bytes
     assert format_bytes(950) == "950 B"
     assert format_bytes(12_345) == "12.3 KB"
     assert format_bytes(4_560_000) == "4.56 MB"

@@ -12,11 +12,11 @@ import pytest
 import torch
 from torch import nn
 
-from squeezestudio.core import export_onnx as export_module
+from squeezestudio.core.io import export_onnx as export_module
 from squeezestudio.core.errors import ExportError
-from squeezestudio.core.export_onnx import export_onnx
-from squeezestudio.core.loading.onnx_import import load_onnx
-from squeezestudio.core.model_handle import InputSpec, ModelHandle
+from squeezestudio.core.io.export_onnx import export_onnx
+from squeezestudio.core.io.loading.onnx_import import load_onnx
+from squeezestudio.core.model.handle import InputSpec, ModelHandle
 
 
 def _handle() -> ModelHandle:
@@ -74,7 +74,7 @@ def test_missing_folder_is_an_export_error(tmp_path: Path) -> None:
 
 
 def test_zoo_squeezenet_exports_and_converts_back(tmp_path: Path) -> None:
-    from squeezestudio.core.zoo import build_model
+    from squeezestudio.core.model.zoo import build_model
 
     torch.manual_seed(1)
     module = build_model("squeezenet1_1", num_classes=10, in_channels=1, input_size=32).eval()

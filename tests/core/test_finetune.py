@@ -21,11 +21,11 @@ from squeezestudio.core.compression.state import CompressionState
 from squeezestudio.core.data.dataset import ImageDataset, PreprocessSpec
 from squeezestudio.core.data.digits import load_digits_split
 from squeezestudio.core.errors import RecipeError
-from squeezestudio.core.finetune import finetune_compressed, finetune_plan, refresh_encoding
-from squeezestudio.core.model_handle import ModelHandle
+from squeezestudio.core.training.finetune import finetune_compressed, finetune_plan, refresh_encoding
+from squeezestudio.core.model.handle import ModelHandle
 from squeezestudio.core.progress import CancelToken
-from squeezestudio.core.training import TrainConfig, train_classifier
-from squeezestudio.core.zoo import zoo_handle
+from squeezestudio.core.training.loop import TrainConfig, train_classifier
+from squeezestudio.core.model.zoo import zoo_handle
 
 SPEC = PreprocessSpec(channels=1, height=8, width=8, mean=(0.5,), std=(0.5,))
 LAYERS = ("fc1", "fc2", "fc3")
@@ -208,7 +208,7 @@ def test_cancel_keeps_the_best_epoch_seen() -> None:
     token, progress = _cancel_after(per_epoch + 3)  # inside epoch 2
     out, result = finetune_compressed(cm, digits("train"), digits("val"), config, progress=progress, cancel=token)
     assert result.cancelled and [r.epoch for r in result.history] == [1] and result.best_epoch == 1
-    from squeezestudio.core.evaluation import evaluate
+    from squeezestudio.core.measure.evaluation import evaluate
 
     assert evaluate(out.handle.module, digits("val")).top1 == pytest.approx(result.best_val_top1)
     assert_model_equals_file(out)

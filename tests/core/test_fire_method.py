@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from squeezestudio.core.architecture.fire_module import FireConv
-from squeezestudio.core.architecture.substitution import replace_module
+from squeezestudio.core.compression.substitution.fire_module import FireConv
+from squeezestudio.core.compression.substitution.module_surgery import replace_module
 from squeezestudio.core.compression.codec import decode_sqz, encode_sqz
 from squeezestudio.core.compression.config import make_config
 from squeezestudio.core.compression.encoding import WeightEncoding
@@ -19,8 +19,8 @@ from squeezestudio.core.compression.pruning import MagnitudePruning, PruneConfig
 from squeezestudio.core.compression.recipe import recipe_from_dict
 from squeezestudio.core.compression.state import CompressionState
 from squeezestudio.core.errors import ArchitectureMismatchError, CodecError, RecipeError
-from squeezestudio.core.model_handle import ArchitectureSpec, InputSpec, ModelHandle
-from squeezestudio.core.zoo import zoo_handle
+from squeezestudio.core.model.handle import ArchitectureSpec, InputSpec, ModelHandle
+from squeezestudio.core.model.zoo import zoo_handle
 
 
 class Net(nn.Module):

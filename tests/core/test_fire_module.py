@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from squeezestudio.core.architecture.fire_module import (
+from squeezestudio.core.compression.substitution.fire_module import (
     ConvGeometry, FireConv, PointwiseConv, bypass_allowed, fire_channels, fire_parameter_count,
     make_fire, make_pointwise, unsupported_reason)
 from squeezestudio.core.errors import RecipeError

@@ -6,14 +6,14 @@ import pytest
 import torch
 from torch import nn
 
-from squeezestudio.core.architecture.batchnorm_recalibration import batchnorms_after, recalibrate_batchnorm
-from squeezestudio.core.architecture.fire_module import FireConv
-from squeezestudio.core.architecture.reconstruction import TailFit, following_tail
+from squeezestudio.core.compression.substitution.batchnorm_recalibration import batchnorms_after, recalibrate_batchnorm
+from squeezestudio.core.compression.substitution.fire_module import FireConv
+from squeezestudio.core.compression.substitution.reconstruction import TailFit, following_tail
 from squeezestudio.core.compression.fire import FireConfig, FireMethod
 from squeezestudio.core.compression.pipeline import compress
 from squeezestudio.core.compression.recipe import Recipe
 from squeezestudio.core.compression.state import CompressionState
-from squeezestudio.core.model_handle import ArchitectureSpec, InputSpec, ModelHandle
+from squeezestudio.core.model.handle import ArchitectureSpec, InputSpec, ModelHandle
 from squeezestudio.core.progress import CancelToken, Cancelled
 
 LAYERS = ("3", "7", "10")

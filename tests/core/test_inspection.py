@@ -9,8 +9,8 @@ import json
 import torch
 from torch import nn
 
-from squeezestudio.core.inspection import inspect_model
-from squeezestudio.core.model_handle import InputSpec, ModelHandle
+from squeezestudio.core.model.inspection import inspect_model
+from squeezestudio.core.model.handle import InputSpec, ModelHandle
 
 
 def _handle(module: nn.Module, channels: int = 2, size: int = 8) -> ModelHandle:
@@ -109,7 +109,7 @@ def test_exports_table_csv_json():
 
 
 def test_zoo_squeezenet_totals():
-    from squeezestudio.core.zoo import build_model
+    from squeezestudio.core.model.zoo import build_model
 
     model = build_model("squeezenet1_1", num_classes=10, in_channels=1, input_size=32)
     report = inspect_model(_handle(model, channels=1, size=32))

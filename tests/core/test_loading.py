@@ -9,10 +9,10 @@ import torch
 from safetensors.torch import save_file
 
 from squeezestudio.core.errors import ArchitectureMismatchError, ModelLoadError
-from squeezestudio.core.loading import load_model, save_safetensors, save_state_dict
-from squeezestudio.core.loading.infer import infer_zoo_architecture, zoo_shapes
-from squeezestudio.core.model_handle import InputSpec
-from squeezestudio.core.zoo import ZOO_NAMES, resolve_zoo_kwargs, zoo_handle
+from squeezestudio.core.io.loading import load_model, save_safetensors, save_state_dict
+from squeezestudio.core.io.loading.infer import infer_zoo_architecture, zoo_shapes
+from squeezestudio.core.model.handle import InputSpec
+from squeezestudio.core.model.zoo import ZOO_NAMES, resolve_zoo_kwargs, zoo_handle
 
 
 def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:

@@ -17,8 +17,8 @@ from squeezestudio.core.errors import (
     SqueezeStudioError,
     UntrustedCodeError,
 )
-from squeezestudio.core.loading import load_model, save_safetensors, save_state_dict
-from squeezestudio.core.zoo import zoo_handle
+from squeezestudio.core.io.loading import load_model, save_safetensors, save_state_dict
+from squeezestudio.core.model.zoo import zoo_handle
 
 
 class _TouchOnUnpickle:

@@ -14,9 +14,9 @@ from squeezestudio.core.compression.recipe import recipe_from_dict
 from squeezestudio.core.data.dataset import ImageDataset, PreprocessSpec
 from squeezestudio.core.data.digits import load_digits_split
 from squeezestudio.core.errors import DataError, RecipeError
-from squeezestudio.core.measure import measure_recipe, retrain_config
+from squeezestudio.core.measure.measure_recipe import measure_recipe, retrain_config
 from squeezestudio.core.progress import CancelToken, Cancelled
-from squeezestudio.core.zoo import zoo_handle
+from squeezestudio.core.model.zoo import zoo_handle
 
 SPEC = PreprocessSpec(channels=1, height=8, width=8, mean=(0.5,), std=(0.5,))
 RETRAIN = {"epochs": 1, "lr": 2e-3, "seed": 1, "fraction": 0.5}

@@ -10,7 +10,7 @@ from squeezestudio.core.compression.clustering import ClusterConfig, KMeansClust
 from squeezestudio.core.compression.encoding import WeightEncoding
 from squeezestudio.core.compression.state import CompressionState
 from squeezestudio.core.errors import RecipeError
-from squeezestudio.core.zoo import zoo_handle
+from squeezestudio.core.model.zoo import zoo_handle
 
 
 def test_config_for_accepts_objects_and_mappings_and_rejects_the_rest():

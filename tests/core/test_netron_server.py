@@ -13,7 +13,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from squeezestudio.core.errors import ModelLoadError
-from squeezestudio.core.netron_server import (
+from squeezestudio.core.io.netron_server import (
     PINNED_BUILD_DATE, PINNED_VERSION, NetronServer, VIEWER_LIFETIME_DAYS, expiry_date, installed_build_date,
     is_expired, netron_build_date, netron_version)
 

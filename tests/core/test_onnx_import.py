@@ -15,10 +15,10 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
-from squeezestudio.core.architecture_spec import build_module
+from squeezestudio.core.model.architecture_spec import build_module
 from squeezestudio.core.errors import ModelLoadError, UnsupportedOperatorError
-from squeezestudio.core.loading.onnx_import import META_CLASS_NAMES, load_onnx, onnx_to_module
-from squeezestudio.core.model_handle import ArchitectureSpec
+from squeezestudio.core.io.loading.onnx_import import META_CLASS_NAMES, load_onnx, onnx_to_module
+from squeezestudio.core.model.handle import ArchitectureSpec
 
 
 class _Residual(nn.Module):

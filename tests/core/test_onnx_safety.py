@@ -12,9 +12,9 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from squeezestudio.core.errors import ModelLoadError, UnsafeModelFileError
-from squeezestudio.core.loading import onnx_safety
-from squeezestudio.core.loading.onnx_import import load_onnx
-from squeezestudio.core.loading.onnx_safety import load_onnx_model
+from squeezestudio.core.io.loading import onnx_safety
+from squeezestudio.core.io.loading.onnx_import import load_onnx
+from squeezestudio.core.io.loading.onnx_safety import load_onnx_model
 
 WEIGHT = np.arange(12, dtype=np.float32).reshape(3, 4) / 10.0
 

@@ -19,7 +19,7 @@ from squeezestudio.core.compression.registry import build_registry
 from squeezestudio.core.compression.state import CompressionState
 from squeezestudio.core.errors import RecipeError
 from squeezestudio.core.progress import CancelToken, Cancelled
-from squeezestudio.core.zoo import zoo_handle
+from squeezestudio.core.model.zoo import zoo_handle
 
 LAYERS = ("conv1", "conv2", "fc1", "fc2", "fc3")
 

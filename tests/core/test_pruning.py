@@ -12,7 +12,7 @@ from squeezestudio.core.compression.magnitude import kth_smallest_magnitude, sma
 from squeezestudio.core.compression.pruning import MagnitudePruning, PruneConfig
 from squeezestudio.core.compression.state import CompressionState
 from squeezestudio.core.errors import RecipeError
-from squeezestudio.core.model_handle import InputSpec, ModelHandle
+from squeezestudio.core.model.handle import InputSpec, ModelHandle
 
 LAYERS = ("features.0", "features.3", "classifier.1")
 

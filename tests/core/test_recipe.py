@@ -16,7 +16,7 @@ from squeezestudio.core.compression.recipe import (
 from squeezestudio.core.compression.registry import build_registry
 from squeezestudio.core.compression.state import CompressionState
 from squeezestudio.core.errors import RecipeError
-from squeezestudio.core.model_handle import InputSpec, ModelHandle
+from squeezestudio.core.model.handle import InputSpec, ModelHandle
 
 NAMES = ["features.0", "features.3", "classifier.1"]
 REGISTRY = build_registry(plugins=False)

@@ -6,13 +6,13 @@ import pytest
 import torch
 from torch import nn
 
-from squeezestudio.core.architecture.calibration import calibration_images, capture_layer_io
-from squeezestudio.core.architecture.fire_module import ConvGeometry, make_fire
-from squeezestudio.core.architecture.reconstruction import reconstruct_layer, relative_error
+from squeezestudio.core.compression.substitution.calibration import calibration_images, capture_layer_io
+from squeezestudio.core.compression.substitution.fire_module import ConvGeometry, make_fire
+from squeezestudio.core.compression.substitution.reconstruction import reconstruct_layer, relative_error
 from squeezestudio.core.compression.fire import FireConfig, FireMethod
 from squeezestudio.core.compression.state import CompressionState
 from squeezestudio.core.errors import DataError
-from squeezestudio.core.model_handle import ArchitectureSpec, InputSpec, ModelHandle
+from squeezestudio.core.model.handle import ArchitectureSpec, InputSpec, ModelHandle
 from squeezestudio.core.progress import CancelToken, Cancelled
 
 

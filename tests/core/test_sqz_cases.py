@@ -2,7 +2,7 @@
 
 The model is a tiny Conv2d + BatchNorm + Linear network. Its architecture is
 ``ArchitectureSpec(kind="test", ...)``, which the ``tiny_arch`` fixture teaches
-``squeezestudio.core.architecture_spec.build_module`` to build (everything
+``squeezestudio.core.model.architecture_spec.build_module`` to build (everything
 else still goes to the real function), so ``load_sqz`` runs its real path.
 Custom payloads are decoded by a test low-rank "method" patched in as
 ``sqz_format.custom_decoder``.
@@ -22,7 +22,7 @@ from torch import nn
 from squeezestudio.core.compression.codec import sqz_format
 from squeezestudio.core.compression.compressed_model import CompressedModel
 from squeezestudio.core.compression.encoding import CustomPayload, WeightEncoding
-from squeezestudio.core.model_handle import ArchitectureSpec, InputSpec, ModelHandle
+from squeezestudio.core.model.handle import ArchitectureSpec, InputSpec, ModelHandle
 
 TINY_SPEC = ArchitectureSpec(kind="test", name="tiny_conv_bn_linear")
 TINY_INPUT = InputSpec(channels=1, height=8, width=8, mean=(0.5,), std=(0.5,))
@@ -51,11 +51,11 @@ def build_tiny(spec: ArchitectureSpec) -> nn.Module:
 def tiny_arch(monkeypatch: pytest.MonkeyPatch) -> None:
     """Route ``kind == "test"`` specs to :class:`TinyNet`; custom payloads to :func:`lowrank_decode`."""
     try:
-        arch = importlib.import_module("squeezestudio.core.architecture_spec")
+        arch = importlib.import_module("squeezestudio.core.model.architecture_spec")
     except ImportError:  # not written yet: a stand-in module that knows no other architecture
-        arch = types.ModuleType("squeezestudio.core.architecture_spec")
+        arch = types.ModuleType("squeezestudio.core.model.architecture_spec")
         arch.build_module = _unknown_architecture  # type: ignore[attr-defined]
-        monkeypatch.setitem(sys.modules, "squeezestudio.core.architecture_spec", arch)
+        monkeypatch.setitem(sys.modules, "squeezestudio.core.model.architecture_spec", arch)
     real = arch.build_module
     monkeypatch.setattr(arch, "build_module", lambda spec: build_tiny(spec) if spec.kind == "test" else real(spec))
     monkeypatch.setattr(sqz_format, "custom_decoder", lowrank_decode)

@@ -13,7 +13,7 @@ from squeezestudio.core.compression.codec import decode_sqz, encode_sqz, load_sq
 from squeezestudio.core.compression.compressed_model import CompressedModel
 from squeezestudio.core.compression.encoding import WeightEncoding
 from squeezestudio.core.errors import CodecError
-from squeezestudio.core.model_handle import ArchitectureSpec, InputSpec, ModelHandle
+from squeezestudio.core.model.handle import ArchitectureSpec, InputSpec, ModelHandle
 from squeezestudio.core.progress import CancelToken, Cancelled
 
 from test_sqz_cases import CASES, TINY_SPEC, make_cm, tiny_arch  # noqa: F401  (sibling module; fixture)
@@ -117,7 +117,7 @@ def test_progress_and_cancel() -> None:
 
 def test_real_zoo_architecture_round_trips() -> None:
     """No stand-ins: ``build_module`` of the real zoo rebuilds LeNet-300-100."""
-    from squeezestudio.core.zoo import build_model
+    from squeezestudio.core.model.zoo import build_model
 
     spec = ArchitectureSpec(kind="zoo", name="lenet300_100", kwargs={"num_classes": 10, "in_channels": 1,
                                                                      "input_size": 8})

@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from squeezestudio.core.errors import SqueezeStudioError
-from squeezestudio.core.experiments import Experiment
-from squeezestudio.core.studio_session import (StudioSession, find_autosave, read_project, recipe_summary,
+from squeezestudio.core.session.experiments import Experiment
+from squeezestudio.core.session.studio_session import (StudioSession, find_autosave, read_project, recipe_summary,
                                                 recipe_from_dict, recipe_to_dict)
 
 
@@ -164,7 +164,7 @@ def test_evaluate_recipe_end_to_end_on_a_tiny_zoo_model():
     """compress -> exact .sqz size -> evaluate, with agreement against the original."""
     from squeezestudio.core.compression.codec import encode_sqz
     from squeezestudio.core.data.dataset import ImageDataset
-    from squeezestudio.core.zoo import zoo_handle
+    from squeezestudio.core.model.zoo import zoo_handle
 
     torch.manual_seed(0)
     handle = zoo_handle("lenet5", num_classes=10, in_channels=1, input_size=32)
@@ -248,7 +248,7 @@ def test_training_data_is_digits_train_or_the_users_own_and_is_cached():
 def _digits_session():
     from squeezestudio.core.data.dataset import PreprocessSpec
     from squeezestudio.core.data.digits import load_digits_split
-    from squeezestudio.core.zoo import zoo_handle
+    from squeezestudio.core.model.zoo import zoo_handle
 
     spec = PreprocessSpec(channels=1, height=28, width=28, mean=(0.5,), std=(0.5,))
     loads = []

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from squeezestudio.core.architecture.fire_module import ConvGeometry, make_fire, make_pointwise
-from squeezestudio.core.architecture.svd_init import (
+from squeezestudio.core.compression.substitution.fire_module import ConvGeometry, make_fire, make_pointwise
+from squeezestudio.core.compression.substitution.svd_init import (
     init_fire_from_conv, init_pointwise_from_conv, low_rank_factors)
 
 GEOMETRIES = [(3, 1, 1, 1), (3, 2, 1, 1), (3, 1, 0, 1), (3, 1, 2, 2), (5, 1, 2, 1), (5, 2, 0, 1)]

@@ -13,7 +13,7 @@ from squeezestudio.core.compression.method import FinetuneHooks
 from squeezestudio.core.data.dataset import ImageDataset
 from squeezestudio.core.errors import DataError, RecipeError
 from squeezestudio.core.progress import CancelToken
-from squeezestudio.core.training import TrainConfig, train_classifier, train_config_from_dict, training_loss
+from squeezestudio.core.training.loop import TrainConfig, train_classifier, train_config_from_dict, training_loss
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -12,10 +12,10 @@ import torch
 from torch import nn
 
 from squeezestudio.core.errors import ArchitectureMismatchError, ModelLoadError, UntrustedCodeError
-from squeezestudio.core.loading import load_model, save_safetensors
-from squeezestudio.core.loading import checkpoint as checkpoint_module
-from squeezestudio.core.model_handle import ArchitectureSpec, InputSpec
-from squeezestudio.core.zoo import zoo_handle
+from squeezestudio.core.io.loading import load_model, save_safetensors
+from squeezestudio.core.io.loading import checkpoint as checkpoint_module
+from squeezestudio.core.model.handle import ArchitectureSpec, InputSpec
+from squeezestudio.core.model.zoo import zoo_handle
 
 
 class TinyMLP(nn.Module):
@@ -66,13 +66,13 @@ def model_py(tmp_path: Path) -> Path:
 @pytest.fixture
 def no_architecture_spec(monkeypatch):
     """Make ``describe_architecture`` fail, so tests do not depend on the tracer."""
-    fake = types.ModuleType("squeezestudio.core.architecture_spec")
+    fake = types.ModuleType("squeezestudio.core.model.architecture_spec")
 
     def describe_architecture(module, fallback=None):
         raise ValueError("cannot trace this")
 
     fake.describe_architecture = describe_architecture
-    monkeypatch.setitem(sys.modules, "squeezestudio.core.architecture_spec", fake)
+    monkeypatch.setitem(sys.modules, "squeezestudio.core.model.architecture_spec", fake)
     return fake
 
 
@@ -107,7 +107,7 @@ def test_pickled_zoo_module_keeps_its_zoo_architecture(tmp_path: Path, no_archit
 
 
 def test_describe_architecture_is_used_for_user_modules(tmp_path: Path, monkeypatch) -> None:
-    fake = types.ModuleType("squeezestudio.core.architecture_spec")
+    fake = types.ModuleType("squeezestudio.core.model.architecture_spec")
     seen = []
 
     def describe_architecture(module, fallback=None):
@@ -115,7 +115,7 @@ def test_describe_architecture_is_used_for_user_modules(tmp_path: Path, monkeypa
         return ArchitectureSpec(kind="graph", name="tiny", graph={"nodes": []})
 
     fake.describe_architecture = describe_architecture
-    monkeypatch.setitem(sys.modules, "squeezestudio.core.architecture_spec", fake)
+    monkeypatch.setitem(sys.modules, "squeezestudio.core.model.architecture_spec", fake)
     torch.save(TinyMLP(), tmp_path / "whole.pt")
     handle = load_model(tmp_path / "whole.pt", trust=True)
     assert seen == ["TinyMLP"] and handle.architecture.kind == "graph"

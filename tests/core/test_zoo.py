@@ -7,10 +7,10 @@ import torch
 from torch import nn
 
 from squeezestudio.core.errors import ModelLoadError
-from squeezestudio.core.model_handle import IMAGENET_MEAN, IMAGENET_STD
-from squeezestudio.core.zoo import ZOO_NAMES, build_model, default_input_spec, zoo_handle
-from squeezestudio.core.zoo.registry import ZOO_ENTRIES
-from squeezestudio.core.zoo.squeezenet import Fire
+from squeezestudio.core.model.handle import IMAGENET_MEAN, IMAGENET_STD
+from squeezestudio.core.model.zoo import ZOO_NAMES, build_model, default_input_spec, zoo_handle
+from squeezestudio.core.model.zoo.registry import ZOO_ENTRIES
+from squeezestudio.core.model.zoo.squeezenet import Fire
 
 
 def _meta(name: str, **kwargs: int) -> nn.Module:

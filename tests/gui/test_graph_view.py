@@ -19,7 +19,7 @@ import onnx  # noqa: E402
 import pytest  # noqa: E402
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from squeezestudio.core.netron_server import expiry_date, netron_build_date  # noqa: E402
+from squeezestudio.core.io.netron_server import expiry_date, netron_build_date  # noqa: E402
 from squeezestudio.gui.qt_graph_view import QtGraphView, prepare_webengine  # noqa: E402
 
 # Before pytest-qt creates the QApplication (test modules are imported at collection).

@@ -9,8 +9,8 @@ from PySide6.QtCore import QPointF, Qt
 from torch import nn
 
 from squeezestudio.core.compression.encoding import WeightEncoding
-from squeezestudio.core.inspection import inspect_model
-from squeezestudio.core.model_handle import InputSpec, ModelHandle
+from squeezestudio.core.model.inspection import inspect_model
+from squeezestudio.core.model.handle import InputSpec, ModelHandle
 from squeezestudio.gui.qt_layer_rows import COLUMNS, layer_rows, per_layer_bytes
 from squeezestudio.gui.qt_layer_view import QtLayerView, bits_color
 

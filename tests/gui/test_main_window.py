@@ -13,8 +13,8 @@ from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import QApplication
 
-from squeezestudio.core.experiments import Experiment
-from squeezestudio.core.studio_session import StudioSession, recipe_to_dict
+from squeezestudio.core.session.experiments import Experiment
+from squeezestudio.core.session.studio_session import StudioSession, recipe_to_dict
 from squeezestudio.gui.qt_main_window import QtMainWindow
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,8 +22,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory):
-    from squeezestudio.core.loading import save_safetensors
-    from squeezestudio.core.zoo import zoo_handle
+    from squeezestudio.core.io.loading import save_safetensors
+    from squeezestudio.core.model.zoo import zoo_handle
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("models") / "lenet.safetensors"

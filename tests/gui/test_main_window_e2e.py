@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from squeezestudio.core.studio_session import StudioSession, recipe_to_dict
+from squeezestudio.core.session.studio_session import StudioSession, recipe_to_dict
 from squeezestudio.gui.qt_main_window import QtMainWindow
 
 
 @pytest.fixture
 def model_file(tmp_path):
-    from squeezestudio.core.loading import save_safetensors
-    from squeezestudio.core.zoo import zoo_handle
+    from squeezestudio.core.io.loading import save_safetensors
+    from squeezestudio.core.model.zoo import zoo_handle
 
     torch.manual_seed(0)
     path = tmp_path / "lenet.safetensors"

@@ -11,16 +11,16 @@ from PySide6.QtCore import Qt, QTimer
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication, QMessageBox
 
-from squeezestudio.core.experiments import Experiment
-from squeezestudio.core.studio_session import StudioSession, find_autosave
+from squeezestudio.core.session.experiments import Experiment
+from squeezestudio.core.session.studio_session import StudioSession, find_autosave
 from squeezestudio.gui.qt_main_window import QtMainWindow
 from squeezestudio.gui.qt_screenshots import drop_files
 
 
 @pytest.fixture(scope="module")
 def lenet_file(tmp_path_factory):
-    from squeezestudio.core.loading import save_safetensors
-    from squeezestudio.core.zoo import zoo_handle
+    from squeezestudio.core.io.loading import save_safetensors
+    from squeezestudio.core.model.zoo import zoo_handle
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("models") / "lenet.safetensors"
@@ -42,7 +42,7 @@ def _open_with_digits(qtbot, window, path):
 
 
 def _evaluate(qtbot, window, recipe):
-    from squeezestudio.core.studio_session import recipe_from_dict
+    from squeezestudio.core.session.studio_session import recipe_from_dict
 
     log = window.session.experiments
     before = len(log)
@@ -97,7 +97,7 @@ def test_untrusted_pickle_is_never_loaded_without_yes(qtbot, app_settings, tmp_p
 
 def test_untrusted_pickle_loads_only_after_open_anyway(qtbot, app_settings, tmp_path, lenet_file):
     """The same path with "Open anyway" does load (so the No test above is not vacuous)."""
-    from squeezestudio.core.loading import load_model
+    from squeezestudio.core.io.loading import load_model
 
     handle = load_model(lenet_file)
     pickled = tmp_path / "whole_model.pt"
@@ -211,7 +211,7 @@ def test_autosave_newer_than_clean_exit_is_offered_with_its_time(qtbot, app_sett
 
 
 def test_bundled_demo_opens_and_gets_its_original_point(qtbot, app_settings):
-    from squeezestudio.core.demo import DEMO_DATA, demo_model_path
+    from squeezestudio.core.io.demo_files import DEMO_DATA, demo_model_path
 
     window = _window(qtbot, app_settings)
     window.session.data_source = DEMO_DATA

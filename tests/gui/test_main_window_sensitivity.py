@@ -9,14 +9,14 @@ import torch
 from torch import nn
 
 from squeezestudio.core.data.dataset import ImageDataset
-from squeezestudio.core.sensitivity import SensitivityPoint, SensitivityResult, layer_sensitivity
-from squeezestudio.core.studio_session import StudioSession
+from squeezestudio.core.measure.sensitivity import SensitivityPoint, SensitivityResult, layer_sensitivity
+from squeezestudio.core.session.studio_session import StudioSession
 from squeezestudio.gui.qt_sensitivity_view import SCANS, QtSensitivityView, scan_levels
 from squeezestudio.gui.qt_worker import JobManager
 
 
 def _tiny_session():
-    from squeezestudio.core.zoo import zoo_handle
+    from squeezestudio.core.model.zoo import zoo_handle
 
     torch.manual_seed(0)
     handle = zoo_handle("lenet5", num_classes=10, in_channels=1, input_size=32)

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from squeezestudio.core.studio_session import StudioSession, recipe_to_dict
+from squeezestudio.core.session.studio_session import StudioSession, recipe_to_dict
 from squeezestudio.gui.qt_main_window import QtMainWindow
 from squeezestudio.gui.qt_method_controls import QtMethodControls
 from squeezestudio.gui.qt_retraining_controls import QtRetrainingControls

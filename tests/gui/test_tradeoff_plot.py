@@ -8,7 +8,7 @@ import pytest
 import torch
 from PySide6.QtCore import QPointF, Qt
 
-from squeezestudio.core.experiments import Experiment, ExperimentLog
+from squeezestudio.core.session.experiments import Experiment, ExperimentLog
 from squeezestudio.gui.qt_tradeoff_plot import BytesLogAxis, QtTradeoffPlot
 
 

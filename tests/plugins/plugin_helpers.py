@@ -7,11 +7,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from squeezestudio.core.architecture_spec import describe_architecture
+from squeezestudio.core.model.architecture_spec import describe_architecture
 from squeezestudio.core.compression.compressed_model import CompressedModel
 from squeezestudio.core.compression.plugin_folder import repository_plugins_folder
 from squeezestudio.core.compression.state import CompressionState
-from squeezestudio.core.model_handle import InputSpec, ModelHandle, default_class_names
+from squeezestudio.core.model.handle import InputSpec, ModelHandle, default_class_names
 
 PLUGINS = repository_plugins_folder()
 

@@ -27,7 +27,7 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from squeezestudio.core.architecture.substitution import get_module, replace_module
+from squeezestudio.core.compression.substitution.module_surgery import get_module, replace_module
 from squeezestudio.core.compression.config import make_config, param
 from squeezestudio.core.compression.method import ORDER_ARCHITECTURE, CompressionMethod
 from squeezestudio.core.compression.state import CompressionState

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from squeezestudio.core.compression.encoding import WeightEncoding
-from squeezestudio.core.model_handle import ModelHandle
+from squeezestudio.core.model.handle import ModelHandle
 
 
 @dataclass

@@ -1,16 +1,16 @@
 """The "fire" method: replace kxk convolutions by Fire modules (or by 1x1 convolutions).
 
 SqueezeNet's strategies 1 and 2 as a compression method. ``strategy="fire"``
-puts a :class:`~squeezestudio.core.architecture.fire_module.FireConv`
+puts a :class:`~squeezestudio.core.compression.substitution.fire_module.FireConv`
 (squeeze 1x1 -> ReLU -> expand 1x1 | expand kxk) in place of each selected
 convolution; ``strategy="1x1"`` replaces it by a 1x1 convolution. Only the
 convolution is replaced: the BatchNorm/ReLU after it stay where they are.
 
 Initialisation: ``random`` (PyTorch's default), ``svd`` (data-free low-rank
-start, :mod:`~squeezestudio.core.architecture.svd_init`) or
+start, :mod:`~squeezestudio.core.compression.substitution.svd_init`) or
 ``svd+reconstruct``, the default (then fit each new module to the original
 layer's outputs on calibration images,
-:mod:`~squeezestudio.core.architecture.reconstruction`). Calibration images
+:mod:`~squeezestudio.core.compression.substitution.reconstruction`). Calibration images
 come from ``state.calibration`` (an NCHW tensor or an ImageDataset, set by
 ``compress(..., calibration=...)``); without them ``svd+reconstruct`` falls
 back to ``svd`` and says so in ``state.log``. The data-free start alone does
@@ -35,14 +35,14 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from squeezestudio.core.architecture.calibration import calibration_images, capture_layer_io
-from squeezestudio.core.architecture.fire_module import (
+from squeezestudio.core.compression.substitution.calibration import calibration_images, capture_layer_io
+from squeezestudio.core.compression.substitution.fire_module import (
     ConvGeometry, bypass_allowed, fire_channels, make_fire, make_pointwise, unsupported_reason)
-from squeezestudio.core.architecture.batchnorm_recalibration import batchnorms_after, recalibrate_batchnorm
-from squeezestudio.core.architecture.reconstruction import (
+from squeezestudio.core.compression.substitution.batchnorm_recalibration import batchnorms_after, recalibrate_batchnorm
+from squeezestudio.core.compression.substitution.reconstruction import (
     ReconstructionResult, TailFit, following_tail, reconstruct_layer)
-from squeezestudio.core.architecture.substitution import get_module, replace_module
-from squeezestudio.core.architecture.svd_init import init_fire_from_conv, init_pointwise_from_conv
+from squeezestudio.core.compression.substitution.module_surgery import get_module, replace_module
+from squeezestudio.core.compression.substitution.svd_init import init_fire_from_conv, init_pointwise_from_conv
 from squeezestudio.core.compression.config import param
 from squeezestudio.core.compression.method import ORDER_ARCHITECTURE, CompressionMethod
 from squeezestudio.core.compression.state import CompressionState

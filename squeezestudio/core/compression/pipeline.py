@@ -29,7 +29,7 @@ from squeezestudio.core.compression.recipe import Recipe, recipe_to_dict, resolv
 from squeezestudio.core.compression.registry import MethodRegistry, default_registry
 from squeezestudio.core.compression.state import CompressionState
 from squeezestudio.core.errors import RecipeError
-from squeezestudio.core.model_handle import ModelHandle
+from squeezestudio.core.model.handle import ModelHandle
 from squeezestudio.core.progress import CancelToken, ProgressCallback, check, report, scaled
 
 AppliedStep = tuple[CompressionMethod, dict[str, Any]]

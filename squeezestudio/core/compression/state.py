@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from squeezestudio.core.compression.encoding import WeightEncoding, kept_positions
-from squeezestudio.core.model_handle import ArchitectureSpec, ModelHandle
+from squeezestudio.core.model.handle import ArchitectureSpec, ModelHandle
 
 
 def weight_key(layer: str) -> str:

@@ -11,7 +11,7 @@ from typing import Iterator, Optional
 
 import torch
 
-from squeezestudio.core.model_handle import InputSpec
+from squeezestudio.core.model.handle import InputSpec
 
 
 @dataclass(frozen=True)

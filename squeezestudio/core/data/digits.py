@@ -22,7 +22,7 @@ from PIL import Image
 from squeezestudio.core.data.dataset import ImageDataset, PreprocessSpec
 from squeezestudio.core.data.images import check_spec, normalisation
 from squeezestudio.core.errors import DataError
-from squeezestudio.core.model_handle import DIGIT_CLASS_NAMES
+from squeezestudio.core.model.handle import DIGIT_CLASS_NAMES
 
 Split = Literal["train", "val", "all"]
 

@@ -18,7 +18,7 @@ holds compact JSON::
 ``checksum`` is a CRC-32 over both tensors' names and bytes in sorted name
 order, so a flipped bit in the data is reported instead of silently changing
 a weight. Loading checks every range before use, rebuilds the module from
-``architecture`` with ``squeezestudio.core.architecture_spec.build_module``
+``architecture`` with ``squeezestudio.core.model.architecture_spec.build_module``
 and loads the decoded weights with a strict ``load_state_dict``.
 """
 
@@ -50,7 +50,7 @@ from squeezestudio.core.compression.codec.sqz_layout import (
 from squeezestudio.core.compression.compressed_model import CompressedModel
 from squeezestudio.core.compression.encoding import CustomPayload, WeightEncoding, kept_positions
 from squeezestudio.core.errors import CodecError, PluginError, SqueezeStudioError
-from squeezestudio.core.model_handle import ArchitectureSpec, InputSpec, ModelHandle
+from squeezestudio.core.model.handle import ArchitectureSpec, InputSpec, ModelHandle
 from squeezestudio.core.progress import CancelToken, ProgressCallback, check, report
 
 FORMAT = "squeezestudio-sqz"
@@ -242,7 +242,7 @@ def _build_module(spec_dict: Any) -> tuple[ArchitectureSpec, torch.nn.Module]:
     except (KeyError, TypeError, ValueError) as exc:
         raise CodecError("the .sqz header's architecture description is incomplete") from exc
     try:
-        arch = importlib.import_module("squeezestudio.core.architecture_spec")
+        arch = importlib.import_module("squeezestudio.core.model.architecture_spec")
         module = arch.build_module(spec)
     except (CodecError, PluginError):
         raise  # a missing plugin is actionable as it is: install it

@@ -1,0 +1,249 @@
+"""ONNX -> trainable torch module, and the ``load_onnx`` loader.
+
+The graph is translated into a SqueezeStudio graph description (see
+:mod:`squeezestudio.core.model.graph_spec`) plus a state dict: Conv/Gemm/MatMul/
+BatchNormalization become real ``nn.Conv2d``/``nn.Linear``/``nn.BatchNorm2d``
+layers with their weights as parameters, so pruning, clustering and Fire
+substitution see ordinary layers, and the description doubles as the
+model's :class:`ArchitectureSpec` for .sqz files. Weights stored in
+``Constant`` nodes are treated exactly like initializers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import onnx
+import torch
+from onnx import numpy_helper
+from torch import nn
+
+from squeezestudio.core.errors import ModelLoadError, UnsupportedOperatorError
+from squeezestudio.core.model.graph_spec.module import build_graph_module
+from squeezestudio.core.io.loading.onnx_context import ConversionContext, attributes, describe_node
+from squeezestudio.core.io.loading.onnx_ops import CONVERTERS
+from squeezestudio.core.io.loading.onnx_safety import load_onnx_model
+from squeezestudio.core.model.handle import (IMAGENET_MEAN, IMAGENET_STD, ArchitectureSpec, InputSpec,
+                                             ModelHandle, default_class_names)
+
+__all__ = ["load_onnx", "onnx_to_module", "convert_onnx", "OnnxConversion",
+           "META_CLASS_NAMES", "META_INPUT_SPEC"]
+
+META_CLASS_NAMES = "squeezestudio.class_names"
+META_INPUT_SPEC = "squeezestudio.input_spec"
+
+
+@dataclass
+class OnnxConversion:
+    """The result of translating an ONNX graph: description, weights, and the I/O it found."""
+
+    graph: dict[str, Any]
+    state: dict[str, np.ndarray]
+    input_name: str
+    input_shape: list[Optional[int]]
+    output_name: str
+    warnings: list[str] = field(default_factory=list)
+
+    def build(self) -> nn.Module:
+        """The trainable module, weights loaded, in eval mode."""
+        module = build_graph_module(self.graph)
+        state = {k: torch.from_numpy(np.array(v, copy=True)) for k, v in self.state.items()}
+        module.load_state_dict(state, strict=True)
+        return module.eval()
+
+
+def load_onnx(path: "str | os.PathLike[str]") -> ModelHandle:
+    """Load an ONNX classifier safely and convert it into a trainable module."""
+    file = Path(path)
+    model = load_onnx_model(file)
+    conversion = convert_onnx(model)
+    module = conversion.build()
+    meta = {p.key: p.value for p in model.metadata_props}
+    spec, warnings = _input_spec(conversion.input_shape, meta.get(META_INPUT_SPEC))
+    try:
+        with torch.no_grad():
+            out = module(spec.example(1))
+    except Exception as exc:
+        raise ModelLoadError(f"the converted model from {file.name} fails on a "
+                             f"{spec.channels}x{spec.height}x{spec.width} input ({exc})") from exc
+    if not isinstance(out, torch.Tensor) or out.dim() != 2:
+        raise ModelLoadError(f"{file.name} does not output one row of class scores per image "
+                             f"(output shape {list(getattr(out, 'shape', []))})")
+    names = _class_names(meta.get(META_CLASS_NAMES), int(out.shape[1]))
+    arch_name = model.graph.name or file.stem
+    return ModelHandle(module=module, name=file.stem, input_spec=spec, class_names=names,
+                       source_format="onnx", source_path=file,
+                       architecture=ArchitectureSpec(kind="graph", name=arch_name, graph=conversion.graph),
+                       warnings=conversion.warnings + warnings)
+
+
+def onnx_to_module(model_proto: onnx.ModelProto) -> nn.Module:
+    """Convert an (already safely loaded) ONNX model into a trainable torch module."""
+    return convert_onnx(model_proto).build()
+
+
+def convert_onnx(model: onnx.ModelProto) -> OnnxConversion:
+    """Translate ``model``; raises :class:`UnsupportedOperatorError` naming every unsupported op."""
+    graph = model.graph
+    consts = _initializers(graph)
+    inputs = [i for i in graph.input if i.name not in consts]
+    if len(inputs) != 1:
+        raise ModelLoadError(f"the ONNX model has {len(inputs)} inputs; an image classifier needs exactly one")
+    if not graph.output:
+        raise ModelLoadError("the ONNX model has no outputs")
+    warnings: list[str] = []
+    if len(graph.output) > 1:
+        warnings.append(f"the model has {len(graph.output)} outputs; using the first ({graph.output[0].name})")
+    output = graph.output[0].name
+    live = _live_nodes(graph, output)
+    _check_supported([n for n in live if not _all_constant(n, _constant_names(live, consts))])
+    ctx = ConversionContext(model, _infer_shapes(model))
+    ctx.consts.update(consts)
+    image = inputs[0]
+    ctx.values[image.name] = ctx.builder.add_node("placeholder", None, name=ctx.builder.node_name(image.name))
+    for node in live:
+        if id(node) in ctx.skipped:
+            continue
+        if node.op_type == "Constant":
+            ctx.consts[node.output[0]] = _constant_value(node)
+        elif not _fold(ctx, node):
+            if node.op_type not in CONVERTERS:
+                _check_supported([node])
+            CONVERTERS[node.op_type](ctx, node)
+    ctx.builder.add_node("output", None, [ctx.ref(output)], name=ctx.builder.node_name("output"))
+    return OnnxConversion(graph=ctx.builder.to_dict(), state=ctx.state, input_name=image.name,
+                          input_shape=_dims(image.type), output_name=output, warnings=warnings)
+
+
+def _initializers(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
+    if len(graph.sparse_initializer):
+        raise ModelLoadError("the ONNX model stores sparse initializers, which are not supported")
+    return {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+
+
+def _live_nodes(graph: onnx.GraphProto, output: str) -> list[onnx.NodeProto]:
+    """Nodes the chosen output depends on, in graph order (dead branches are not converted)."""
+    producer = {o: n for n in graph.node for o in n.output if o}
+    needed, stack, live_ids = set(), [output], set()
+    while stack:
+        name = stack.pop()
+        if name in needed:
+            continue
+        needed.add(name)
+        node = producer.get(name)
+        if node is not None and id(node) not in live_ids:
+            live_ids.add(id(node))
+            stack.extend(i for i in node.input if i)
+    return [n for n in graph.node if id(n) in live_ids]
+
+
+def _constant_names(nodes: list[onnx.NodeProto], consts: dict[str, np.ndarray]) -> set[str]:
+    """Values computable before any input arrives (constants and what depends only on them)."""
+    known = set(consts)
+    for node in nodes:
+        if node.op_type == "Constant" or _all_constant(node, known):
+            known.update(o for o in node.output if o)
+    return known
+
+
+def _all_constant(node: onnx.NodeProto, known: set[str]) -> bool:
+    names = [n for n in node.input if n]
+    return bool(names) and all(n in known for n in names)
+
+
+def _check_supported(nodes: list[onnx.NodeProto]) -> None:
+    bad: dict[str, onnx.NodeProto] = {}
+    for node in nodes:
+        default_domain = node.domain in ("", "ai.onnx")
+        if not default_domain or (node.op_type not in CONVERTERS and node.op_type != "Constant"):
+            key = node.op_type if default_domain else f"{node.domain}.{node.op_type}"
+            bad.setdefault(key, node)
+    if bad:
+        listed = ", ".join(f"{op} (e.g. {describe_node(n).split(' node ', 1)[1]})" for op, n in sorted(bad.items()))
+        raise UnsupportedOperatorError(f"the ONNX model uses operators the converter does not support: {listed}")
+
+
+def _constant_value(node: onnx.NodeProto) -> np.ndarray:
+    a = attributes(node)
+    for key, dtype in (("value", None), ("value_float", np.float32), ("value_floats", np.float32),
+                       ("value_int", np.int64), ("value_ints", np.int64)):
+        if key in a:
+            return np.asarray(a[key]) if dtype is None else np.asarray(a[key], dtype=dtype)
+    raise UnsupportedOperatorError(f"{describe_node(node)} holds a kind of constant that is not supported")
+
+
+def _fold(ctx: ConversionContext, node: onnx.NodeProto) -> bool:
+    """Evaluate a node whose inputs are all constants (shape arithmetic, transposed weights...)."""
+    names = [n for n in node.input if n]
+    if not names or any(n not in ctx.consts for n in names):
+        return False
+    from onnx.reference import ReferenceEvaluator  # only needed for graphs with constant subexpressions
+
+    try:
+        evaluator = ReferenceEvaluator(node, opsets={"": ctx.opset})
+        results = evaluator.run(None, {n: ctx.consts[n] for n in names})
+    except Exception:
+        return False
+    for name, value in zip(node.output, results):
+        if name:
+            ctx.consts[name] = np.asarray(value)
+    return True
+
+
+def _dims(type_proto: onnx.TypeProto) -> list[Optional[int]]:
+    if not type_proto.HasField("tensor_type") or not type_proto.tensor_type.HasField("shape"):
+        return []
+    return [int(d.dim_value) if d.HasField("dim_value") and d.dim_value > 0 else None
+            for d in type_proto.tensor_type.shape.dim]
+
+
+def _infer_shapes(model: onnx.ModelProto) -> dict[str, list[Optional[int]]]:
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # shapes only refine the conversion; without them we still convert
+        inferred = model
+    shapes: dict[str, list[Optional[int]]] = {}
+    g = inferred.graph
+    for info in list(g.value_info) + list(g.input) + list(g.output):
+        dims = _dims(info.type)
+        if dims or (info.type.HasField("tensor_type") and info.type.tensor_type.HasField("shape")):
+            shapes[info.name] = dims
+    return shapes
+
+
+def _input_spec(shape: list[Optional[int]], meta: Optional[str]) -> tuple[InputSpec, list[str]]:
+    warnings: list[str] = []
+    if shape and len(shape) != 4:
+        raise ModelLoadError(f"the model's input has {len(shape)} dimensions; an image classifier takes NCHW (4)")
+    channels, height, width = (shape[1:] if shape else [None, None, None])
+    if meta:
+        try:
+            return InputSpec.from_dict(json.loads(meta)), warnings
+        except (ValueError, KeyError, TypeError):
+            warnings.append("the file's SqueezeStudio input metadata is unreadable; using defaults")
+    if channels is None:
+        channels = 3
+        warnings.append("the model does not fix its number of input channels; assuming 3")
+    if height is None or width is None:
+        height, width = height or 224, width or 224
+        warnings.append(f"the model does not fix its input size; using {height}x{width}")
+    mean, std = (IMAGENET_MEAN, IMAGENET_STD) if channels == 3 else ((0.5,) * channels, (0.5,) * channels)
+    return InputSpec(channels=channels, height=height, width=width, mean=mean, std=std), warnings
+
+
+def _class_names(meta: Optional[str], count: int) -> list[str]:
+    if meta:
+        try:
+            names = json.loads(meta)
+            if isinstance(names, list) and len(names) == count and all(isinstance(n, str) for n in names):
+                return names
+        except ValueError:
+            pass
+    return default_class_names(count)
+
+

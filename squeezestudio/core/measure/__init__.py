@@ -1,0 +1,1 @@
+"""Measuring: evaluation on data, ``measure_recipe`` (exact bytes + accuracy), sweeps, sensitivity, classify."""

@@ -1,0 +1,115 @@
+"""Sweeps: many compression configurations measured on the same data.
+
+A grid is written ``method.option=v1,v2,...`` (``none`` or ``off`` leaves the
+method out for that point); the sweep is the Cartesian product over all grid
+axes applied on top of a base recipe. Each point is measured with
+:func:`~squeezestudio.core.measure.measure_recipe.measure_recipe` (exact .sqz bytes, accuracy
+on data), so a sweep row is exactly what the GUI would plot for that recipe.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import itertools
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence
+
+from squeezestudio.core.data.dataset import ImageDataset
+from squeezestudio.core.errors import RecipeError
+from squeezestudio.core.measure.measure_recipe import measure_recipe
+from squeezestudio.core.model.handle import ModelHandle
+from squeezestudio.core.progress import CancelToken, ProgressCallback, check, report, scaled
+
+OFF_VALUES = ("none", "off")
+
+
+@dataclass(frozen=True)
+class GridAxis:
+    """One swept option: ``method.option`` and its values (None = method off)."""
+
+    method: str
+    option: str
+    values: tuple[Any, ...]
+
+
+@dataclass
+class SweepRow:
+    """One measured configuration."""
+
+    label: str
+    recipe: dict[str, Any]
+    size_bytes: int
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_grid_axis(text: str) -> GridAxis:
+    """Read ``"prune.sparsity=0,0.5,0.9"`` (``none``/``off`` allowed as a value)."""
+    from squeezestudio.core.compression.recipe import parse_option_value
+
+    key, eq, values = text.partition("=")
+    method, dot, option = key.strip().partition(".")
+    if not eq or not dot or not method or not option or not values.strip():
+        raise RecipeError(f"cannot read the grid axis {text!r}; write METHOD.OPTION=V1,V2,... "
+                          "e.g. prune.sparsity=0.5,0.8,0.9")
+    parsed = tuple(None if v.strip().lower() in OFF_VALUES else parse_option_value(v.strip())
+                   for v in values.split(",") if v.strip())
+    return GridAxis(method=method, option=option, values=parsed)
+
+
+def grid_recipes(axes: Sequence[GridAxis], base: Any = None) -> list[tuple[str, Any]]:
+    """``(label, recipe)`` for every point of the grid, on top of ``base``."""
+    from squeezestudio.core.compression.recipe import Recipe
+
+    base = base if base is not None else Recipe()
+    points = []
+    for combo in itertools.product(*(axis.values for axis in axes)):
+        recipe = copy.deepcopy(base)
+        parts = []
+        for axis, value in zip(axes, combo):
+            if value is None:
+                parts.append(f"{axis.method} off")
+            else:
+                recipe.methods.setdefault(axis.method, {})[axis.option] = value
+                parts.append(f"{axis.method}.{axis.option}={value}")
+        # "off" wins over any other axis of the same method.
+        for axis, value in zip(axes, combo):
+            if value is None:
+                recipe.methods.pop(axis.method, None)
+        points.append((", ".join(parts) or "original", recipe))
+    return points
+
+
+def run_sweep(handle: ModelHandle, data: ImageDataset, points: Sequence[tuple[str, Any]], *,
+              batch_size: int = 256, progress: Optional[ProgressCallback] = None,
+              cancel: Optional[CancelToken] = None) -> list[SweepRow]:
+    """Measure every ``(label, recipe)`` point; the original model is measured first."""
+    from squeezestudio.core.compression.recipe import Recipe, recipe_to_dict
+
+    rows: list[SweepRow] = []
+    all_points = [("original", Recipe())] + list(points)
+    for i, (label, recipe) in enumerate(all_points):
+        check(cancel)
+        report(progress, i / len(all_points), label)
+        m = measure_recipe(handle, recipe, data, reference=handle.module, batch_size=batch_size,
+                           progress=scaled(progress, i / len(all_points), (i + 1) / len(all_points)),
+                           cancel=cancel)
+        rows.append(SweepRow(label=label, recipe=recipe_to_dict(recipe), size_bytes=m.size_bytes,
+                             metrics=m.metrics()))
+    report(progress, 1.0, "sweep done")
+    return rows
+
+
+def sweep_csv(rows: Sequence[SweepRow], pareto: Sequence[int] = ()) -> str:
+    """Rows as CSV: label, size, top-1, top-5, agreement, latency, on the Pareto frontier."""
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["label", "size_bytes", "top1", "top5", "agreement", "loss",
+                     "latency_ms_per_image", "pareto"])
+    frontier = set(pareto)
+    for i, row in enumerate(rows):
+        m = row.metrics
+        writer.writerow([row.label, row.size_bytes, m.get("top1"), m.get("top5"), m.get("agreement"),
+                         m.get("loss"), m.get("latency_ms_per_image"), i in frontier])
+    return buf.getvalue()

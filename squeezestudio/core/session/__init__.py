@@ -1,0 +1,1 @@
+"""The session: GUI-agnostic state (model, data, recipe, experiments), project files and autosave."""

@@ -1,0 +1,63 @@
+"""Project files and autosaves: the JSON that holds a session's model, data and experiments.
+
+Kept apart from :mod:`squeezestudio.core.session.studio_session` (the live state) so
+reading and checking a file on disk has one home, used by the session, the
+crash-recovery offer and the tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from squeezestudio.core.atomic_write import PathLike
+from squeezestudio.core.errors import SqueezeStudioError
+from squeezestudio.core.session.experiments import ExperimentLog
+
+PROJECT_FORMAT = "squeezestudio-project"
+PROJECT_VERSION = 1
+
+
+def default_autosave_dir() -> Path:
+    """Where autosaves go: $SQUEEZESTUDIO_HOME or ~/.local/share/squeezestudio."""
+    root = os.environ.get("SQUEEZESTUDIO_HOME")
+    return Path(root) if root else Path.home() / ".local" / "share" / "squeezestudio"
+
+
+@dataclass(frozen=True)
+class AutosaveInfo:
+    """An autosave found on disk and when it was written (seconds since the epoch)."""
+
+    path: Path
+    timestamp: float
+
+
+def find_autosave(folder: Optional[PathLike] = None) -> Optional[AutosaveInfo]:
+    """The autosave in ``folder`` (default folder if None) with its time, or None."""
+    target = (Path(folder) if folder is not None else default_autosave_dir()) / "autosave.sqproj"
+    if not target.is_file():
+        return None
+    try:
+        stamp = float(read_project(target).get("autosaved_at", target.stat().st_mtime))
+    except SqueezeStudioError:
+        return None
+    return AutosaveInfo(path=target, timestamp=stamp)
+
+
+def read_project(path: PathLike) -> dict[str, Any]:
+    """Parse and check a project file; problems are one-sentence errors."""
+    try:
+        d = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SqueezeStudioError(f"the project file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SqueezeStudioError(f"{path} is not a readable SqueezeStudio project ({exc})") from None
+    if not isinstance(d, dict) or d.get("format") != PROJECT_FORMAT:
+        raise SqueezeStudioError(f"{path} is not a SqueezeStudio project file")
+    if int(d.get("version", 0)) > PROJECT_VERSION:
+        raise SqueezeStudioError(f"{path} was written by a newer SqueezeStudio (version {d.get('version')})")
+    ExperimentLog.from_dict(d)  # validates every entry
+    return d

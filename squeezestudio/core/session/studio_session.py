@@ -1,0 +1,389 @@
+"""The one state object the GUI holds: model, data, recipe history, experiments.
+
+:class:`StudioSession` is GUI-agnostic (no Qt): listeners subscribe to plain
+:class:`Event` objects (``session.events.recipe.connect(cb)``), as in napari's
+evented models, so the same state drives the Qt window, a script and a test.
+:meth:`StudioSession.evaluate_recipe` is the compress -> size -> evaluate step
+the GUI runs in a worker on every control change. Core modules written by other
+parts of the project are imported lazily inside functions.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from squeezestudio.core.atomic_write import PathLike, atomic_write_bytes
+from squeezestudio.core.errors import SqueezeStudioError
+from squeezestudio.core.session.experiments import Experiment, ExperimentLog, new_experiment_id, recipe_summary
+from squeezestudio.core.progress import CancelToken, ProgressCallback, report
+from squeezestudio.core.session.project_files import (PROJECT_FORMAT, PROJECT_VERSION, AutosaveInfo,  # noqa: F401 - re-exported
+                                              default_autosave_dir, find_autosave, read_project)
+
+UNDO_LIMIT = 100
+CALIBRATION_IMAGES = 256
+
+
+class Event:
+    """A list of callbacks called with the event's arguments (napari-style, no Qt)."""
+
+    def __init__(self) -> None:
+        self._callbacks: list[Callable[..., None]] = []
+
+    def connect(self, callback: Callable[..., None]) -> Callable[..., None]:
+        self._callbacks.append(callback)
+        return callback
+
+    def disconnect(self, callback: Callable[..., None]) -> None:
+        if callback in self._callbacks:
+            self._callbacks.remove(callback)
+
+    def emit(self, *args: Any) -> None:
+        for callback in list(self._callbacks):
+            callback(*args)
+
+
+class SessionEvents:
+    """The session's events: what changed, so views redraw only what they show."""
+
+    def __init__(self) -> None:
+        self.model = Event()        # () a model was opened
+        self.data = Event()         # () a data set was opened
+        self.recipe = Event()       # (recipe) the current recipe changed (set/undo/redo)
+        self.selection = Event()    # (layer name or None)
+        self.project = Event()      # (path) a project was saved or opened
+
+
+def recipe_to_dict(recipe: Any) -> dict[str, Any]:
+    """A recipe as a JSON-able dict (plain dicts pass through as a copy)."""
+    if recipe is None:
+        return {}
+    if isinstance(recipe, dict):
+        return json.loads(json.dumps(recipe))
+    from squeezestudio.core.compression.recipe import recipe_to_dict as convert
+    return convert(recipe)
+
+
+def recipe_from_dict(d: dict[str, Any]) -> Any:
+    """A Recipe from its dict (the dict itself while the recipe module is absent)."""
+    try:
+        from squeezestudio.core.compression.recipe import recipe_from_dict as convert
+    except ImportError:
+        return dict(d)
+    return convert(dict(d))
+
+
+class StudioSession:
+    """Model, data, current recipe with undo/redo, experiments and selection.
+
+    ``model_loader(path, trust=...) -> ModelHandle`` and
+    ``data_loader(source, handle) -> ImageDataset`` default to the core's
+    loaders; tests inject small ones.
+    """
+
+    def __init__(self, *, model_loader: Optional[Callable[..., Any]] = None,
+                 data_loader: Optional[Callable[[str, Any], Any]] = None,
+                 undo_limit: int = UNDO_LIMIT) -> None:
+        self.events = SessionEvents()
+        self.experiments = ExperimentLog()
+        self.handle: Any = None
+        self.model_path: Optional[str] = None
+        self.data: Any = None
+        self.data_source: Optional[str] = None
+        self.train_source: Optional[str] = None  # the user's own training set (folder/CSV), if opened
+        self._train_cache: Any = None  # ((id(module), source), dataset): loaded once per model and source
+        self.recipe: Any = None
+        self.selected_layer: Optional[str] = None
+        self.project_path: Optional[Path] = None
+        self._undo: list[Any] = []
+        self._redo: list[Any] = []
+        self._undo_limit = max(1, int(undo_limit))
+        self._model_loader = model_loader or _default_model_loader
+        self._data_loader = data_loader or _default_data_loader
+
+    # -- model and data -------------------------------------------------
+    def load_model_file(self, path: PathLike, *, trust: bool = False) -> Any:
+        """Load a model file without changing the session (safe in a worker thread)."""
+        return self._model_loader(str(path), trust=trust)
+
+    def open_model(self, path: PathLike, *, trust: bool = False) -> Any:
+        """Load a model file and make it current (experiments start afresh)."""
+        handle = self.load_model_file(path, trust=trust)
+        self.set_model(handle, str(path))
+        return handle
+
+    def set_model(self, handle: Any, path: Optional[str] = None) -> None:
+        """Make ``handle`` the current model; old results no longer apply to it."""
+        self.handle = handle
+        self.model_path = path if path is not None else (
+            str(handle.source_path) if getattr(handle, "source_path", None) else None)
+        self.selected_layer = None
+        self._train_cache = None
+        self.experiments.clear()
+        self._undo.clear()
+        self._redo.clear()
+        self.recipe = None
+        self.events.model.emit()
+        self.events.recipe.emit(self.recipe)
+
+    def load_data_source(self, source: str, handle: Any = None) -> Any:
+        """Load a data set for ``handle`` (default: the current model) without changing the session."""
+        handle = handle if handle is not None else self.handle
+        if handle is None:
+            raise SqueezeStudioError("open a model before opening data, so images are preprocessed for it")
+        return self._data_loader(str(source), handle)
+
+    def open_data(self, source: str) -> Any:
+        """Load ``digits``, an image folder or a CSV list, preprocessed for the model."""
+        dataset = self.load_data_source(source)
+        self.set_data(dataset, str(source))
+        return dataset
+
+    def set_data(self, dataset: Any, source: Optional[str]) -> None:
+        """Make ``dataset`` the evaluation data; existing metrics came from other data."""
+        self.data = dataset
+        self.data_source = source
+        self.experiments.clear()
+        self.events.data.emit()
+
+    # -- training data (for retraining) --------------------------------
+    def training_source(self) -> Optional[str]:
+        """Retraining's data: digits' training split, else the user's training set; never the evaluation data."""
+        if (self.data_source or "").strip().lower().startswith("digits"):
+            return "digits:train"
+        return self.train_source
+
+    def set_training_data(self, dataset: Any, source: str) -> None:
+        """Retrain on ``dataset`` (loaded from ``source`` for the current model)."""
+        self.train_source = str(source)
+        self._train_cache = ((id(getattr(self.handle, "module", None)), str(source)), dataset)
+        self.events.data.emit()
+
+    def open_training_data(self, source: str) -> Any:
+        """Load a folder or CSV list as the retraining set (File > Open training data...)."""
+        dataset = self.load_data_source(source)
+        self.set_training_data(dataset, source)
+        return dataset
+
+    def training_data(self, handle: Any = None) -> Any:
+        """The retraining set for ``handle``, loaded once per (model, source); a sentence when there is none."""
+        handle = handle if handle is not None else self.handle
+        source = self.training_source()
+        if source is None:
+            raise SqueezeStudioError("retraining needs training data; open a training set (File > Open "
+                                     "training data...) or set the retraining epochs to 0")
+        key, cached = (id(getattr(handle, "module", None)), source), self._train_cache
+        if cached is None or cached[0] != key:
+            cached = (key, self._data_loader(source, handle))
+            self._train_cache = cached  # a plain attribute swap: safe from a worker thread
+        return cached[1]
+
+    # -- recipe and undo/redo -------------------------------------------
+    def set_recipe(self, recipe: Any, *, record: bool = True) -> None:
+        """Make ``recipe`` current; with ``record`` the previous one can be undone."""
+        if record:
+            self._undo.append(self.recipe)
+            del self._undo[:-self._undo_limit]
+            self._redo.clear()
+        self.recipe = recipe
+        self.events.recipe.emit(recipe)
+
+    @property
+    def can_undo(self) -> bool:
+        return bool(self._undo)
+
+    @property
+    def can_redo(self) -> bool:
+        return bool(self._redo)
+
+    def undo(self) -> bool:
+        """Go back to the previous recipe; False when there is none."""
+        if not self._undo:
+            return False
+        self._redo.append(self.recipe)
+        self.recipe = self._undo.pop()
+        self.events.recipe.emit(self.recipe)
+        return True
+
+    def redo(self) -> bool:
+        """Re-apply an undone recipe; False when there is none."""
+        if not self._redo:
+            return False
+        self._undo.append(self.recipe)
+        self.recipe = self._redo.pop()
+        self.events.recipe.emit(self.recipe)
+        return True
+
+    def restore_experiment(self, experiment_id: str) -> Experiment:
+        """Make an experiment's recipe current again (clicking its point on the plot)."""
+        experiment = self.experiments.find(experiment_id)
+        if experiment is None:
+            raise SqueezeStudioError(f"there is no experiment {experiment_id} in this session")
+        self.set_recipe(None if experiment.is_original else recipe_from_dict(experiment.recipe))
+        return experiment
+
+    def select_layer(self, name: Optional[str]) -> None:
+        if name != self.selected_layer:
+            self.selected_layer = name
+            self.events.selection.emit(name)
+
+    # -- evaluation -----------------------------------------------------
+    def evaluate_recipe(self, recipe: Any = None, progress: Optional[ProgressCallback] = None,
+                        cancel: Optional[CancelToken] = None, *, label: str = "",
+                        original: bool = False) -> Experiment:
+        """Compress the model with ``recipe``, measure the .sqz size, evaluate it.
+
+        Safe to run in a worker thread: it reads the current model and data
+        once and changes no session state (add the result with
+        :meth:`add_experiment` on the caller's thread). ``original=True``
+        measures the uncompressed model stored as .sqz (the reference point).
+        """
+        handle, data = self.handle, self.data
+        if handle is None:
+            raise SqueezeStudioError("open a model before evaluating a recipe")
+        if data is None:
+            raise SqueezeStudioError("open a data set (File > Open data) before evaluating a recipe")
+        from squeezestudio.core.measure.measure_recipe import measure_recipe, retrain_config
+
+        if original or recipe is None:
+            recipe_obj = recipe_from_dict({})
+        else:
+            recipe_obj = recipe_from_dict(recipe) if isinstance(recipe, dict) else recipe
+        calibration = train = None
+        if not original and recipe_to_dict(recipe_obj).get("architecture"):
+            report(progress, 0.0, "preparing calibration images")
+            calibration = self.calibration_images(handle, data)
+        config = None if original else retrain_config(recipe_obj)
+        if config is not None:
+            report(progress, 0.0, "loading training data")
+            train = self.training_data(handle)
+        report(progress, 0.0, "compressing")
+        measured = measure_recipe(handle, recipe_obj, data,
+                                  reference=None if original else self._reference_top1(handle, data, cancel),
+                                  calibration=calibration, with_size_report=True, train_data=train,
+                                  teacher=handle.module, progress=progress, cancel=cancel)
+        cm, sizes, size, result = (measured.compressed, measured.size_report, measured.size_bytes,
+                                   measured.evaluation)
+        metrics = _metrics_of(result)
+        if original and metrics.get("agreement") is None:
+            metrics["agreement"] = 1.0
+        recipe_dict = {} if original else recipe_to_dict(recipe)
+        summary = "original" if original else recipe_summary(recipe_dict) + (
+            f" + retrain {config.epochs} ep" if config is not None else "")
+        experiment = Experiment(id=new_experiment_id(), recipe=recipe_dict, label=label or summary,
+                                size_bytes=size, metrics=metrics, is_original=original,
+                                compressed=cm, size_report=sizes)
+        report(progress, 1.0, "done")
+        return experiment
+
+    def _reference_top1(self, handle: Any, data: Any, cancel: Optional[CancelToken]) -> Any:
+        """The original model's predictions on the data, computed once per (model, data) pair."""
+        from squeezestudio.core.measure.evaluation import reference_predictions
+
+        key = (id(handle.module), id(data))
+        cached = getattr(self, "_reference_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        preds = reference_predictions(handle.module, data, cancel=cancel)
+        self._reference_cache = (key, preds)  # a plain attribute swap: safe from a worker thread
+        return preds
+
+    def calibration_images(self, handle: Any = None, data: Any = None, count: int = CALIBRATION_IMAGES) -> Any:
+        """Images for substitution methods (Fire): the training set (digits' split or the user's), else the data's.
+
+        Calibrating on training images keeps the evaluation data unseen; without a training set, the
+        evaluation data is all we have.
+        """
+        handle = handle if handle is not None else self.handle
+        data = data if data is not None else self.data
+        if handle is not None and self.training_source() is not None:
+            try:
+                train = self.training_data(handle)
+            except SqueezeStudioError:
+                train = None
+            if train is not None and len(train):
+                return train.images[:count]
+        if data is None or not len(data):
+            raise SqueezeStudioError("open a data set before substituting layers: they are fitted on its images")
+        return data.images[:count]
+
+    def add_experiment(self, experiment: Experiment) -> Experiment:
+        return self.experiments.append(experiment)
+
+    def latest_compressed(self) -> Optional[Experiment]:
+        """The newest experiment that still holds its compressed model (for export)."""
+        for e in reversed(self.experiments.list()):
+            if e.compressed is not None:
+                return e
+        return None
+
+    # -- project files --------------------------------------------------
+    def project_dict(self) -> dict[str, Any]:
+        return {"format": PROJECT_FORMAT, "version": PROJECT_VERSION, "saved_at": time.time(),
+                "model_path": self.model_path, "data_source": self.data_source, "train_source": self.train_source,
+                "recipe": recipe_to_dict(self.recipe), "selected_layer": self.selected_layer,
+                **self.experiments.to_dict()}
+
+    def save_project(self, path: PathLike) -> int:
+        """Write the project as JSON (atomically); returns bytes written."""
+        data = json.dumps(self.project_dict(), indent=2, sort_keys=True).encode("utf-8")
+        written = atomic_write_bytes(path, data)
+        self.project_path = Path(path)
+        self.events.project.emit(Path(path))
+        return written
+
+    def open_project(self, path: PathLike, *, trust: bool = False) -> None:
+        """Reopen a project: its model, data, current recipe and every experiment."""
+        d = read_project(path)
+        if d.get("model_path"):
+            self.open_model(d["model_path"], trust=trust)
+        if d.get("data_source") and self.handle is not None:
+            self.open_data(d["data_source"])
+        if d.get("train_source") and self.handle is not None:
+            self.open_training_data(d["train_source"])
+        self.experiments.replace_all(ExperimentLog.from_dict(d).list())
+        recipe = d.get("recipe") or None
+        self._undo.clear()
+        self._redo.clear()
+        self.recipe = None if recipe is None else recipe_from_dict(recipe)
+        self.events.recipe.emit(self.recipe)
+        self.select_layer(d.get("selected_layer"))
+        self.project_path = Path(path)
+        self.events.project.emit(Path(path))
+
+    def autosave(self, path: Optional[PathLike] = None) -> Path:
+        """Save a recovery copy (default: the autosave folder); returns its path."""
+        target = Path(path) if path is not None else default_autosave_dir() / "autosave.sqproj"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        d = self.project_dict()
+        d["autosaved_at"] = time.time()
+        atomic_write_bytes(target, json.dumps(d, indent=2, sort_keys=True).encode("utf-8"))
+        return target
+
+    def restore_autosave(self, info: AutosaveInfo, *, trust: bool = False) -> None:
+        """Open a recovery copy found by :func:`find_autosave`."""
+        self.open_project(info.path, trust=trust)
+        self.project_path = None  # a recovery copy is not the user's project file
+
+
+def _metrics_of(result: Any) -> dict[str, Optional[float]]:
+    """Our metric names from an EvalResult (its dict, attributes as a fallback)."""
+    d = result.to_dict() if hasattr(result, "to_dict") else dict(vars(result))
+    latency = d.get("latency_ms_per_image", d.get("latency"))
+    out = {"top1": d.get("top1"), "top5": d.get("top5"), "agreement": d.get("agreement"),
+           "loss": d.get("loss"), "latency": latency}
+    return {k: (None if v is None else float(v)) for k, v in out.items()}
+
+
+def _default_model_loader(path: str, trust: bool = False) -> Any:
+    from squeezestudio.core.io.loading import load_model
+    return load_model(path, trust=trust)
+
+
+def _default_data_loader(source: str, handle: Any) -> Any:
+    from squeezestudio.core.data.dataset import PreprocessSpec
+    from squeezestudio.core.data.folders import load_dataset, match_classes
+    dataset = load_dataset(source, PreprocessSpec.from_input_spec(handle.input_spec))
+    return match_classes(dataset, list(handle.class_names))
