@@ -51,6 +51,7 @@ class ConversionContext:
         self.shapes = shapes
         self.state: dict[str, np.ndarray] = {}
         self.skipped: set[int] = set()  # ids of nodes absorbed by an earlier converter (MatMul + Add)
+        self.folded_elements = 0  # elements of all constants folded so far (see onnx_folding)
         self.consumers: dict[str, list[onnx.NodeProto]] = {}
         self.graph_outputs = {o.name for o in model.graph.output}
         for node in model.graph.node:
@@ -118,6 +119,15 @@ class ConversionContext:
         ref = self.builder.add_node(op, target, args, kwargs, hint=node.output[0])
         self.values[node.output[0]] = ref
         return ref
+
+    def call_outputs(self, node: onnx.NodeProto, target: str, args: list | tuple,
+                     kwargs: Optional[dict] = None) -> None:
+        """Append a node returning a tuple, and one ``getitem`` per used output of ``node``."""
+        whole = self.builder.add_node("call_function", target, args, kwargs, hint=f"{node.output[0]}_all")
+        for index, name in enumerate(node.output):
+            if name:
+                self.values[name] = self.builder.add_node("call_function", "operator.getitem", [whole, index],
+                                                          hint=name)
 
     def call_shape(self, node: onnx.NodeProto, target: str, args: list | tuple) -> None:
         """Append a node computing a shape value (a Python list or int) for ``node``'s output."""

@@ -25,7 +25,11 @@ from torch import nn
 
 from squeezestudio.core.errors import ModelLoadError, UnsupportedOperatorError
 from squeezestudio.core.model.graph_spec.module import build_graph_module
-from squeezestudio.core.io.loading.onnx_context import ConversionContext, attributes, describe_node
+from squeezestudio.core.model.graph_spec.values import Ref
+from squeezestudio.core.io.loading.onnx_context import ConversionContext, describe_node
+from squeezestudio.core.io.loading.onnx_folding import (TORCH_DTYPES, UNSIGNED_OUTPUTS, WIDENED_INPUTS,
+                                                        constant_value, element_type_name, fold_node,
+                                                        supported_array)
 from squeezestudio.core.io.loading.onnx_ops import CONVERTERS
 from squeezestudio.core.io.loading.onnx_safety import load_onnx_model
 from squeezestudio.core.model.handle import (IMAGENET_MEAN, IMAGENET_STD, ArchitectureSpec, InputSpec,
@@ -87,49 +91,108 @@ def onnx_to_module(model_proto: onnx.ModelProto) -> nn.Module:
     return convert_onnx(model_proto).build()
 
 
-def convert_onnx(model: onnx.ModelProto) -> OnnxConversion:
-    """Translate ``model``; raises :class:`UnsupportedOperatorError` naming every unsupported op."""
+def convert_onnx(model: onnx.ModelProto, allow_many_inputs: bool = False,
+                 keep_all_outputs: bool = False) -> OnnxConversion:
+    """Translate ``model``; raises :class:`UnsupportedOperatorError` naming every unsupported op.
+
+    A classifier has one input and one output; ``allow_many_inputs`` and
+    ``keep_all_outputs`` (used to run ONNX's operator test cases) convert
+    graphs with several inputs (the module takes them in order) and return
+    a tuple of all outputs.
+    """
     graph = model.graph
     consts = _initializers(graph)
     inputs = [i for i in graph.input if i.name not in consts]
-    if len(inputs) != 1:
+    if len(inputs) != 1 and not allow_many_inputs:
         raise ModelLoadError(f"the ONNX model has {len(inputs)} inputs; an image classifier needs exactly one")
     if not graph.output:
         raise ModelLoadError("the ONNX model has no outputs")
     warnings: list[str] = []
-    if len(graph.output) > 1:
+    if len(graph.output) > 1 and not keep_all_outputs:
         warnings.append(f"the model has {len(graph.output)} outputs; using the first ({graph.output[0].name})")
-    output = graph.output[0].name
-    live = _live_nodes(graph, output)
+    outputs = [o.name for o in graph.output] if keep_all_outputs else [graph.output[0].name]
+    output = outputs[0]
+    live = _live_nodes(graph, outputs)
     _check_supported([n for n in live if not _all_constant(n, _constant_names(live, consts))])
     ctx = ConversionContext(model, _infer_shapes(model))
     ctx.consts.update(consts)
-    image = inputs[0]
-    ctx.values[image.name] = ctx.builder.add_node("placeholder", None, name=ctx.builder.node_name(image.name))
+    for value in inputs:
+        ctx.values[value.name] = ctx.builder.add_node("placeholder", None, name=ctx.builder.node_name(value.name))
+        widened = _check_input_type(value, ctx)
+        if widened is not None:  # unsigned 16/32/64-bit: torch computes with them as wider signed ints
+            ctx.values[value.name] = ctx.builder.add_node("call_function", "squeezestudio.onnx_cast",
+                                                          [ctx.values[value.name], widened], hint=value.name)
     for node in live:
         if id(node) in ctx.skipped:
             continue
         if node.op_type == "Constant":
-            ctx.consts[node.output[0]] = _constant_value(node)
-        elif not _fold(ctx, node):
+            ctx.consts[node.output[0]] = constant_value(node)
+        elif not fold_node(ctx, node):
             if node.op_type not in CONVERTERS:
                 _check_supported([node])
             CONVERTERS[node.op_type](ctx, node)
-    ctx.builder.add_node("output", None, [ctx.ref(output)], name=ctx.builder.node_name("output"))
-    return OnnxConversion(graph=ctx.builder.to_dict(), state=ctx.state, input_name=image.name,
-                          input_shape=_dims(image.type), output_name=output, warnings=warnings)
+    result = tuple(_typed_output(ctx, o) for o in graph.output) if keep_all_outputs else _class_scores(ctx, output)
+    ctx.builder.add_node("output", None, [result], name=ctx.builder.node_name("output"))
+    image = inputs[0] if inputs else None
+    return OnnxConversion(graph=ctx.builder.to_dict(), state=ctx.state, input_name=image.name if image else "",
+                          input_shape=_dims(image.type) if image else [], output_name=output, warnings=warnings)
+
+
+def _check_input_type(value: onnx.ValueInfoProto, ctx: ConversionContext) -> Optional[torch.dtype]:
+    """Refuse an input type torch cannot compute with; the wider type for unsigned 16/32/64-bit ones."""
+    tensor = value.type.tensor_type if value.type.HasField("tensor_type") else None
+    if tensor is not None and tensor.elem_type in WIDENED_INPUTS:
+        return WIDENED_INPUTS[tensor.elem_type]
+    if tensor is None or tensor.elem_type not in TORCH_DTYPES:
+        readers = ctx.consumers.get(value.name, [])
+        by = f" (read by {describe_node(readers[0])})" if readers else ""
+        kind = element_type_name(tensor.elem_type) if tensor is not None else "not a tensor"
+        raise UnsupportedOperatorError(f"the model's input {value.name!r}{by} is of type {kind}, which the "
+                                       "converted model cannot compute with")
+
+
+def _typed_output(ctx: ConversionContext, value: onnx.ValueInfoProto) -> Ref:
+    """An output in its declared type where the graph computed it wider (unsigned integers)."""
+    ref = ctx.ref(value.name)
+    declared = value.type.tensor_type.elem_type if value.type.HasField("tensor_type") else None
+    if declared in UNSIGNED_OUTPUTS:
+        return ctx.builder.add_node("call_function", "squeezestudio.onnx_cast", [ref, UNSIGNED_OUTPUTS[declared]],
+                                    hint=f"{value.name}_typed")
+    return ref
+
+
+def _class_scores(ctx: ConversionContext, output: str) -> Ref:
+    """The output as one row per image: an [N, C, 1, 1] output (a convolutional head, as SqueezeNet
+    exports) is flattened to [N, C]."""
+    ref = ctx.ref(output)
+    shape = ctx.shapes.get(output)
+    if output in ctx.consts or (shape is not None and len(shape) != 4):
+        return ref
+    if shape is not None and shape[2:] != [1, 1]:
+        return ref
+    target = "torch.flatten" if shape is not None else "squeezestudio.onnx_class_scores"
+    return ctx.builder.add_node("call_function", target, [ref, 1] if shape is not None else [ref],
+                                hint=f"{output}_scores")
 
 
 def _initializers(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
     if len(graph.sparse_initializer):
         raise ModelLoadError("the ONNX model stores sparse initializers, which are not supported")
-    return {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    out = {}
+    for tensor in graph.initializer:
+        try:
+            out[tensor.name] = supported_array(numpy_helper.to_array(tensor), f"the initializer {tensor.name!r}")
+        except UnsupportedOperatorError as exc:
+            reader = next((n for n in graph.node if tensor.name in n.input), None)
+            by = f" (read by {describe_node(reader)})" if reader is not None else ""
+            raise UnsupportedOperatorError(f"{exc}{by}") from exc
+    return out
 
 
-def _live_nodes(graph: onnx.GraphProto, output: str) -> list[onnx.NodeProto]:
-    """Nodes the chosen output depends on, in graph order (dead branches are not converted)."""
+def _live_nodes(graph: onnx.GraphProto, outputs: list[str]) -> list[onnx.NodeProto]:
+    """Nodes the chosen outputs depend on, in graph order (dead branches are not converted)."""
     producer = {o: n for n in graph.node for o in n.output if o}
-    needed, stack, live_ids = set(), [output], set()
+    needed, stack, live_ids = set(), list(outputs), set()
     while stack:
         name = stack.pop()
         if name in needed:
@@ -166,33 +229,6 @@ def _check_supported(nodes: list[onnx.NodeProto]) -> None:
     if bad:
         listed = ", ".join(f"{op} (e.g. {describe_node(n).split(' node ', 1)[1]})" for op, n in sorted(bad.items()))
         raise UnsupportedOperatorError(f"the ONNX model uses operators the converter does not support: {listed}")
-
-
-def _constant_value(node: onnx.NodeProto) -> np.ndarray:
-    a = attributes(node)
-    for key, dtype in (("value", None), ("value_float", np.float32), ("value_floats", np.float32),
-                       ("value_int", np.int64), ("value_ints", np.int64)):
-        if key in a:
-            return np.asarray(a[key]) if dtype is None else np.asarray(a[key], dtype=dtype)
-    raise UnsupportedOperatorError(f"{describe_node(node)} holds a kind of constant that is not supported")
-
-
-def _fold(ctx: ConversionContext, node: onnx.NodeProto) -> bool:
-    """Evaluate a node whose inputs are all constants (shape arithmetic, transposed weights...)."""
-    names = [n for n in node.input if n]
-    if not names or any(n not in ctx.consts for n in names):
-        return False
-    from onnx.reference import ReferenceEvaluator  # only needed for graphs with constant subexpressions
-
-    try:
-        evaluator = ReferenceEvaluator(node, opsets={"": ctx.opset})
-        results = evaluator.run(None, {n: ctx.consts[n] for n in names})
-    except Exception:
-        return False
-    for name, value in zip(node.output, results):
-        if name:
-            ctx.consts[name] = np.asarray(value)
-    return True
 
 
 def _dims(type_proto: onnx.TypeProto) -> list[Optional[int]]:

@@ -17,8 +17,12 @@ import torch
 
 from squeezestudio.core.errors import UnsupportedOperatorError
 from squeezestudio.core.io.loading.onnx_context import ConversionContext, attributes, describe_node
+from squeezestudio.core.io.loading.onnx_folding import TORCH_DTYPES
+from squeezestudio.core.io.loading.onnx_elementwise import ELEMENTWISE_CONVERTERS
+from squeezestudio.core.io.loading.onnx_layers import LAYER_CONVERTERS
 from squeezestudio.core.io.loading.onnx_pooling import convert_average_pool, convert_max_pool, spatial_padding
 from squeezestudio.core.io.loading.onnx_shape_ops import convert_in_shape_domain
+from squeezestudio.core.model.graph_spec.values import Ref
 
 Converter = Callable[[ConversionContext, onnx.NodeProto], None]
 
@@ -33,8 +37,8 @@ def _conv(ctx: ConversionContext, node: onnx.NodeProto) -> None:
     bias_name = ctx.optional_input(node, 2)
     bias = ctx.require_const(node, 2, "bias").astype(np.float32) if bias_name else None
     spatial = weight.ndim - 2
-    if spatial not in (1, 2):
-        raise UnsupportedOperatorError(f"{describe_node(node)} is a {spatial}-D convolution; only 1-D and 2-D "
+    if spatial not in (1, 2, 3):
+        raise UnsupportedOperatorError(f"{describe_node(node)} is a {spatial}-D convolution; 1-D to 3-D "
                                        "convolutions are supported")
     group = int(a.get("group", 1))
     kernel = tuple(int(k) for k in weight.shape[2:])
@@ -52,34 +56,35 @@ def _conv(ctx: ConversionContext, node: onnx.NodeProto) -> None:
 
 
 def _linear(ctx: ConversionContext, node: onnx.NodeProto, weight_name: str, weight: np.ndarray,
-            bias: Optional[np.ndarray], x_name: str) -> None:
+            bias: Optional[np.ndarray], x: Ref) -> None:
     args = {"in_features": int(weight.shape[1]), "out_features": int(weight.shape[0]), "bias": bias is not None}
     weights = {"weight": np.ascontiguousarray(weight, dtype=np.float32)}
     if bias is not None:
         weights["bias"] = np.ascontiguousarray(bias, dtype=np.float32)
-    ctx.layer(node, weight_name, "Linear", args, weights, [ctx.ref(x_name)])
+    ctx.layer(node, weight_name, "Linear", args, weights, [x])
 
 
 def _gemm(ctx: ConversionContext, node: onnx.NodeProto) -> None:
     a = attributes(node)
-    if int(a.get("transA", 0)):
-        raise UnsupportedOperatorError(f"{describe_node(node)} uses transA=1, which is not supported")
-    b = ctx.require_const(node, 1, "weight (input B)")
     alpha, beta = float(a.get("alpha", 1.0)), float(a.get("beta", 1.0))
-    weight = (b if int(a.get("transB", 0)) else b.T) * alpha
+    trans_a, trans_b = int(a.get("transA", 0)), int(a.get("transB", 0))
+    b = ctx.const(node.input[1])
     c_name = ctx.optional_input(node, 2)
     c = ctx.const(c_name) if c_name else None
-    if c_name and c is None:
-        raise UnsupportedOperatorError(f"{describe_node(node)} has a non-constant bias, which is not supported")
+    out = None if b is None or b.ndim != 2 else b.shape[0 if trans_b else 1]
     bias = None
-    if c is not None:
-        out = weight.shape[0]
-        if c.size == 1 or (c.size == out and (c.ndim == 1 or c.shape[0] == 1)):
-            bias = np.broadcast_to(c.reshape(-1), (out,)) * beta
-        else:
-            raise UnsupportedOperatorError(f"{describe_node(node)} has a bias of shape {list(c.shape)} that "
-                                           "is not one value per output")
-    _linear(ctx, node, node.input[1], weight, bias, node.input[0])
+    if c is not None and out is not None and (c.size == 1 or (c.size == out and (c.ndim == 1 or c.shape[0] == 1))):
+        bias = np.broadcast_to(c.reshape(-1), (out,)) * beta
+    if b is None or b.dtype != np.float32 or (c_name and bias is None):  # the general form, as a function
+        c_ref = ctx.ref(c_name) if c_name else None
+        ctx.call(node, "squeezestudio.onnx_gemm", [ctx.ref(node.input[0]), ctx.ref(node.input[1]), c_ref,
+                                                   alpha, beta, trans_a, trans_b])
+        return
+    weight = (b if trans_b else b.T) * alpha
+    x = ctx.ref(node.input[0])
+    if trans_a:
+        x = ctx.builder.add_node("call_function", "torch.permute", [x, [1, 0]], hint=f"{node.output[0]}_a")
+    _linear(ctx, node, node.input[1], weight, bias, x)
 
 
 def _matmul(ctx: ConversionContext, node: onnx.NodeProto) -> None:
@@ -94,7 +99,7 @@ def _matmul(ctx: ConversionContext, node: onnx.NodeProto) -> None:
         c = ctx.const(other)
         if c is not None and c.size == b.shape[1] and c.shape[-1:] == (b.shape[1],) and c.ndim <= 2:
             bias = c.reshape(-1)
-    _linear(ctx, node, node.input[1], b.T, bias, node.input[0])
+    _linear(ctx, node, node.input[1], b.T, bias, ctx.ref(node.input[0]))
     if bias is not None:  # the Add is folded into the layer's bias
         ctx.skipped.add(id(user))
         ctx.alias(user.output[0], ctx.values[node.output[0]])
@@ -107,7 +112,10 @@ def _batch_norm(ctx: ConversionContext, node: onnx.NodeProto) -> None:
     scale, shift, mean, var = (ctx.require_const(node, i, what).astype(np.float32)
                                for i, what in ((1, "scale"), (2, "bias"), (3, "mean"), (4, "variance")))
     rank = ctx.rank(node.input[0])
-    type_name = "BatchNorm1d" if rank in (2, 3) else "BatchNorm2d"
+    type_name = {2: "BatchNorm1d", 3: "BatchNorm1d", 5: "BatchNorm3d"}.get(rank, "BatchNorm2d")
+    if rank is not None and rank not in (2, 3, 4, 5):
+        raise UnsupportedOperatorError(f"{describe_node(node)} normalizes a tensor of rank {rank}; ranks 2 to 5 "
+                                       "are supported")
     args = {"num_features": int(scale.shape[0]), "eps": float(a.get("epsilon", 1e-5)),
             "momentum": round(1.0 - float(a.get("momentum", 0.9)), 6)}
     weights = {"weight": scale, "bias": shift, "running_mean": mean, "running_var": var,
@@ -176,7 +184,8 @@ def _global_pool(kind: str) -> Converter:
 def _flatten(ctx: ConversionContext, node: onnx.NodeProto) -> None:
     axis = int(attributes(node).get("axis", 1))
     x = ctx.ref(node.input[0])
-    if axis == 1:
+    rank = ctx.rank(node.input[0])
+    if axis == 1 and rank is not None and rank >= 2:
         ctx.call(node, "torch.flatten", [x, 1])
     else:
         ctx.call(node, "squeezestudio.onnx_flatten", [x, axis])
@@ -227,7 +236,7 @@ def _softmax(target: str) -> Converter:
 def _pad(ctx: ConversionContext, node: onnx.NodeProto) -> None:
     a = attributes(node)
     mode = str(a.get("mode", "constant"))
-    if mode not in ("constant", "reflect", "edge"):
+    if mode not in ("constant", "reflect", "edge", "wrap"):
         raise UnsupportedOperatorError(f"{describe_node(node)} uses pad mode {mode!r}, which is not supported")
     pads = _ints(a["pads"]) if "pads" in a else _ints(ctx.require_const(node, 1, "pads"))
     value = float(a.get("value", 0.0))
@@ -290,23 +299,13 @@ def _slice(ctx: ConversionContext, node: onnx.NodeProto) -> None:
             const = ctx.const(name) if name else None
             parts.append(None if name is None else (_ints(const) if const is not None else ctx.ref(name)))
     steps = parts[3]
-    if isinstance(steps, list) and any(s <= 0 for s in steps):
-        raise UnsupportedOperatorError(f"{describe_node(node)} slices with a negative step, which is not supported")
+    if isinstance(steps, list) and any(s == 0 for s in steps):
+        raise UnsupportedOperatorError(f"{describe_node(node)} slices with a step of 0, which ONNX does not allow")
     ctx.call(node, "squeezestudio.onnx_slice", [ctx.ref(node.input[0])] + parts)
 
 
-def _reduce_mean(ctx: ConversionContext, node: onnx.NodeProto) -> None:
-    a = attributes(node)
-    axes = _ints(a["axes"]) if "axes" in a else None
-    if axes is None and ctx.optional_input(node, 1):
-        axes = _ints(ctx.require_const(node, 1, "axes"))
-    ctx.call(node, "squeezestudio.onnx_reduce_mean", [ctx.ref(node.input[0]), axes, int(a.get("keepdims", 1))])
-
-
-_CAST_DTYPES = {onnx.TensorProto.FLOAT: torch.float32, onnx.TensorProto.DOUBLE: torch.float64,
-                onnx.TensorProto.FLOAT16: torch.float16, onnx.TensorProto.INT64: torch.int64,
-                onnx.TensorProto.INT32: torch.int32, onnx.TensorProto.INT8: torch.int8,
-                onnx.TensorProto.UINT8: torch.uint8, onnx.TensorProto.BOOL: torch.bool}
+_CAST_DTYPES = {**TORCH_DTYPES, onnx.TensorProto.UINT16: torch.uint16, onnx.TensorProto.UINT32: torch.uint32,
+                onnx.TensorProto.UINT64: torch.uint64}
 
 
 def _cast(ctx: ConversionContext, node: onnx.NodeProto) -> None:
@@ -335,15 +334,16 @@ CONVERTERS: dict[str, Converter] = {
     "LeakyRelu": _leaky_relu, "Clip": _clip, "Erf": _unary("torch.erf"), "Sqrt": _unary("torch.sqrt"),
     "Exp": _unary("torch.exp"), "Neg": _unary("torch.neg"), "Abs": _unary("torch.abs"),
     "Add": _binary("torch.add"), "Sub": _binary("torch.sub"), "Mul": _binary("torch.mul"),
-    "Div": _binary("squeezestudio.onnx_div"), "Pow": _binary("torch.pow"),
+    "Div": _binary("squeezestudio.onnx_div"),
     "MaxPool": convert_max_pool, "AveragePool": convert_average_pool,
     "GlobalAveragePool": _global_pool("avg"), "GlobalMaxPool": _global_pool("max"),
     "Flatten": _flatten, "Reshape": _reshape, "Concat": _concat, "Transpose": _transpose,
     "Softmax": _softmax("torch.softmax"), "LogSoftmax": _softmax("torch.log_softmax"), "Pad": _pad,
-    "Dropout": _passthrough, "Identity": _passthrough,
+    "Identity": _passthrough,
     "Squeeze": _axes_op("squeezestudio.onnx_squeeze", required=False),
     "Unsqueeze": _axes_op("squeezestudio.onnx_unsqueeze", required=True),
-    "Gather": _gather, "Slice": _slice, "ReduceMean": _reduce_mean, "Cast": _cast,
+    "Gather": _gather, "Slice": _slice, "Cast": _cast,
+    **ELEMENTWISE_CONVERTERS, **LAYER_CONVERTERS,
 }
 for _op in ("Add", "Sub", "Mul", "Div", "Concat", "Gather", "Unsqueeze", "Squeeze", "Slice", "Cast", "Identity"):
     CONVERTERS[_op] = _shape_aware(CONVERTERS[_op])

@@ -1,8 +1,10 @@
 """Padding rules shared by Conv and the pooling ops, and the MaxPool/AveragePool converters.
 
 ONNX allows asymmetric padding, ``auto_pad`` and padding wider than torch's
-pooling layers accept; those cases get an explicit pad node in front of a
-layer with zero padding (``-inf`` padding for max pooling).
+layers accept. Conv gets an explicit pad node in front of a layer with zero
+padding; pooling uses torch's layer when it computes the ONNX definition
+and otherwise the general ``squeezestudio.onnx_pool`` function (any
+padding, dilation and ceil mode, averages counting only real elements).
 """
 
 from __future__ import annotations
@@ -68,12 +70,21 @@ def _pool_common(node: onnx.NodeProto) -> tuple[list[int], list[int], list[int],
     a = attributes(node)
     kernel = [int(k) for k in a["kernel_shape"]]
     n = len(kernel)
-    if n not in (1, 2):
-        raise UnsupportedOperatorError(f"{describe_node(node)} pools over {n} dimensions; only 1-D and 2-D "
-                                       "pooling is supported")
+    if n not in (1, 2, 3):
+        raise UnsupportedOperatorError(f"{describe_node(node)} pools over {n} dimensions; 1-D to 3-D pooling "
+                                       "is supported")
     strides = [int(s) for s in a.get("strides", [1] * n)]
     dilations = [int(d) for d in a.get("dilations", [1] * n)]
     return kernel, strides, dilations, bool(int(a.get("ceil_mode", 0)))
+
+
+def _pads(ctx: ConversionContext, node: onnx.NodeProto, kernel: list[int], strides: list[int],
+          dilations: list[int]) -> list[int]:
+    a = attributes(node)
+    mode = str(a.get("auto_pad", "NOTSET"))
+    if mode in ("SAME_UPPER", "SAME_LOWER", "VALID"):
+        return _auto_pads(ctx, node, mode, kernel, strides, dilations)
+    return [int(p) for p in a.get("pads", [0] * (2 * len(kernel)))]
 
 
 def _pool_layer(ctx: ConversionContext, node: onnx.NodeProto, type_name: str, args: dict, x: Ref) -> None:
@@ -82,25 +93,40 @@ def _pool_layer(ctx: ConversionContext, node: onnx.NodeProto, type_name: str, ar
     ctx.call(node, path, [x], op="call_module")
 
 
+def _general_pool(ctx: ConversionContext, node: onnx.NodeProto, kind: str, kernel: list[int], strides: list[int],
+                  pads: list[int], dilations: list[int], ceil_mode: bool, count_pad: bool) -> None:
+    ctx.call(node, "squeezestudio.onnx_pool", [kind, ctx.ref(node.input[0]), kernel, strides, pads, dilations,
+                                               int(ceil_mode), int(count_pad)])
+
+
 def convert_max_pool(ctx: ConversionContext, node: onnx.NodeProto) -> None:
-    if len(node.output) > 1 and node.output[1] and ctx.consumers.get(node.output[1]):
-        raise UnsupportedOperatorError(f"{describe_node(node)} returns indices, which is not supported")
+    if len(node.output) > 1 and node.output[1]:
+        raise UnsupportedOperatorError(f"{describe_node(node)} asks for its Indices output, which is not "
+                                       "supported; only the pooled values are")
+    if int(attributes(node).get("storage_order", 0)):
+        raise UnsupportedOperatorError(f"{describe_node(node)} uses storage_order=1, which is not supported")
     kernel, strides, dilations, ceil_mode = _pool_common(node)
+    pads = _pads(ctx, node, kernel, strides, dilations)
+    n = len(kernel)
     limit = [((k - 1) * d + 1) // 2 for k, d in zip(kernel, dilations)]
-    padding, x = spatial_padding(ctx, node, ctx.ref(node.input[0]), kernel, strides, dilations,
-                                 pad_value=float("-inf"), limit=limit)
-    args = {"kernel_size": tuple(kernel), "stride": tuple(strides), "padding": padding,
+    if pads[:n] != pads[n:] or any(p > lim for p, lim in zip(pads, limit)) or ceil_mode:
+        _general_pool(ctx, node, "max", kernel, strides, pads, dilations, ceil_mode, False)
+        return
+    args = {"kernel_size": tuple(kernel), "stride": tuple(strides), "padding": tuple(pads[:n]),
             "dilation": tuple(dilations), "ceil_mode": ceil_mode}
-    _pool_layer(ctx, node, f"MaxPool{len(kernel)}d", args, x)
+    _pool_layer(ctx, node, f"MaxPool{n}d", args, ctx.ref(node.input[0]))
 
 
 def convert_average_pool(ctx: ConversionContext, node: onnx.NodeProto) -> None:
     kernel, strides, dilations, ceil_mode = _pool_common(node)
-    if any(d != 1 for d in dilations):
-        raise UnsupportedOperatorError(f"{describe_node(node)} uses dilation, which average pooling does not support")
     count_pad = bool(int(attributes(node).get("count_include_pad", 0)))
-    padding, x = spatial_padding(ctx, node, ctx.ref(node.input[0]), kernel, strides, dilations, pad_value=0.0,
-                                 limit=[k // 2 for k in kernel], explicit_ok=count_pad)
-    args = {"kernel_size": tuple(kernel), "stride": tuple(strides), "padding": padding,
+    pads = _pads(ctx, node, kernel, strides, dilations)
+    n = len(kernel)
+    layer_fits = (pads[:n] == pads[n:] and all(p <= k // 2 for p, k in zip(pads, kernel))
+                  and all(d == 1 for d in dilations) and not ceil_mode)
+    if not layer_fits:
+        _general_pool(ctx, node, "avg", kernel, strides, pads, dilations, ceil_mode, count_pad)
+        return
+    args = {"kernel_size": tuple(kernel), "stride": tuple(strides), "padding": tuple(pads[:n]),
             "ceil_mode": ceil_mode, "count_include_pad": count_pad}
-    _pool_layer(ctx, node, f"AvgPool{len(kernel)}d", args, x)
+    _pool_layer(ctx, node, f"AvgPool{n}d", args, ctx.ref(node.input[0]))

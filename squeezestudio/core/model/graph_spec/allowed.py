@@ -18,6 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from squeezestudio.core.model.graph_spec.onnx_functions import ONNX_FUNCTIONS
+from squeezestudio.core.model.graph_spec.onnx_math_functions import MATH_FUNCTIONS
+from squeezestudio.core.model.graph_spec.onnx_nn_functions import NN_FUNCTIONS
 
 _CONV = ["in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation",
          "groups", "padding_mode"]
@@ -28,10 +30,20 @@ _INPLACE = ["inplace"]
 MODULES: dict[str, tuple[type[nn.Module], list[str], bool]] = {
     "Conv1d": (nn.Conv1d, _CONV, True),
     "Conv2d": (nn.Conv2d, _CONV, True),
+    "Conv3d": (nn.Conv3d, _CONV, True),
+    "ConvTranspose1d": (nn.ConvTranspose1d, _CONV + ["output_padding"], True),
     "ConvTranspose2d": (nn.ConvTranspose2d, _CONV + ["output_padding"], True),
+    "ConvTranspose3d": (nn.ConvTranspose3d, _CONV + ["output_padding"], True),
     "Linear": (nn.Linear, ["in_features", "out_features"], True),
     "BatchNorm1d": (nn.BatchNorm1d, ["num_features", "eps", "momentum", "affine", "track_running_stats"], False),
     "BatchNorm2d": (nn.BatchNorm2d, ["num_features", "eps", "momentum", "affine", "track_running_stats"], False),
+    "BatchNorm3d": (nn.BatchNorm3d, ["num_features", "eps", "momentum", "affine", "track_running_stats"], False),
+    "InstanceNorm1d": (nn.InstanceNorm1d, ["num_features", "eps", "momentum", "affine", "track_running_stats"],
+                       False),
+    "InstanceNorm2d": (nn.InstanceNorm2d, ["num_features", "eps", "momentum", "affine", "track_running_stats"],
+                       False),
+    "InstanceNorm3d": (nn.InstanceNorm3d, ["num_features", "eps", "momentum", "affine", "track_running_stats"],
+                       False),
     "GroupNorm": (nn.GroupNorm, ["num_groups", "num_channels", "eps", "affine"], False),
     "LayerNorm": (nn.LayerNorm, ["normalized_shape", "eps", "elementwise_affine"], True),
     "ReLU": (nn.ReLU, _INPLACE, False),
@@ -54,11 +66,17 @@ MODULES: dict[str, tuple[type[nn.Module], list[str], bool]] = {
     "Flatten": (nn.Flatten, ["start_dim", "end_dim"], False),
     "MaxPool1d": (nn.MaxPool1d, ["kernel_size", "stride", "padding", "dilation", "return_indices", "ceil_mode"], False),
     "MaxPool2d": (nn.MaxPool2d, ["kernel_size", "stride", "padding", "dilation", "return_indices", "ceil_mode"], False),
+    "MaxPool3d": (nn.MaxPool3d, ["kernel_size", "stride", "padding", "dilation", "return_indices", "ceil_mode"], False),
     "AvgPool1d": (nn.AvgPool1d, ["kernel_size", "stride", "padding", "ceil_mode", "count_include_pad"], False),
     "AvgPool2d": (nn.AvgPool2d, ["kernel_size", "stride", "padding", "ceil_mode", "count_include_pad",
                                  "divisor_override"], False),
+    "AvgPool3d": (nn.AvgPool3d, ["kernel_size", "stride", "padding", "ceil_mode", "count_include_pad",
+                                 "divisor_override"], False),
     "AdaptiveAvgPool1d": (nn.AdaptiveAvgPool1d, ["output_size"], False),
     "AdaptiveAvgPool2d": (nn.AdaptiveAvgPool2d, ["output_size"], False),
+    "AdaptiveAvgPool3d": (nn.AdaptiveAvgPool3d, ["output_size"], False),
+    "AdaptiveMaxPool1d": (nn.AdaptiveMaxPool1d, ["output_size", "return_indices"], False),
+    "AdaptiveMaxPool3d": (nn.AdaptiveMaxPool3d, ["output_size", "return_indices"], False),
     "AdaptiveMaxPool2d": (nn.AdaptiveMaxPool2d, ["output_size", "return_indices"], False),
     "ZeroPad2d": (nn.ZeroPad2d, ["padding"], False),
     "ConstantPad2d": (nn.ConstantPad2d, ["padding", "value"], False),
@@ -87,14 +105,18 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     **_named(torch, "relu sigmoid tanh flatten cat stack add sub mul div matmul mm bmm addmm mean sum "
                     "reshape transpose permute squeeze unsqueeze clamp softmax log_softmax chunk split "
                     "conv2d max_pool2d adaptive_avg_pool1d batch_norm exp sqrt neg abs "
-                    "channel_shuffle narrow amax erf pow sign floor"),
+                    "channel_shuffle narrow amax erf pow sign floor where einsum log reciprocal amin "
+                    "ceil round sin cos tan asin acos atan sinh cosh asinh acosh atanh eq gt lt ge le "
+                    "logical_not logical_and logical_or logical_xor maximum minimum"),
     **_named(F, "relu relu6 leaky_relu hardtanh hardsigmoid hardswish silu gelu elu sigmoid tanh "
                 "softmax log_softmax dropout dropout2d linear conv2d batch_norm layer_norm group_norm "
                 "pad max_pool2d avg_pool2d adaptive_avg_pool2d adaptive_max_pool2d interpolate "
-                "pixel_shuffle"),
+                "pixel_shuffle softplus softsign mish celu"),
     **_named(operator, "add sub mul truediv floordiv neg matmul getitem pos mod"),
     "builtins.getattr": _safe_getattr,
     **ONNX_FUNCTIONS,
+    **MATH_FUNCTIONS,
+    **NN_FUNCTIONS,
 }
 # fx records the callable itself; map it back to its allow-listed name.
 FUNCTION_NAMES: dict[int, str] = {}

@@ -32,6 +32,7 @@ class GraphBuilder:
         self._leaf_paths: set[str] = set()
         self._container_paths: set[str] = set()
         self._node_names: set[str] = set()
+        self._next_suffix: dict[str, int] = {}  # base name -> next number to try (keeps naming linear)
 
     # -- names ---------------------------------------------------------
     def _path_free(self, path: str) -> bool:
@@ -43,24 +44,29 @@ class GraphBuilder:
 
     def claim_path(self, preferred: str, fallback: str = "layer") -> str:
         """A free attribute path: ``preferred`` if possible, else a sanitized flat variant."""
-        candidates = [preferred] if preferred else []
         base = sanitize(preferred, fallback)
-        candidates.append(base)
-        candidates += [f"{base}_{i}" for i in range(2, 10_000)]
-        for path in candidates:
+        for path in ([preferred] if preferred else []) + [base]:
             if self._path_free(path):
-                parts = path.split(".")
-                self._container_paths.update(".".join(parts[:i]) for i in range(1, len(parts)))
-                self._leaf_paths.add(path)
-                return path
-        raise ValueError(f"cannot find a free name for {preferred!r}")
+                return self._take_path(path)
+        i = self._next_suffix.get(base, 2)
+        while not self._path_free(f"{base}_{i}"):
+            i += 1
+        self._next_suffix[base] = i + 1
+        return self._take_path(f"{base}_{i}")
+
+    def _take_path(self, path: str) -> str:
+        parts = path.split(".")
+        self._container_paths.update(".".join(parts[:i]) for i in range(1, len(parts)))
+        self._leaf_paths.add(path)
+        return path
 
     def node_name(self, hint: str) -> str:
         base = sanitize(hint, "v")
-        name, i = base, 1
+        name, i = base, self._next_suffix.get("node:" + base, 2)
         while name in self._node_names:
-            i += 1
             name = f"{base}_{i}"
+            i += 1
+        self._next_suffix["node:" + base] = i
         self._node_names.add(name)
         return name
 

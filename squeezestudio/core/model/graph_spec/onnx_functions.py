@@ -56,16 +56,23 @@ def onnx_gather(x: torch.Tensor, indices: torch.Tensor, axis: int = 0) -> torch.
 
 def onnx_slice(x: torch.Tensor, starts: IntsOrTensor, ends: IntsOrTensor,
                axes: Optional[IntsOrTensor] = None, steps: Optional[IntsOrTensor] = None) -> torch.Tensor:
-    """ONNX Slice with positive steps (out-of-range starts/ends clamp like Python's)."""
+    """ONNX Slice (out-of-range starts/ends clamp like Python's; negative steps walk backwards)."""
     starts_l, ends_l = _ints(starts), _ints(ends)
     axes_l = _ints(axes) if axes is not None else list(range(len(starts_l)))
     steps_l = _ints(steps) if steps is not None else [1] * len(starts_l)
     index: list[slice] = [slice(None)] * x.dim()
+    backwards: list[tuple[int, slice]] = []
     for start, end, axis, step in zip(starts_l, ends_l, axes_l, steps_l):
-        if step <= 0:
-            raise ValueError("Slice with a negative or zero step is not supported")
-        index[axis + x.dim() if axis < 0 else axis] = slice(start, end, step)
-    return x[tuple(index)]
+        axis = axis + x.dim() if axis < 0 else axis
+        if step < 0:
+            backwards.append((axis, slice(start, end, step)))
+        else:
+            index[axis] = slice(start, end, step)
+    x = x[tuple(index)]
+    for axis, part in backwards:  # torch has no negative steps: pick the indices explicitly
+        picked = list(range(*part.indices(int(x.shape[axis]))))
+        x = torch.index_select(x, axis, torch.tensor(picked, dtype=torch.int64))
+    return x
 
 
 def onnx_squeeze(x: torch.Tensor, axes: Optional[IntsOrTensor] = None) -> torch.Tensor:
@@ -118,7 +125,7 @@ def onnx_pad(x: torch.Tensor, pads: Sequence[int], mode: str = "constant", value
         torch_pads += [int(pads[d]), int(pads[d + rank])]
     while len(torch_pads) > 2 and torch_pads[-2:] == [0, 0]:
         torch_pads = torch_pads[:-2]
-    torch_mode = {"constant": "constant", "reflect": "reflect", "edge": "replicate"}[mode]
+    torch_mode = {"constant": "constant", "reflect": "reflect", "edge": "replicate", "wrap": "circular"}[mode]
     if torch_mode == "constant":
         return F.pad(x, torch_pads, mode="constant", value=value)
     return F.pad(x, torch_pads, mode=torch_mode)
