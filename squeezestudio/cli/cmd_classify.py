@@ -20,6 +20,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from squeezestudio.core.measure.classify import classify_files
     from squeezestudio.core.data.dataset import PreprocessSpec
+    from squeezestudio.core.printable import printable
 
     handle = load_model_from_args(args)
     print_warnings(handle)
@@ -29,8 +30,8 @@ def run(args: argparse.Namespace) -> int:
     for item in results:
         if item.error:
             failures += 1
-            print(f"{item.path}: error: {item.error}")
+            print(f"{printable(item.path)}: error: {printable(item.error)}")
             continue
-        top = ", ".join(f"{p.class_name} {p.probability * 100:.1f}%" for p in item.top["model"])
-        print(f"{item.path}: {top}")
+        top = ", ".join(f"{printable(p.class_name)} {p.probability * 100:.1f}%" for p in item.top["model"])
+        print(f"{printable(item.path)}: {top}")
     return 2 if failures == len(results) else 0

@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from squeezestudio.cli.common import (add_data_arguments, add_model_arguments, load_data_for,
+from squeezestudio.cli.common import (add_data_arguments, add_model_arguments, check_outputs, load_data_for,
                                       load_model_from_args, print_warnings)
 
 FIRE_KEYS = {"sr": "squeeze_ratio", "squeeze_ratio": "squeeze_ratio", "pct3x3": "pct3x3",
@@ -126,7 +126,9 @@ def run(args: argparse.Namespace) -> int:
     from squeezestudio.core.measure.evaluation import evaluate
     from squeezestudio.core.io.exports import export
     from squeezestudio.core.measure.measure_recipe import measure_recipe, retrain_config
+    from squeezestudio.core.printable import printable, printable_lines
 
+    check_outputs(args.output, args.dense, args.safetensors, args.onnx, args.save_recipe, args.report)
     handle = load_model_from_args(args)
     print_warnings(handle)
     recipe = build_recipe(args, handle)
@@ -146,9 +148,9 @@ def run(args: argparse.Namespace) -> int:
         for record in measured.training.history:
             acc = "" if record.val_top1 is None else f", val top-1 {record.val_top1 * 100:.2f}%"
             print(f"  epoch {record.epoch}: loss {record.train_loss:.4f}{acc}")
-    print(measured.size_report.to_table())  # its total is the length of the encoded file
+    print(printable_lines(measured.size_report.to_table()))  # its total is the length of the encoded file
     if before is not None and after is not None:
-        print(f"Top-1 on {data.name}: {before.top1 * 100:.2f}% before, {after.top1 * 100:.2f}% after "
+        print(f"Top-1 on {printable(data.name)}: {before.top1 * 100:.2f}% before, {after.top1 * 100:.2f}% after "
               f"(agreement with the original {after.agreement * 100:.2f}%)")
     outputs = [("sqz", args.output), ("pt", args.dense), ("safetensors", args.safetensors),
                ("onnx", args.onnx), ("recipe", args.save_recipe)]

@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from squeezestudio.cli.terminal_progress import TerminalProgress
     from squeezestudio.core.measure.evaluation import evaluate
     from squeezestudio.core.io.loading import load_model
+    from squeezestudio.core.printable import printable, printable_lines
 
     handle = load_model_from_args(args)
     print_warnings(handle)
@@ -53,6 +54,6 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:
-        print(f"{handle.name} on {data.name}")
-        print(format_result(result))
+        print(f"{printable(handle.name)} on {printable(data.name)}")
+        print(printable_lines(format_result(result)))
     return 0

@@ -18,10 +18,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from squeezestudio.core.compression.codec import load_sqz
+    from squeezestudio.core.atomic_write import check_output_path
     from squeezestudio.core.io.exports import EXPORT_FORMATS, export
 
-    cm = load_sqz(args.model)
     out = Path(args.output) if args.output else Path(args.model).with_suffix(EXPORT_FORMATS[args.to].suffix)
+    check_output_path(out)
+    cm = load_sqz(args.model)
     written = export(cm, args.to, out)
     print(f"wrote {out} ({written:,d} bytes)")
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from squeezestudio.cli.common import add_model_arguments, load_model_from_args, print_warnings
+from squeezestudio.cli.common import add_model_arguments, check_outputs, load_model_from_args, print_warnings
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -21,14 +21,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from squeezestudio.core.atomic_write import atomic_write_bytes
     from squeezestudio.core.model.inspection import inspect_model
+    from squeezestudio.core.printable import printable, printable_lines
 
+    check_outputs(args.csv, args.json)
     handle = load_model_from_args(args)
     print_warnings(handle)
     report = inspect_model(handle)
     spec = handle.input_spec
-    print(f"{handle.name} ({handle.source_format}), input {spec.channels}x{spec.height}x{spec.width}, "
+    print(f"{printable(handle.name)} ({handle.source_format}), input {spec.channels}x{spec.height}x{spec.width}, "
           f"{handle.num_classes} classes")
-    print(report.to_table())
+    print(printable_lines(report.to_table()))
     if args.csv:
         atomic_write_bytes(Path(args.csv), report.to_csv().encode())
     if args.json:

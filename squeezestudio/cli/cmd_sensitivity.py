@@ -5,12 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from squeezestudio.cli.common import (add_data_arguments, add_model_arguments, load_data_for,
+from squeezestudio.cli.common import (add_data_arguments, add_model_arguments, check_outputs, load_data_for,
                                       load_model_from_args, print_warnings)
-
-
-def _floats(text: str) -> list[float]:
-    return [float(v) for v in text.split(",") if v.strip()]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -31,15 +27,18 @@ def run(args: argparse.Namespace) -> int:
     from squeezestudio.cli.offscreen_plots import save_curves_png
     from squeezestudio.cli.terminal_progress import TerminalProgress
     from squeezestudio.core.atomic_write import atomic_write_bytes
-    from squeezestudio.core.measure.sensitivity import layer_sensitivity
+    from squeezestudio.core.measure.sensitivity import check_levels, layer_sensitivity, parse_levels
 
+    levels, bits = parse_levels(args.sparsities, "sparsities"), parse_levels(args.bits, "bits")
+    check_levels(levels, bits, ())
+    check_outputs(args.output)
     handle = load_model_from_args(args)
     print_warnings(handle)
     data = load_data_for(handle, args.data)
     layers = [s.strip() for s in args.layers.split(",")] if args.layers else None
     with TerminalProgress("sensitivity") as bar:
-        result = layer_sensitivity(handle, data, layers=layers, prune_levels=_floats(args.sparsities),
-                                   quant_bits=[int(b) for b in _floats(args.bits)],
+        result = layer_sensitivity(handle, data, layers=layers, prune_levels=levels,
+                                   quant_bits=[int(b) for b in bits],
                                    batch_size=args.batch_size, progress=bar)
     out = Path(args.output)
     atomic_write_bytes(out, result.to_csv().encode())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from squeezestudio.cli.common import (add_data_arguments, add_model_arguments, load_data_for,
+from squeezestudio.cli.common import (add_data_arguments, add_model_arguments, check_outputs, load_data_for,
                                       load_model_from_args, print_warnings)
 
 
@@ -34,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from squeezestudio.core.measure.sweep import grid_recipes, parse_grid_axis, run_sweep, sweep_csv
 
     axes = [parse_grid_axis(text) for text in args.grid]
+    check_outputs(args.output, args.png or str(Path(args.output).with_suffix(".png")))
     handle = load_model_from_args(args)
     print_warnings(handle)
     data = load_data_for(handle, args.data)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional
 
 if TYPE_CHECKING:
     from squeezestudio.core.data.dataset import ImageDataset
@@ -50,13 +50,26 @@ def load_data_for(handle: "ModelHandle", source: str, label: str = "loading data
     spec = PreprocessSpec.from_input_spec(handle.input_spec)
     with TerminalProgress(label) as bar:
         data = load_dataset(source, spec, progress=bar)
+    from squeezestudio.core.printable import printable
+
     for skipped in data.skipped[:10]:
-        print(f"skipped {skipped.path}: {skipped.reason}")
+        print(f"skipped {printable(skipped.path)}: {printable(skipped.reason)}")
     if len(data.skipped) > 10:
         print(f"... and {len(data.skipped) - 10} more files skipped")
     return match_classes(data, handle.class_names)
 
 
 def print_warnings(handle: "ModelHandle") -> None:
+    from squeezestudio.core.printable import printable
+
     for warning in handle.warnings:
-        print(f"warning: {warning}")
+        print(f"warning: {printable(warning)}")
+
+
+def check_outputs(*paths: Optional[str]) -> None:
+    """Refuse unusable output paths before any work (a missing folder, a device, a FIFO, a symlink)."""
+    from squeezestudio.core.atomic_write import check_output_path
+
+    for path in paths:
+        if path:
+            check_output_path(path)

@@ -27,11 +27,28 @@ def build_parser() -> argparse.ArgumentParser:
         description="Make image classifiers smaller and see what it costs. "
                     "With no command, opens the desktop app on the bundled demo.")
     parser.add_argument("--version", action="version", version=f"squeezestudio {__version__}")
+    parser.add_argument("--limit", action="append", default=[], metavar="NAME=N",
+                        help="raise or lower a safety limit for this run, e.g. input_elements=100000000 "
+                             "(repeatable; see squeezestudio/core/limits.py; or set SQUEEZESTUDIO_LIMIT_NAME)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         module = importlib.import_module(f"squeezestudio.cli.cmd_{name}")
         module.add_parser(sub)
     return parser
+
+
+def _limit_flags(items: Sequence[str]) -> dict[str, int]:
+    """``["input_elements=1e8"]`` -> ``{"input_elements": 100000000}`` (errors are one sentence)."""
+    from squeezestudio.core.errors import LimitExceededError
+    from squeezestudio.core.limits import parse_limit_value
+
+    changes = {}
+    for item in items:
+        name, eq, value = item.partition("=")
+        if not eq:
+            raise LimitExceededError(f"--limit takes NAME=N, such as input_elements=100000000, not {item!r}")
+        changes[name.strip()] = parse_limit_value(name.strip(), value.strip())
+    return changes
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -42,12 +59,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
         return cmd_gui.run(argparse.Namespace(model=None, data=None, trust=False, arch=None))
     from squeezestudio.core.errors import SqueezeStudioError
+    from squeezestudio.core.limits import overridden_limits
+    from squeezestudio.core.printable import printable
     from squeezestudio.core.progress import Cancelled
 
     try:
-        return int(args.func(args) or 0)
+        with overridden_limits(_limit_flags(args.limit)):
+            return int(args.func(args) or 0)
     except SqueezeStudioError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {printable(exc)}", file=sys.stderr)
         return EXIT_USER_ERROR
     except Cancelled:
         print("cancelled", file=sys.stderr)

@@ -55,3 +55,11 @@ class ExportError(SqueezeStudioError):
 
 class PluginError(SqueezeStudioError):
     """A compression-method plugin is missing or failed to load."""
+
+
+class LimitExceededError(SqueezeStudioError):
+    """An input would need more memory, nesting or work than a limit of ``core/limits.py`` allows."""
+
+
+class OutputPathError(ExportError):
+    """An output path cannot be written (missing folder, not writable, not a regular file)."""

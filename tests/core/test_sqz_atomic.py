@@ -32,7 +32,7 @@ def test_failure_at_rename_keeps_old_file(saved: tuple[Path, bytes], monkeypatch
         raise OSError("disk unplugged")
 
     monkeypatch.setattr(atomic_write.os, "replace", broken_replace)
-    with pytest.raises(OSError, match="disk unplugged"):
+    with pytest.raises(ExportError, match="disk unplugged"):  # one sentence, not a raw OSError
         save_sqz(make_cm("codebook_shared", True), path)
     assert path.read_bytes() == before  # ...but the old file is untouched
     assert os.listdir(path.parent) == [path.name]
@@ -58,7 +58,7 @@ def test_failure_while_writing_keeps_old_file(saved: tuple[Path, bytes], monkeyp
             raise OSError("no space left on device")
 
     monkeypatch.setattr(atomic_write.os, "fdopen", lambda fd, mode: HalfWriter(real_open(fd, mode)))
-    with pytest.raises(OSError, match="no space"):
+    with pytest.raises(ExportError, match="no space"):
         save_sqz(make_cm("masked32"), path)
     assert path.read_bytes() == before
     assert os.listdir(path.parent) == [path.name]

@@ -10,6 +10,7 @@ validation, CLI options and GUI controls for free.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
@@ -78,6 +79,8 @@ def _coerce(spec: ParamSpec, value: Any, where: str) -> Any:
             value = int(value)
         elif spec.kind == "float":
             value = float(value)
+            if not math.isfinite(value):
+                raise RecipeError(f"{where}: {spec.name} must be a finite number, not {value}")
         elif spec.kind == "choice":
             if value not in spec.choices:
                 text = str(value)

@@ -36,11 +36,13 @@ import yaml
 from torch import nn
 
 from squeezestudio.core.atomic_write import atomic_write_bytes
+from squeezestudio.core.bounded_parse import load_json, load_yaml, read_text_file
 from squeezestudio.core.compression.config import config_to_dict, make_config
 from squeezestudio.core.compression.method import CompressionMethod
 from squeezestudio.core.compression.registry import MethodRegistry, default_registry
 from squeezestudio.core.compression.state import CompressionState
 from squeezestudio.core.errors import RecipeError
+from squeezestudio.core.limits import current_limits
 
 RECIPE_VERSION = 1
 _TOP_KEYS = ("version", "name", "methods", "layers", "finetune", "architecture")
@@ -132,25 +134,11 @@ def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
 def load_recipe(path: Union[str, Path]) -> Recipe:
     """Read a recipe from a YAML or JSON file (JSON when the name ends in .json)."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise RecipeError(f"the recipe file {p} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RecipeError(f"cannot read the recipe file {p}: {exc}") from None
+    text = read_text_file(p, current_limits().recipe_bytes, "recipe file", "recipe_bytes", RecipeError)
     if p.suffix.lower() == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise RecipeError(f"{p} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+        data = load_json(text, f"the recipe {p.name}", RecipeError)
     else:
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            line = f" at line {mark.line + 1}" if mark is not None else ""
-            problem = getattr(exc, "problem", None) or "syntax error"
-            raise RecipeError(f"{p} is not valid YAML: {problem}{line}") from None
+        data = load_yaml(text, f"the recipe {p.name}", RecipeError)
     return recipe_from_dict(data)
 
 
@@ -283,8 +271,8 @@ _ON = ("on", "yes", "true", "enable", "enabled")
 def parse_option_value(text: str) -> Any:
     """A command-line value as YAML reads it (0.5 -> float, 4 -> int, null -> None)."""
     try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
+        value = load_yaml(text, "the value", RecipeError)
+    except RecipeError:
         return text
     return value if value is None or isinstance(value, (bool, int, float, str)) else text
 

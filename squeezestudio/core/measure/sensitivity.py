@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 from squeezestudio.core.data.dataset import ImageDataset
+from squeezestudio.core.errors import RecipeError
 from squeezestudio.core.measure.evaluation import evaluate
 from squeezestudio.core.model.handle import ModelHandle
 from squeezestudio.core.progress import CancelToken, ProgressCallback, check, report
@@ -62,6 +64,31 @@ def compressible_layers(handle: ModelHandle) -> list[str]:
     return list(weighted_layers(handle.module))
 
 
+def parse_levels(text: str, what: str) -> list[float]:
+    """Comma-separated numbers from a flag (``0.5,0.9``), or a sentence naming the bad one."""
+    values = []
+    for item in (v.strip() for v in str(text).split(",")):
+        if not item:
+            continue
+        try:
+            values.append(float(item))
+        except ValueError:
+            raise RecipeError(f"the {what} must be numbers separated by commas, not {item[:40]!r}") from None
+    if not values:
+        raise RecipeError(f"give at least one value for the {what}")
+    return values
+
+
+def check_levels(prune_levels: Sequence[float], quant_bits: Sequence[float], cluster_bits: Sequence[float]) -> None:
+    """Sparsities finite in [0, 1), bit-widths whole numbers from 1 to 32: refused before any work."""
+    for s in prune_levels:
+        if not (isinstance(s, (int, float)) and math.isfinite(s) and 0.0 <= s < 1.0):
+            raise RecipeError(f"a pruning level must be a finite number from 0 up to (not including) 1, not {s}")
+    for b in list(quant_bits) + list(cluster_bits):
+        if not (isinstance(b, (int, float)) and math.isfinite(b) and float(b).is_integer() and 1 <= b <= 32):
+            raise RecipeError(f"a bit-width must be a whole number from 1 to 32, not {b}")
+
+
 def layer_sensitivity(handle: ModelHandle, data: ImageDataset, *,
                       layers: Optional[Sequence[str]] = None,
                       prune_levels: Sequence[float] = PRUNE_LEVELS,
@@ -78,6 +105,7 @@ def layer_sensitivity(handle: ModelHandle, data: ImageDataset, *,
     from squeezestudio.core.compression.recipe import Recipe
 
     names = list(layers) if layers is not None else compressible_layers(handle)
+    check_levels(prune_levels, quant_bits, cluster_bits)
     jobs = [(n, "prune", float(s)) for n in names for s in prune_levels]
     jobs += [(n, "quantize", float(b)) for n in names for b in quant_bits]
     jobs += [(n, "cluster", float(b)) for n in names for b in cluster_bits]

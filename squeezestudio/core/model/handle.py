@@ -8,6 +8,7 @@ export never need to know the source format.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional
@@ -44,13 +45,21 @@ class InputSpec:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "InputSpec":
-        return cls(
-            channels=int(d["channels"]),
-            height=int(d["height"]),
-            width=int(d["width"]),
-            mean=tuple(float(x) for x in d["mean"]),
-            std=tuple(float(x) for x in d["std"]),
-        )
+        """Read a spec recorded in a file; ``ValueError`` names the first impossible value."""
+        sizes = {}
+        for key in ("channels", "height", "width"):
+            value = d[key]
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"the input {key} must be a positive whole number, not {str(value)[:40]}")
+            sizes[key] = value
+        mean, std = d["mean"], d["std"]
+        if not isinstance(mean, (list, tuple)) or not isinstance(std, (list, tuple)) \
+                or len(mean) > 4096 or len(std) > 4096:
+            raise ValueError("the input mean and std must be short lists of numbers")
+        spec = cls(mean=tuple(float(x) for x in mean), std=tuple(float(x) for x in std), **sizes)
+        if not all(math.isfinite(x) for x in spec.mean + spec.std) or any(x == 0 for x in spec.std):
+            raise ValueError("the input mean and std must be finite numbers and the std never 0")
+        return spec
 
 
 @dataclass(frozen=True)

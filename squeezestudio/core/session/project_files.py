@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any, Optional
 
 from squeezestudio.core.atomic_write import PathLike
+from squeezestudio.core.bounded_parse import load_json, read_text_file
 from squeezestudio.core.errors import SqueezeStudioError
+from squeezestudio.core.limits import current_limits
 from squeezestudio.core.session.experiments import ExperimentLog
 
 PROJECT_FORMAT = "squeezestudio-project"
@@ -49,15 +51,18 @@ def find_autosave(folder: Optional[PathLike] = None) -> Optional[AutosaveInfo]:
 
 def read_project(path: PathLike) -> dict[str, Any]:
     """Parse and check a project file; problems are one-sentence errors."""
+    limits = current_limits()
+    text = read_text_file(path, limits.json_bytes, "project file", "json_bytes")
     try:
-        d = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SqueezeStudioError(f"the project file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        d = load_json(text, "its text")
+    except SqueezeStudioError as exc:
         raise SqueezeStudioError(f"{path} is not a readable SqueezeStudio project ({exc})") from None
     if not isinstance(d, dict) or d.get("format") != PROJECT_FORMAT:
         raise SqueezeStudioError(f"{path} is not a SqueezeStudio project file")
-    if int(d.get("version", 0)) > PROJECT_VERSION:
+    version = d.get("version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise SqueezeStudioError(f"{path} is not a SqueezeStudio project file (its version is not a number)")
+    if version > PROJECT_VERSION:
         raise SqueezeStudioError(f"{path} was written by a newer SqueezeStudio (version {d.get('version')})")
     ExperimentLog.from_dict(d)  # validates every entry
     return d

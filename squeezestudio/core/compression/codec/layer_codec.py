@@ -190,6 +190,7 @@ def decode_layer(name: str, meta: Any, take: Callable[[str], bytes],
         if len(data) != kept * dtype.itemsize:
             raise CodecError(f"{where} stores {len(data)} value bytes for {kept} {kind} values")
         enc.values = np.frombuffer(data, dtype=dtype).astype(dtype.newbyteorder("="))
+        _require_finite(where, "values", enc.values)
         return enc
     if kind == "custom":
         enc.custom = _decode_custom(where, get_field(meta, "custom", where), take)
@@ -204,6 +205,7 @@ def decode_layer(name: str, meta: Any, take: Callable[[str], bytes],
             raise CodecError(f"{where} has a codebook of type {cb.dtype}; a float type is needed")
         if enc.symbols.size and int(enc.symbols.max()) >= cb.shape[-1]:
             raise CodecError(f"{where} has a symbol past the end of its {cb.shape[-1]}-entry codebook")
+        _require_finite(where, "codebook", cb)
         enc.codebook = cb
         return enc
     enc.scale = _take_array(where, "scale", get_field(meta, "scale", where), take)
@@ -211,7 +213,16 @@ def decode_layer(name: str, meta: Any, take: Callable[[str], bytes],
     for part, arr in (("scale", enc.scale), ("zero_point", enc.zero_point)):
         if arr.shape not in ((1,), (channels,)) or arr.dtype == np.bool_:
             raise CodecError(f"{where} has an affine {part} of shape {list(arr.shape)}; expected (1,) or ({channels},)")
+        _require_finite(where, part, arr)
     return enc
+
+
+def _require_finite(where: str, part: str, arr: np.ndarray) -> None:
+    """A .sqz file is refused when its stored numbers hold NaN or Inf (a checkpoint only gets a warning)."""
+    if arr.dtype.kind == "f" and arr.size and not np.isfinite(arr).all():
+        bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+        raise CodecError(f"{where} has {bad} NaN or infinite value(s) in its {part}; the file is damaged "
+                         "or was not written by SqueezeStudio")
 
 
 def _decode_positions(where: str, spec: Any, take: Callable[[str], bytes],

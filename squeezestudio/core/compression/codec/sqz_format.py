@@ -36,7 +36,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from squeezestudio.core.compression.codec.json_checks import as_dict, as_int, as_str, field
+from squeezestudio.core.compression.codec.json_checks import as_dict, as_int, as_shape, as_str, field
 from squeezestudio.core.compression.codec.layer_codec import LayerStreams, check_encoding, decode_layer, encode_layer
 from squeezestudio.core.compression.codec.sqz_layout import (
     RAW,
@@ -49,7 +49,9 @@ from squeezestudio.core.compression.codec.sqz_layout import (
 )
 from squeezestudio.core.compression.compressed_model import CompressedModel
 from squeezestudio.core.compression.encoding import CustomPayload, WeightEncoding, kept_positions
+from squeezestudio.core.bounded_parse import load_json
 from squeezestudio.core.errors import CodecError, PluginError, SqueezeStudioError
+from squeezestudio.core.limits import check_elements, current_limits, element_budget
 from squeezestudio.core.model.handle import ArchitectureSpec, InputSpec, ModelHandle
 from squeezestudio.core.progress import CancelToken, ProgressCallback, check, report
 
@@ -210,12 +212,14 @@ def read_header(data: bytes) -> dict[str, Any]:
     (size,) = struct.unpack("<Q", data[:8])
     if size > len(data) - 8:
         raise CodecError("the file is truncated: its header is longer than the file")
+    container = load_json(data[8:8 + size], "the .sqz file's safetensors header", CodecError)
     try:
-        container = json.loads(data[8:8 + size].decode("utf-8"))
         meta_text = container["__metadata__"][METADATA_KEY]
-        header = json.loads(meta_text)
-    except (UnicodeDecodeError, ValueError, KeyError, TypeError, RecursionError) as exc:
+    except (KeyError, TypeError) as exc:
         raise CodecError("the file is not a .sqz file (no SqueezeStudio header)") from exc
+    if not isinstance(meta_text, str):
+        raise CodecError("the file is not a .sqz file (no SqueezeStudio header)")
+    header = load_json(meta_text, "the .sqz file's SqueezeStudio header", CodecError)
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise CodecError("the file is not a .sqz file (wrong format tag)")
     version = header.get("version")
@@ -236,11 +240,52 @@ def _load_tensors(data: bytes) -> dict[str, torch.Tensor]:
         raise CodecError(f"the .sqz container is malformed ({str(exc).splitlines()[0] if str(exc) else exc})") from exc
 
 
-def _build_module(spec_dict: Any) -> tuple[ArchitectureSpec, torch.nn.Module]:
+def _declared_shapes(layers_meta: dict[str, Any], raw_meta: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+    """The shape the header gives every tensor (checked against the architecture before building it)."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for table, kind in ((layers_meta, "layer"), (raw_meta, "raw tensor")):
+        for name, meta in table.items():
+            shapes[name] = as_shape(field(meta, "shape", f"{kind} {name}"), f"{kind} {name} shape")
+    return shapes
+
+
+def _check_planned_module(spec: ArchitectureSpec, declared: dict[str, tuple[int, ...]], file_bytes: int) -> None:
+    """Build the architecture on the meta device (no memory) and refuse it before the real build.
+
+    A header may say ``num_classes=10_000_000`` or describe a ``Linear(40000, 40000)``
+    with weights that are not in the file: the shapes it would build are
+    compared with the tensors the file declares, and the total with the
+    element budget for a file of this size.
+    """
+    arch = importlib.import_module("squeezestudio.core.model.architecture_spec")
+    try:
+        with torch.device("meta"):
+            planned = arch.build_module(spec).state_dict()
+    except (CodecError, PluginError):
+        raise
+    except Exception:  # a builder that needs real tensors: the real build below reports its own errors
+        return
+    total = sum(int(t.numel()) for t in planned.values())
+    check_elements(total, element_budget(file_bytes, current_limits().sqz_elements_per_byte),
+                   "the architecture recorded in the .sqz file", "sqz_elements_per_byte", error=CodecError)
+    missing = sorted(set(planned) - set(declared))
+    unexpected = sorted(set(declared) - set(planned))
+    if missing or unexpected:
+        detail = f"lacks {missing[0]}" if missing else f"has an unexpected {unexpected[0]}"
+        raise CodecError(f"the .sqz file does not fit its architecture: it {detail}")
+    for name, t in planned.items():
+        if tuple(t.shape) != declared[name]:
+            raise CodecError(f"the .sqz file does not fit its architecture: {name} is stored with shape "
+                             f"{list(declared[name])} but the architecture builds {list(t.shape)}")
+
+
+def _build_module(spec_dict: Any, declared: dict[str, tuple[int, ...]],
+                  file_bytes: int) -> tuple[ArchitectureSpec, torch.nn.Module]:
     try:
         spec = ArchitectureSpec.from_dict(as_dict(spec_dict, "architecture"))
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise CodecError("the .sqz header's architecture description is incomplete") from exc
+    _check_planned_module(spec, declared, file_bytes)
     try:
         arch = importlib.import_module("squeezestudio.core.model.architecture_spec")
         module = arch.build_module(spec)
@@ -279,7 +324,8 @@ def decode_container(data: bytes, source_path: Optional[Path] = None,
     raw_meta = as_dict(field(header, "raw", "top level"), "raw")
     input_spec, class_names, name = _handle_fields(header)
     extras = {k: as_dict(field(header, k, "top level"), k) for k in ("recipe", "metrics", "provenance")}
-    spec, module = _build_module(field(header, "architecture", "top level"))
+    spec, module = _build_module(field(header, "architecture", "top level"),
+                                 _declared_shapes(layers_meta, raw_meta), len(data))
     state = module.state_dict()
     declared = set(layers_meta) | set(raw_meta)
     if set(layers_meta) & set(raw_meta) or declared != set(state):

@@ -134,6 +134,9 @@ def unpack_raw(raw_meta: dict[str, Any], blob: bytes, expected: dict[str, torch.
         if dtype == torch.bool and data and int(np.frombuffer(data, dtype=np.uint8).max()) > 1:
             raise CodecError(f"the .sqz file's boolean tensor {name} holds a value other than 0 or 1")
         flat = torch.frombuffer(data, dtype=dtype) if data else torch.zeros(0, dtype=dtype)
+        if flat.is_floating_point() and flat.numel() and not bool(torch.isfinite(flat).all()):
+            raise CodecError(f"the .sqz file's tensor {name} holds NaN or infinite values; the file is damaged "
+                             "or was not written by SqueezeStudio")
         out[name] = flat.reshape(shape)
     end = 0
     for start, stop, itemsize, name in sorted(placed):

@@ -29,6 +29,12 @@ from squeezestudio.core.io.loading.infer import (
     shapes_of,
 )
 from squeezestudio.core.io.loading.metadata import METADATA_KEY, CheckpointMetadata, parse_metadata
+from squeezestudio.core.io.loading.pickle_budget import check_pickle_structure
+from squeezestudio.core.io.loading.tensor_checks import (
+    check_tensor_budget,
+    check_weight_dtypes,
+    refuse_unusable_dtypes,
+)
 from squeezestudio.core.model.handle import (
     ArchitectureSpec,
     InputSpec,
@@ -54,6 +60,7 @@ def safe_torch_load(path: Path) -> Any:
     (a whole pickled module, numpy objects, a malicious payload) and
     :class:`ModelLoadError` when it is truncated or corrupt.
     """
+    check_pickle_structure(path, path.name)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -148,15 +155,31 @@ def load_tensors_into(module: nn.Module, tensors: Mapping[str, torch.Tensor], so
     which is how a module built on the meta device is filled.
     """
     expected = module.state_dict()
-    diff = compare_shapes(shapes_of(expected), shapes_of(tensors))
-    if not diff.ok:
-        raise ArchitectureMismatchError(f"the weights in {source} do not fit the model: "
-                                        f"{diff.describe()}")
+    _require_fit(expected, tensors, source)
+    check_weight_dtypes(expected, tensors, source)
     full = dict(tensors)
     for key, value in expected.items():  # BatchNorm counters absent from old checkpoints
         if key not in full:
             full[key] = torch.zeros(value.shape, dtype=value.dtype)
     module.load_state_dict(full, strict=True, assign=assign)
+
+
+def _require_fit(expected: Mapping[str, torch.Tensor], tensors: Mapping[str, torch.Tensor], source: str) -> None:
+    diff = compare_shapes(shapes_of(expected), shapes_of(tensors))
+    if not diff.ok:
+        raise ArchitectureMismatchError(f"the weights in {source} do not fit the model: "
+                                        f"{diff.describe()}")
+
+
+def _planned_state(build: Any) -> Optional[dict[str, torch.Tensor]]:
+    """The state_dict ``build()`` would produce, built on the meta device (no memory); None if it cannot."""
+    try:
+        with torch.device("meta"):
+            return build().state_dict()
+    except ModelLoadError:
+        raise
+    except Exception:  # noqa: BLE001 - a builder needing real tensors; the real build reports its errors
+        return None
 
 
 def build_for_spec(spec: ArchitectureSpec, tensors: Mapping[str, torch.Tensor],
@@ -169,7 +192,7 @@ def build_for_spec(spec: ArchitectureSpec, tensors: Mapping[str, torch.Tensor],
             with torch.device("meta"):
                 module = entry.builder(int(kw["num_classes"]), int(kw["in_channels"]),
                                        int(kw["input_size"]))
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             raise ModelLoadError(f"the architecture recorded in {source} is malformed ({exc})") from exc
         load_tensors_into(module, tensors, source, assign=True)
         return module
@@ -178,6 +201,9 @@ def build_for_spec(spec: ArchitectureSpec, tensors: Mapping[str, torch.Tensor],
     except ImportError as exc:
         raise ModelLoadError(f"{source} records a {spec.kind} architecture that this "
                              f"installation cannot rebuild") from exc
+    planned = _planned_state(lambda: build_module(spec))
+    if planned is not None:  # refuse a description that does not fit the weights before allocating it
+        _require_fit(planned, tensors, source)
     module = build_module(spec)
     load_tensors_into(module, tensors, source)
     return module
@@ -205,6 +231,8 @@ def handle_from_tensors(tensors: dict[str, torch.Tensor], meta: Optional[Checkpo
     """
     source = path.name
     warnings: list[str] = []
+    tensors = check_tensor_budget(tensors, path.stat().st_size, source)
+    refuse_unusable_dtypes(tensors, source)
     tensors = to_float32(tensors, warnings)
     shapes = shapes_of(tensors)
     inferred = False

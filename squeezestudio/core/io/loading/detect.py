@@ -8,11 +8,11 @@ from the archive's entry names. Nothing here unpickles or imports anything.
 
 from __future__ import annotations
 
-import json
 import zipfile
 from pathlib import Path
 from typing import Any, Optional, Union
 
+from squeezestudio.core.bounded_parse import load_json
 from squeezestudio.core.errors import ModelLoadError
 
 TORCH_ZIP = "torch_zip"
@@ -80,13 +80,17 @@ def read_safetensors_header(path: Path) -> dict[str, Any]:
             raise ModelLoadError(f"{path} is truncated or corrupt: its safetensors header claims "
                                  f"{length} bytes but the file has only {size - 8} after it")
         raw = fh.read(length)
-    try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelLoadError(f"{path} has a damaged safetensors header: {exc}") from exc
+    header = load_json(raw, f"the safetensors header of {path.name}", _DamagedHeader)
     if not isinstance(header, dict):
         raise ModelLoadError(f"{path} has a damaged safetensors header (not a JSON object)")
     return header
+
+
+class _DamagedHeader(ModelLoadError):
+    """A safetensors header that is not bounded, valid JSON (reported as a damaged header)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"{message}: a damaged safetensors header")
 
 
 def safetensors_metadata(header: dict[str, Any]) -> dict[str, str]:
@@ -100,8 +104,8 @@ def _is_sqz(meta: dict[str, str]) -> bool:
     if meta.get("format") == SQZ_FORMAT_TAG:
         return True
     try:
-        inner = json.loads(meta.get("squeezestudio", "null"))
-    except json.JSONDecodeError:
+        inner = load_json(meta.get("squeezestudio", "null"), "the SqueezeStudio metadata", ModelLoadError)
+    except ModelLoadError:
         return False
     return isinstance(inner, dict) and inner.get("format") == SQZ_FORMAT_TAG
 

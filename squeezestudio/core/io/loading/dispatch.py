@@ -19,6 +19,7 @@ from torch import nn
 from squeezestudio.core.errors import ModelLoadError, UntrustedCodeError
 from squeezestudio.core.io.loading import checkpoint, detect, trusted
 from squeezestudio.core.io.loading.finishing import finish_handle
+from squeezestudio.core.io.loading.tensor_checks import check_tensor_budget, refuse_unusable_dtypes
 from squeezestudio.core.model.handle import InputSpec, ModelHandle
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -55,7 +56,9 @@ def _with_weights(module: nn.Module, weights: Optional[PathLike], trust: bool,
                   warnings: list[str]) -> nn.Module:
     if weights is not None:
         path = Path(weights).expanduser()
-        tensors = checkpoint.to_float32(_read_weights(path, trust), warnings)
+        tensors = check_tensor_budget(_read_weights(path, trust), path.stat().st_size, path.name)
+        refuse_unusable_dtypes(tensors, path.name)
+        tensors = checkpoint.to_float32(tensors, warnings)
         checkpoint.load_tensors_into(module, tensors, path.name)
     return module
 

@@ -15,6 +15,8 @@ from torch import nn
 
 from squeezestudio.core.errors import ModelLoadError
 from squeezestudio.core.model.handle import InputSpec, ModelHandle
+from squeezestudio.core.model.input_checks import check_model_input
+from squeezestudio.core.printable import printable
 
 _LISTED = 4
 
@@ -63,6 +65,7 @@ def finish_handle(handle: ModelHandle, class_names: Optional[Sequence[str]] = No
     """
     if input_spec is not None:
         handle.input_spec = input_spec
+    check_model_input(handle.module, handle.input_spec, printable(handle.name))
     outputs = len(handle.class_names)
     if class_names is not None:
         names = [str(c) for c in class_names]

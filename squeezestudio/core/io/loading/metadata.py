@@ -13,7 +13,9 @@ import json
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from squeezestudio.core.bounded_parse import load_json
 from squeezestudio.core.errors import ModelLoadError
+from squeezestudio.core.limits import current_limits
 from squeezestudio.core.model.handle import ArchitectureSpec, InputSpec, ModelHandle
 
 METADATA_KEY = "squeezestudio"
@@ -49,16 +51,24 @@ def metadata_to_json(meta: dict[str, Any]) -> str:
     return json.dumps(meta, sort_keys=True)
 
 
+def _names(names: Any, source: str) -> list[str]:
+    """Class names: a list of short strings (numbers accepted), never nested structures."""
+    limits = current_limits()
+    if not isinstance(names, list) or len(names) > limits.class_count or not all(
+            isinstance(n, (str, int)) and not isinstance(n, bool) and len(str(n)) <= limits.key_length
+            for n in names):
+        raise ModelLoadError(f"the SqueezeStudio metadata in {source} has class names that are not a list of "
+                             f"at most {limits.class_count:,d} short strings")
+    return [str(n) for n in names]
+
+
 def parse_metadata(raw: Any, source: str) -> CheckpointMetadata:
     """Validate ``raw`` (a dict, or its JSON text) into :class:`CheckpointMetadata`.
 
     ``source`` names the file in error messages.
     """
     if isinstance(raw, str):
-        try:
-            raw = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise ModelLoadError(f"the SqueezeStudio metadata in {source} is not valid JSON") from exc
+        raw = load_json(raw, f"the SqueezeStudio metadata in {source}", ModelLoadError)
     if not isinstance(raw, dict) or raw.get("format") != FORMAT_TAG:
         raise ModelLoadError(f"the SqueezeStudio metadata in {source} is malformed")
     version = raw.get("version")
@@ -69,10 +79,14 @@ def parse_metadata(raw: Any, source: str) -> CheckpointMetadata:
         arch = raw.get("architecture")
         spec = ArchitectureSpec.from_dict(arch) if arch is not None else None
         names = raw.get("class_names")
-        class_names = [str(c) for c in names] if names is not None else None
+        class_names = _names(names, source) if names is not None else None
         ispec = raw.get("input_spec")
         input_spec = InputSpec.from_dict(ispec) if ispec is not None else None
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ModelLoadError(f"the SqueezeStudio metadata in {source} is malformed ({exc})") from exc
-    return CheckpointMetadata(name=str(raw.get("name", "")), architecture=spec,
+    name = raw.get("name", "")
+    if not isinstance(name, str) or len(name) > current_limits().key_length:
+        raise ModelLoadError(f"the SqueezeStudio metadata in {source} has a model name that is not a short "
+                             f"string")
+    return CheckpointMetadata(name=name, architecture=spec,
                               class_names=class_names, input_spec=input_spec)
