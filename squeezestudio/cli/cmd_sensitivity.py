@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
+from squeezestudio.cli.cluster_options import add_cluster_arguments, cluster_target, print_failures
 from squeezestudio.cli.common import (add_data_arguments, add_model_arguments, check_outputs, load_data_for,
                                       load_model_from_args, print_warnings)
 
@@ -20,6 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--layers", help="comma-separated layer names (default: every conv/linear layer)")
     p.add_argument("-o", "--output", default="sensitivity.csv", help="CSV (default sensitivity.csv); "
                    "PNGs are written beside it (-prune.png, -quantize.png)")
+    add_cluster_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -32,15 +35,19 @@ def run(args: argparse.Namespace) -> int:
     levels, bits = parse_levels(args.sparsities, "sparsities"), parse_levels(args.bits, "bits")
     check_levels(levels, bits, ())
     check_outputs(args.output)
+    target, failed = cluster_target(args), []
     handle = load_model_from_args(args)
     print_warnings(handle)
     data = load_data_for(handle, args.data)
     layers = [s.strip() for s in args.layers.split(",")] if args.layers else None
-    with TerminalProgress("sensitivity") as bar:
-        result = layer_sensitivity(handle, data, layers=layers, prune_levels=levels,
-                                   quant_bits=[int(b) for b in bits],
-                                   batch_size=args.batch_size, progress=bar)
     out = Path(args.output)
+    options = dict(layers=layers, prune_levels=levels, quant_bits=[int(b) for b in bits],
+                   batch_size=args.batch_size)
+    with TerminalProgress("sensitivity") as bar:
+        if target is None:
+            result = layer_sensitivity(handle, data, progress=bar, **options)
+        else:
+            result, failed = _sensitivity_on_ray(target, handle, data, options, out, bar)
     atomic_write_bytes(out, result.to_csv().encode())
     base = result.baseline_top1
     print(f"baseline top-1 {base * 100:.2f}%" if base is not None else "baseline: no labels")
@@ -56,4 +63,18 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {layer:28s} {cells}")
         print(f"wrote {png}")
     print(f"wrote {out}")
-    return 0
+    return print_failures(failed)
+
+
+def _sensitivity_on_ray(target: Any, handle: Any, data: Any, options: dict, out: Path, bar: Any) -> tuple[Any, list]:
+    """The scan measured on Ray, resuming from (and recording into) the results folder beside ``out``."""
+    from squeezestudio.core.cluster.connection import RayConnection
+    from squeezestudio.core.cluster.point_log import PointLog, log_folder_for
+    from squeezestudio.core.cluster.ray_sensitivity import layer_sensitivity_on_ray
+
+    log = PointLog(log_folder_for(out))
+    with RayConnection(target) as conn:
+        scan = layer_sensitivity_on_ray(conn, handle, data, log=log, progress=bar, **options)
+    if scan.resumed:
+        print(f"resumed {scan.resumed} point(s) already measured in {log.folder}")
+    return scan.result, scan.failed

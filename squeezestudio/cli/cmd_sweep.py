@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
+from squeezestudio.cli.cluster_options import add_cluster_arguments, cluster_target, print_failures
 from squeezestudio.cli.common import (add_data_arguments, add_model_arguments, check_outputs, load_data_for,
                                       load_model_from_args, print_warnings)
 
@@ -22,6 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", default="sweep.csv", help="CSV of every point (default sweep.csv)")
     p.add_argument("--png", default=None, help="plot file (default: the CSV name with .png)")
     p.add_argument("--metric", default="top1", choices=["top1", "top5", "agreement"])
+    add_cluster_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -34,22 +37,41 @@ def run(args: argparse.Namespace) -> int:
     from squeezestudio.core.measure.sweep import grid_recipes, parse_grid_axis, run_sweep, sweep_csv
 
     axes = [parse_grid_axis(text) for text in args.grid]
+    target, failed = cluster_target(args), []
     check_outputs(args.output, args.png or str(Path(args.output).with_suffix(".png")))
     handle = load_model_from_args(args)
     print_warnings(handle)
     data = load_data_for(handle, args.data)
     points = grid_recipes(axes, load_recipe(args.recipe) if args.recipe else None)
+    out = Path(args.output)
     with TerminalProgress(f"sweeping {len(points)} points") as bar:
-        rows = run_sweep(handle, data, points, batch_size=args.batch_size, progress=bar)
+        if target is None:
+            rows = run_sweep(handle, data, points, batch_size=args.batch_size, progress=bar)
+        else:
+            rows, failed = _sweep_on_ray(target, handle, data, points, args.batch_size, out, bar)
     front = pareto_frontier([(r.size_bytes, r.metrics.get(args.metric)) for r in rows])
     print(f"{'configuration':45s} {'bytes':>12s} {args.metric:>8s}  pareto")
     for i, r in enumerate(rows):
         value = r.metrics.get(args.metric)
         shown = "-" if value is None else f"{value * 100:.2f}%"
         print(f"{r.label[:45]:45s} {r.size_bytes:>12,d} {shown:>8s}  {'*' if i in front else ''}")
-    out = Path(args.output)
     atomic_write_bytes(out, sweep_csv(rows, front).encode())
     png = Path(args.png) if args.png else out.with_suffix(".png")
     save_tradeoff_png(rows, png, args.metric)
     print(f"wrote {out} and {png}")
-    return 0
+    return print_failures(failed)
+
+
+def _sweep_on_ray(target: Any, handle: Any, data: Any, points: list, batch_size: int, out: Path,
+                  bar: Any) -> tuple[list, list]:
+    """The sweep's rows measured on Ray, resuming from (and recording into) the results folder beside ``out``."""
+    from squeezestudio.core.cluster.connection import RayConnection
+    from squeezestudio.core.cluster.point_log import PointLog, log_folder_for
+    from squeezestudio.core.cluster.ray_sweep import run_sweep_on_ray
+
+    log = PointLog(log_folder_for(out))
+    with RayConnection(target) as conn:
+        result = run_sweep_on_ray(conn, handle, data, points, batch_size=batch_size, log=log, progress=bar)
+    if result.resumed:
+        print(f"resumed {result.resumed} point(s) already measured in {log.folder}")
+    return result.rows, result.failed

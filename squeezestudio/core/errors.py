@@ -63,3 +63,7 @@ class LimitExceededError(SqueezeStudioError):
 
 class OutputPathError(ExportError):
     """An output path cannot be written (missing folder, not writable, not a regular file)."""
+
+
+class ClusterError(SqueezeStudioError):
+    """A Ray cluster cannot be used: the extra is not installed, the address is wrong or unreachable."""

@@ -89,6 +89,32 @@ def check_levels(prune_levels: Sequence[float], quant_bits: Sequence[float], clu
             raise RecipeError(f"a bit-width must be a whole number from 1 to 32, not {b}")
 
 
+SensitivityJob = tuple[str, str, float]  # (layer, method, level)
+
+
+def sensitivity_jobs(names: Sequence[str], prune_levels: Sequence[float] = PRUNE_LEVELS,
+                     quant_bits: Sequence[int] = QUANT_BITS,
+                     cluster_bits: Sequence[int] = ()) -> list[SensitivityJob]:
+    """Every ``(layer, method, level)`` a scan measures, in the order of its points."""
+    jobs = [(n, "prune", float(s)) for n in names for s in prune_levels]
+    jobs += [(n, "quantize", float(b)) for n in names for b in quant_bits]
+    jobs += [(n, "cluster", float(b)) for n in names for b in cluster_bits]
+    return jobs
+
+
+def measure_sensitivity_job(handle: ModelHandle, data: ImageDataset, job: SensitivityJob, *,
+                            batch_size: int = 256, cancel: Optional[CancelToken] = None) -> SensitivityPoint:
+    """Compress one layer alone at one level and measure it (local scans and cluster workers)."""
+    from squeezestudio.core.compression.pipeline import compress
+    from squeezestudio.core.compression.recipe import Recipe
+
+    layer, method, level = job
+    options = {"sparsity": level} if method == "prune" else {"bits": int(level)}
+    cm = compress(handle, Recipe(layers={layer: {method: options}}), cancel=cancel)
+    r = evaluate(cm.handle.module, data, batch_size=batch_size, reference=handle.module, cancel=cancel)
+    return SensitivityPoint(layer, method, level, r.top1, r.agreement)
+
+
 def layer_sensitivity(handle: ModelHandle, data: ImageDataset, *,
                       layers: Optional[Sequence[str]] = None,
                       prune_levels: Sequence[float] = PRUNE_LEVELS,
@@ -101,23 +127,16 @@ def layer_sensitivity(handle: ModelHandle, data: ImageDataset, *,
     Pass an empty sequence to skip a method (the desktop app scans one method
     at a time); ``cluster_bits`` is empty by default.
     """
-    from squeezestudio.core.compression.pipeline import compress
-    from squeezestudio.core.compression.recipe import Recipe
-
     names = list(layers) if layers is not None else compressible_layers(handle)
     check_levels(prune_levels, quant_bits, cluster_bits)
-    jobs = [(n, "prune", float(s)) for n in names for s in prune_levels]
-    jobs += [(n, "quantize", float(b)) for n in names for b in quant_bits]
-    jobs += [(n, "cluster", float(b)) for n in names for b in cluster_bits]
+    jobs = sensitivity_jobs(names, prune_levels, quant_bits, cluster_bits)
     report(progress, 0.0, "measuring the original model")
     baseline = evaluate(handle.module, data, batch_size=batch_size, cancel=cancel)
     result = SensitivityResult(baseline_top1=baseline.top1)
-    for i, (layer, method, level) in enumerate(jobs):
+    for i, job in enumerate(jobs):
         check(cancel)
+        layer, method, level = job
         report(progress, i / max(1, len(jobs)), f"{layer}: {method} {level:g}")
-        options = {"sparsity": level} if method == "prune" else {"bits": int(level)}
-        cm = compress(handle, Recipe(layers={layer: {method: options}}), cancel=cancel)
-        r = evaluate(cm.handle.module, data, batch_size=batch_size, reference=handle.module, cancel=cancel)
-        result.points.append(SensitivityPoint(layer, method, level, r.top1, r.agreement))
+        result.points.append(measure_sensitivity_job(handle, data, job, batch_size=batch_size, cancel=cancel))
     report(progress, 1.0, "sensitivity done")
     return result

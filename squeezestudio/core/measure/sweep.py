@@ -81,22 +81,42 @@ def grid_recipes(axes: Sequence[GridAxis], base: Any = None) -> list[tuple[str, 
     return points
 
 
+def sweep_points(points: Sequence[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """Every point a sweep measures, in its row order: the original model first, then ``points``."""
+    from squeezestudio.core.compression.recipe import Recipe
+
+    return [("original", Recipe())] + list(points)
+
+
+def measure_point(handle: ModelHandle, data: ImageDataset, label: str, recipe: Any, *,
+                  batch_size: int = 256, progress: Optional[ProgressCallback] = None,
+                  cancel: Optional[CancelToken] = None) -> tuple[SweepRow, Optional[bytes]]:
+    """One sweep row and the .sqz bytes it measured (the row's size is their length).
+
+    The local loop and a cluster worker both measure through this function, so
+    a point is the same wherever it ran.
+    """
+    from squeezestudio.core.compression.recipe import recipe_to_dict
+
+    m = measure_recipe(handle, recipe, data, reference=handle.module, batch_size=batch_size,
+                       progress=progress, cancel=cancel)
+    row = SweepRow(label=label, recipe=recipe_to_dict(recipe), size_bytes=m.size_bytes, metrics=m.metrics())
+    return row, m.sqz
+
+
 def run_sweep(handle: ModelHandle, data: ImageDataset, points: Sequence[tuple[str, Any]], *,
               batch_size: int = 256, progress: Optional[ProgressCallback] = None,
               cancel: Optional[CancelToken] = None) -> list[SweepRow]:
     """Measure every ``(label, recipe)`` point; the original model is measured first."""
-    from squeezestudio.core.compression.recipe import Recipe, recipe_to_dict
-
     rows: list[SweepRow] = []
-    all_points = [("original", Recipe())] + list(points)
+    all_points = sweep_points(points)
     for i, (label, recipe) in enumerate(all_points):
         check(cancel)
         report(progress, i / len(all_points), label)
-        m = measure_recipe(handle, recipe, data, reference=handle.module, batch_size=batch_size,
-                           progress=scaled(progress, i / len(all_points), (i + 1) / len(all_points)),
-                           cancel=cancel)
-        rows.append(SweepRow(label=label, recipe=recipe_to_dict(recipe), size_bytes=m.size_bytes,
-                             metrics=m.metrics()))
+        row, _ = measure_point(handle, data, label, recipe, batch_size=batch_size,
+                               progress=scaled(progress, i / len(all_points), (i + 1) / len(all_points)),
+                               cancel=cancel)
+        rows.append(row)
     report(progress, 1.0, "sweep done")
     return rows
 

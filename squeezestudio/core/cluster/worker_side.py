@@ -1,0 +1,122 @@
+"""What runs inside a Ray worker: set torch up like the driver, decode the shared inputs once, measure.
+
+The model and the preprocessed data set are put in Ray's object store once by
+the driver; tasks receive their references wrapped in a list (so Ray does not
+resolve them per task) and each worker process fetches and unpickles them on
+its first task, keeping them for the next ones. Each point is then measured by
+the very function a local run uses (:func:`~squeezestudio.core.measure.sweep.measure_point`,
+:func:`~squeezestudio.core.measure.sensitivity.measure_sensitivity_job`).
+
+A :class:`SqueezeStudioError` (bad input: it would fail again) is returned as
+a :class:`PointError` instead of raised, so Ray retries only real faults
+(a crash, an exception of ours, a dead worker).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import torch
+
+from squeezestudio.core.errors import SqueezeStudioError
+
+_KEEP = 2  # decoded input sets per worker: the current run and the one before
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """Torch settings every worker applies before measuring (the driver's choices)."""
+
+    threads: int
+    deterministic: bool
+
+    @classmethod
+    def of_driver(cls, threads: int) -> "WorkerSettings":
+        return cls(threads=int(threads), deterministic=bool(torch.are_deterministic_algorithms_enabled()))
+
+    def apply(self) -> None:
+        if torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)
+        if torch.are_deterministic_algorithms_enabled() != self.deterministic:
+            torch.use_deterministic_algorithms(self.deterministic)
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """Where a point was measured (shown in reports; tests check retries moved it)."""
+
+    host: str
+    pid: int
+
+
+@dataclass(frozen=True)
+class PointError:
+    """A point that failed for a reason of the user's input (not retried)."""
+
+    reason: str
+
+
+# Per-process cache of decoded inputs, keyed by the object-store id of the shared bundle.
+_decoded: dict[str, Any] = {}
+
+
+def shared_inputs(bundle_ref: list[Any]) -> Any:
+    """The ``(handle, data)`` bundle behind ``bundle_ref[0]``, fetched once per worker process."""
+    import ray  # optional dependency: this module only runs inside Ray workers
+
+    ref = bundle_ref[0]
+    key = ref.hex()
+    if key not in _decoded:
+        while len(_decoded) >= _KEEP:
+            _decoded.pop(next(iter(_decoded)))
+        _decoded[key] = ray.get(ref)
+    return _decoded[key]
+
+
+def _here() -> WorkerInfo:
+    return WorkerInfo(host=socket.gethostname(), pid=os.getpid())
+
+
+def measure_sweep_point(bundle_ref: list[Any], label: str, recipe: Any, batch_size: int,
+                        settings: WorkerSettings) -> tuple[Any, Optional[bytes], WorkerInfo]:
+    """One sweep point: ``(SweepRow or PointError, .sqz bytes, where)``."""
+    from squeezestudio.core.measure.sweep import measure_point
+
+    settings.apply()
+    handle, data = shared_inputs(bundle_ref)
+    try:
+        row, sqz = measure_point(handle, data, label, recipe, batch_size=batch_size)
+    except SqueezeStudioError as exc:
+        return PointError(str(exc)), None, _here()
+    return row, sqz, _here()
+
+
+def measure_sensitivity_point(bundle_ref: list[Any], job: tuple[str, str, float], batch_size: int,
+                              settings: WorkerSettings) -> tuple[Any, None, WorkerInfo]:
+    """One sensitivity point: ``(SensitivityPoint or PointError, None, where)``."""
+    from squeezestudio.core.measure.sensitivity import measure_sensitivity_job
+
+    settings.apply()
+    handle, data = shared_inputs(bundle_ref)
+    try:
+        point = measure_sensitivity_job(handle, data, job, batch_size=batch_size)
+    except SqueezeStudioError as exc:
+        return PointError(str(exc)), None, _here()
+    return point, None, _here()
+
+
+def evaluate_baseline(bundle_ref: list[Any], batch_size: int,
+                      settings: WorkerSettings) -> tuple[Any, None, WorkerInfo]:
+    """The original model's top-1 on the data (a sensitivity scan's baseline), as the local scan measures it."""
+    from squeezestudio.core.measure.evaluation import evaluate
+
+    settings.apply()
+    handle, data = shared_inputs(bundle_ref)
+    try:
+        top1 = evaluate(handle.module, data, batch_size=batch_size).top1
+    except SqueezeStudioError as exc:
+        return PointError(str(exc)), None, _here()
+    return top1, None, _here()
