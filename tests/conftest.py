@@ -24,3 +24,17 @@ def pytest_configure(config):
     import torch
 
     torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray instance of 2 CPUs for the whole session (start-up takes seconds), shut down at its end.
+
+    Skips the test when the ``cluster`` extra (Ray) is not installed.
+    """
+    pytest.importorskip("ray", reason="Ray is not installed: pip install 'squeezestudio[cluster]' runs this test")
+    from squeezestudio.core.cluster.connection import ClusterTarget, RayConnection
+
+    conn = RayConnection(ClusterTarget("local", workers=2), start_attempts=3)  # shared 2-core machines are busy
+    yield conn
+    conn.close()

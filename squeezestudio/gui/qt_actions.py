@@ -45,6 +45,8 @@ ACTIONS: tuple[tuple[str, str, Any, str, str], ...] = (
     ("redo", "&Redo", "Ctrl+Shift+Z", "Re-apply the undone recipe", "redo"),
     ("evaluate", "&Evaluate now", "F5", "Compress and evaluate the current settings", "evaluate_now"),
     ("cancel", "&Cancel job", "Esc", "Stop the running job", "cancel_jobs"),
+    ("run_cluster", "Run on c&luster…", None, "Measure a grid over the current recipe on a Ray cluster",
+     "ask_run_on_cluster"),
     ("about", "&About SqueezeStudio", None, "Version and credits", "show_about"),
 )
 
@@ -82,7 +84,7 @@ def build_actions(window: Any) -> WindowActions:
     for name in ("undo", "redo"):
         edit_menu.addAction(result[name])
     run_menu = bar.addMenu("&Run")
-    for name in ("evaluate", "cancel"):
+    for name in ("evaluate", "cancel", "run_cluster"):
         run_menu.addAction(result[name])
     result.view_menu = bar.addMenu("&View")
     help_menu = bar.addMenu("&Help")

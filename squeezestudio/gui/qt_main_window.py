@@ -267,6 +267,10 @@ class QtMainWindow(WindowFileActions, QMainWindow):
         self.runner.evaluate_original()
         self.runner.evaluate(self.session.recipe)
 
+    def ask_run_on_cluster(self) -> None:
+        from squeezestudio.gui.qt_cluster_dialog import show_cluster_dialog
+        show_cluster_dialog(self)
+
     def undo(self) -> None:
         if self.session.undo():
             self.runner.evaluate(self.session.recipe)

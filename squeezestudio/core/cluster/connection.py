@@ -59,25 +59,40 @@ class RayConnection:
     run in the desktop app) it is reused and left running.
     """
 
-    def __init__(self, target: ClusterTarget) -> None:
+    def __init__(self, target: ClusterTarget, *, start_attempts: int = 2) -> None:
         self.target = target
+        self.start_attempts = max(1, start_attempts)
         self.ray = ray_module()
         self.started_here = False
         if not self.ray.is_initialized():
             self._init()
             self.started_here = True
 
+    def _start(self) -> None:
+        if self.target.is_local:
+            self.ray.init(address="local", num_cpus=self.target.workers or os.cpu_count() or 1,
+                          include_dashboard=False, log_to_driver=False)
+        else:
+            self.ray.init(address=self.target.address.strip(), log_to_driver=False)
+
     def _init(self) -> None:
-        options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
-        try:
-            if self.target.is_local:
-                self.ray.init(address="local", num_cpus=self.target.workers or os.cpu_count() or 1, **options)
-            else:
-                self.ray.init(address=self.target.address.strip(), log_to_driver=False)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ClusterError(f"cannot connect to the Ray cluster at {self.target.address!r} ({first}); "
-                               "start one with 'ray start --head' and pass the address it prints") from exc
+        # On a busy machine Ray's fixed start-up waits (15 s for its agents, 30 s for the node) can run out:
+        # a local start gets more than one try.
+        attempts = self.start_attempts if self.target.is_local else 1
+        for attempt in range(attempts):
+            try:
+                self._start()
+                return
+            except Exception as exc:  # noqa: BLE001 - Ray raises plain Exception for a start-up timeout
+                if self.ray.is_initialized():
+                    self.ray.shutdown()
+                if attempt + 1 < attempts:
+                    continue
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                where = "start a local Ray instance" if self.target.is_local else \
+                    f"connect to the Ray cluster at {self.target.address!r}"
+                raise ClusterError(f"cannot {where} ({first}); start one with 'ray start --head' "
+                                   "and pass the address it prints") from exc
 
     def concurrency(self) -> int:
         """How many points to keep in flight: the workers asked for, else the cluster's CPUs per task."""
