@@ -49,7 +49,6 @@ class Measurement:
     timings: dict[str, float] = field(default_factory=dict)
     size_report: Any = None  # the per-layer SizeReport when asked for (its total is size_bytes)
     training: Optional[TrainResult] = None  # the retraining history, when the recipe retrained
-    sqz: Optional[bytes] = field(default=None, repr=False)  # the file whose length is size_bytes (no size report)
 
     def metrics(self) -> dict[str, Any]:
         """Metrics as a flat dict (what experiments and reports store)."""
@@ -131,15 +130,14 @@ def measure_recipe(handle: ModelHandle, recipe: Any, data: Optional[ImageDataset
         check(cancel)
     # Encode last: the file carries the metrics, so this is the exact length an export writes.
     t = time.perf_counter()
-    sizes = encoded = None
+    sizes = None
     if with_size_report:
         sizes = size_report(cm, cancel=cancel)
         size = int(sizes.total_bytes)  # == len(encode_sqz(cm)): the report encodes the file
     else:
-        encoded = encode_sqz(cm)
-        size = len(encoded)
+        size = len(encode_sqz(cm))
     timings["encode"] = time.perf_counter() - t
     report(progress, 1.0, "measured")
     return Measurement(size_bytes=size, evaluation=result, compressed=cm,
                        seconds=time.perf_counter() - started, timings=timings, size_report=sizes,
-                       training=training, sqz=encoded)
+                       training=training)

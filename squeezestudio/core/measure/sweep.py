@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
 from squeezestudio.core.data.dataset import ImageDataset
-from squeezestudio.core.errors import RecipeError
+from squeezestudio.core.errors import CodecError, RecipeError
 from squeezestudio.core.measure.measure_recipe import measure_recipe
 from squeezestudio.core.model.handle import ModelHandle
 from squeezestudio.core.progress import CancelToken, ProgressCallback, check, report, scaled
@@ -89,19 +89,25 @@ def sweep_points(points: Sequence[tuple[str, Any]]) -> list[tuple[str, Any]]:
 
 
 def measure_point(handle: ModelHandle, data: ImageDataset, label: str, recipe: Any, *,
-                  batch_size: int = 256, progress: Optional[ProgressCallback] = None,
+                  batch_size: int = 256, with_file: bool = True, progress: Optional[ProgressCallback] = None,
                   cancel: Optional[CancelToken] = None) -> tuple[SweepRow, Optional[bytes]]:
-    """One sweep row and the .sqz bytes it measured (the row's size is their length).
+    """One sweep row and (``with_file``) the .sqz bytes it measured (the row's size is their length).
 
     The local loop and a cluster worker both measure through this function, so
     a point is the same wherever it ran.
     """
+    from squeezestudio.core.compression.codec import encode_sqz
     from squeezestudio.core.compression.recipe import recipe_to_dict
 
     m = measure_recipe(handle, recipe, data, reference=handle.module, batch_size=batch_size,
                        progress=progress, cancel=cancel)
     row = SweepRow(label=label, recipe=recipe_to_dict(recipe), size_bytes=m.size_bytes, metrics=m.metrics())
-    return row, m.sqz
+    if not with_file:
+        return row, None
+    sqz = encode_sqz(m.compressed)  # the encoder is deterministic: these are the bytes measured
+    if len(sqz) != m.size_bytes:
+        raise CodecError(f"{label}: the file encodes to {len(sqz)} bytes, not the {m.size_bytes} measured")
+    return row, sqz
 
 
 def run_sweep(handle: ModelHandle, data: ImageDataset, points: Sequence[tuple[str, Any]], *,
@@ -113,7 +119,7 @@ def run_sweep(handle: ModelHandle, data: ImageDataset, points: Sequence[tuple[st
     for i, (label, recipe) in enumerate(all_points):
         check(cancel)
         report(progress, i / len(all_points), label)
-        row, _ = measure_point(handle, data, label, recipe, batch_size=batch_size,
+        row, _ = measure_point(handle, data, label, recipe, batch_size=batch_size, with_file=False,
                                progress=scaled(progress, i / len(all_points), (i + 1) / len(all_points)),
                                cancel=cancel)
         rows.append(row)
