@@ -19,7 +19,7 @@ from squeezestudio.core.cluster.task_stream import TaskOutcome, remote_function,
 from squeezestudio.core.cluster.worker_side import WorkerSettings, evaluate_baseline, measure_sensitivity_point
 from squeezestudio.core.data.dataset import ImageDataset
 from squeezestudio.core.measure.sensitivity import (PRUNE_LEVELS, QUANT_BITS, SensitivityPoint, SensitivityResult,
-                                                    compressible_layers, sensitivity_jobs)
+                                                    check_levels, compressible_layers, sensitivity_jobs)
 from squeezestudio.core.model.handle import ModelHandle
 from squeezestudio.core.progress import CancelToken, ProgressCallback, report
 
@@ -45,6 +45,7 @@ def layer_sensitivity_on_ray(conn: RayConnection, handle: ModelHandle, data: Ima
                              cancel: Optional[CancelToken] = None) -> ClusterSensitivity:
     """The scan :func:`layer_sensitivity` makes, with the jobs spread over ``conn``'s cluster."""
     names = list(layers) if layers is not None else compressible_layers(handle)
+    check_levels(prune_levels, quant_bits, cluster_bits)
     jobs = [BASELINE] + sensitivity_jobs(names, prune_levels, quant_bits, cluster_bits)
     fingerprint = inputs_fingerprint(handle, data, batch_size) if log is not None else ""
     keys = [point_key(fingerprint, "sensitivity", list(job)) for job in jobs]
