@@ -10,7 +10,10 @@ data once each) and warm (a second sweep on the same instance, as in the
 desktop app or a long-running cluster).
 
 Per-task overhead = (Ray wall - serial wall / workers) x workers / tasks: the
-time each task costs beyond a perfectly parallel run of the same work.
+time each task costs beyond a perfectly parallel run of the same work (on a
+machine shared with other work this moves with the load, so the load average
+is printed too). Ray's own round trip per task is also timed directly: 200
+empty tasks on the warm instance, submitted and awaited the same way.
 Run: ``python benchmarks/bench_ray_sweep.py [--workers 2] [--address local]``
 (``--address HOST:PORT`` measures a real cluster instead of a local instance).
 """
@@ -18,6 +21,7 @@ Run: ``python benchmarks/bench_ray_sweep.py [--workers 2] [--address local]``
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -27,11 +31,30 @@ import torch
 from squeezestudio.core.cluster.connection import ClusterTarget, RayConnection
 from squeezestudio.core.cluster.point_log import PointLog
 from squeezestudio.core.cluster.ray_sweep import run_sweep_on_ray
+from squeezestudio.core.cluster.task_stream import remote_function
 from squeezestudio.core.data.dataset import PreprocessSpec
 from squeezestudio.core.data.folders import load_dataset, match_classes
 from squeezestudio.core.io.demo_files import demo_model_path
 from squeezestudio.core.io.loading import load_model
 from squeezestudio.core.measure.sweep import grid_recipes, parse_grid_axis, run_sweep
+
+EMPTY_TASKS = 200
+
+
+def empty_task() -> int:
+    """A task that does nothing: what Ray itself costs per task."""
+    return 0
+
+
+def round_trip_ms(conn: RayConnection) -> float:
+    task = remote_function(conn, empty_task)
+    conn.ray.get([task.remote() for _ in range(10)])  # warm the function's registration
+    t = time.perf_counter()
+    pending = [task.remote() for _ in range(EMPTY_TASKS)]
+    while pending:
+        _, pending = conn.ray.wait(pending, num_returns=1)
+    return 1000.0 * (time.perf_counter() - t) / EMPTY_TASKS
+
 
 GRID = ("prune.sparsity=0.5,0.7,0.8,0.9", "quantize.bits=none,4,6,8")
 
@@ -49,7 +72,7 @@ def main() -> None:
     tasks = len(points) + 1
     print(f"demo {handle.name} ({sum(p.numel() for p in handle.module.parameters()):,} parameters), "
           f"{len(data)} images, {len(points)} grid points + the original = {tasks} measurements; "
-          f"torch threads here {torch.get_num_threads()}")
+          f"torch threads here {torch.get_num_threads()}; load average {os.getloadavg()[0]:.1f}")
 
     t = time.perf_counter()
     serial = run_sweep(handle, data, points)
@@ -73,8 +96,10 @@ def main() -> None:
             print(f"Ray sweep, {run} workers        {walls[-1]:7.1f} s   serial/Ray {serial_s / walls[-1]:4.2f}x   "
                   f"per-task overhead {overhead:+5.2f} s   same rows as serial: {'yes' if same else 'NO'}"
                   f"{'' if not result.failed else f'   {len(result.failed)} failed'}")
+        print(f"Ray round trip of an empty task     {round_trip_ms(conn):6.1f} ms")
     total = start_s + walls[0]
-    print(f"one-off command (start-up + cold sweep) {total:.1f} s: serial/Ray {serial_s / total:4.2f}x")
+    print(f"one-off command (start-up + cold sweep) {total:.1f} s: serial/Ray {serial_s / total:4.2f}x; "
+          f"load average {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

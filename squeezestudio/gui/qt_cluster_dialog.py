@@ -67,7 +67,7 @@ class QtClusterDialog(QDialog):
         form = QFormLayout()
         form.addRow("Ray address", self.address)
         form.addRow("Workers", self.workers)
-        form.addRow("Grid", self.grid)
+        form.addRow("Grid over the\ncurrent recipe", self.grid)
         buttons = QHBoxLayout()
         buttons.addStretch(1)
         for b in (self.run_button, self.cancel_button, close):

@@ -93,20 +93,24 @@ def stream_tasks(conn: RayConnection, submit: Callable[[int], Any], indices: Seq
     window = 2 * conn.concurrency()
     done = done_before
     report(progress, done / max(total, 1), f"{done}/{total} points measured")
-    while queue or pending:
-        if cancel is not None and cancel.cancelled:
-            cancel_outstanding(conn, pending, on_outcome)
-            raise Cancelled("cancelled by the user")
-        while queue and len(pending) < window:
-            i = queue.popleft()
-            pending[submit(i)] = i
-        ready, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_S)
-        for ref in ready:
-            outcome = _outcome(pending.pop(ref), ref, ray)
-            done += 1
-            on_outcome(outcome)
-            state = "measured" if outcome.ok else "FAILED"
-            report(progress, done / max(total, 1), f"{done}/{total} {state}: {describe(outcome.index)}")
+    try:
+        while queue or pending:
+            if cancel is not None and cancel.cancelled:
+                raise Cancelled("cancelled by the user")
+            while queue and len(pending) < window:
+                i = queue.popleft()
+                pending[submit(i)] = i
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_S)
+            for ref in ready:
+                outcome = _outcome(pending.pop(ref), ref, ray)
+                done += 1
+                on_outcome(outcome)
+                state = "measured" if outcome.ok else "FAILED"
+                report(progress, done / max(total, 1), f"{done}/{total} {state}: {describe(outcome.index)}")
+    except (Cancelled, KeyboardInterrupt):
+        # Cancel, Ctrl+C: nothing may keep running on the cluster (it may not be ours to shut down).
+        cancel_outstanding(conn, pending, on_outcome)
+        raise
 
 
 def cancel_outstanding(conn: RayConnection, pending: dict[Any, int],
