@@ -35,6 +35,7 @@ from squeezestudio.core.compression.codec import save_sqz
 from squeezestudio.core.compression.pipeline import compress
 from squeezestudio.core.compression.recipe import Recipe
 from squeezestudio.core.model.zoo import zoo_handle
+from squeezestudio.core.compression.registry import default_registry
 
 BITS = 5
 SPARSITY = 0.9
@@ -44,9 +45,9 @@ def ours(handle, out: Path) -> tuple[float, int, dict[str, float]]:
     recipe = Recipe(methods={"prune": {"sparsity": SPARSITY, "scope": "global"},
                              "cluster": {"bits": BITS, "init": "linear", "iterations": 20}})
     t0 = time.perf_counter()
-    cm = compress(handle, recipe)
+    cm = compress(handle, recipe, registry=default_registry())
     t1 = time.perf_counter()
-    size = save_sqz(cm, out)
+    size = save_sqz(cm, out, registry=default_registry())
     t2 = time.perf_counter()
     return t2 - t0, size, {"prune+cluster": t1 - t0, "encode+write": t2 - t1}
 

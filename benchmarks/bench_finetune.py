@@ -61,14 +61,14 @@ def main() -> None:
     torch.manual_seed(0)
     handle = zoo_handle("lenet300_100", num_classes=10, in_channels=1, input_size=28)
     train = load_digits_split("train", PreprocessSpec.from_input_spec(handle.input_spec))
-    cm = compress(handle, Recipe(methods={"prune": {"sparsity": 0.9, "scope": "global"}, "cluster": {"bits": 5}}))
+    cm = compress(handle, Recipe(methods={"prune": {"sparsity": 0.9, "scope": "global"}, "cluster": {"bits": 5}}), registry=default_registry())
     config = TrainConfig(epochs=1, lr=0.01, optimizer="sgd", momentum=0.9, batch_size=64, seed=0)
     assert recipe_from_dict(cm.recipe).methods.keys() == {"prune", "cluster"}
 
     hooked, bare = [], []
     for repeat in range(args.repeats + 1):  # the first round warms torch up (lazy imports) and is not counted
         state = CompressionState(handle=cm.handle.clone(), encodings=dict(cm.encodings))
-        steps, _ = finetune_plan(state, cm.recipe, default_registry())
+        steps, _ = finetune_plan(state, cm.recipe, default_registry(), registry=default_registry())
         hooks = collect_finetune_hooks(state, steps)
         started = time.perf_counter()
         train_classifier(state.module, train, None, config, hooks=hooks)

@@ -17,6 +17,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from squeezestudio.core.compression.registry import default_registry
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -41,7 +42,7 @@ def main() -> int:
 
     scratch = tempfile.TemporaryDirectory()
     os.environ["SQUEEZESTUDIO_HOME"] = scratch.name
-    window = QtMainWindow(StudioSession(), settings=AppSettings(make_settings(f"{scratch.name}/s.ini")))
+    window = QtMainWindow(StudioSession(registry=default_registry()), settings=AppSettings(make_settings(f"{scratch.name}/s.ini")))
     window.show()
     window.session.data_source = DEMO_DATA
     window.open_model(str(demo_model_path()))

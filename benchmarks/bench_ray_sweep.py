@@ -37,6 +37,7 @@ from squeezestudio.core.data.folders import load_dataset, match_classes
 from squeezestudio.core.io.demo_files import demo_model_path
 from squeezestudio.core.io.loading import load_model
 from squeezestudio.core.measure.sweep import grid_recipes, parse_grid_axis, run_sweep
+from squeezestudio.core.compression.registry import default_registry
 
 EMPTY_TASKS = 200
 
@@ -65,7 +66,7 @@ def main() -> None:
     parser.add_argument("--address", default="local")
     args = parser.parse_args()
 
-    handle = load_model(str(demo_model_path()))
+    handle = load_model(str(demo_model_path()), registry=default_registry())
     data = match_classes(load_dataset("digits", PreprocessSpec.from_input_spec(handle.input_spec)),
                          handle.class_names)
     points = grid_recipes([parse_grid_axis(a) for a in GRID])
@@ -75,7 +76,7 @@ def main() -> None:
           f"torch threads here {torch.get_num_threads()}; load average {os.getloadavg()[0]:.1f}")
 
     t = time.perf_counter()
-    serial = run_sweep(handle, data, points)
+    serial = run_sweep(handle, data, points, registry=default_registry())
     serial_s = time.perf_counter() - t
     print(f"serial (run_sweep)            {serial_s:7.1f} s   {serial_s / tasks:5.2f} s/point")
 

@@ -35,6 +35,7 @@ from squeezestudio.core.compression.plugin_folder import register_folder_plugins
 from squeezestudio.core.compression.registry import build_registry
 from squeezestudio.core.compression.state import CompressionState
 from squeezestudio.core.model.handle import ModelHandle
+from squeezestudio.core.compression.registry import default_registry
 
 DEMO = Path(__file__).resolve().parents[1] / "resources" / "demo" / "squeezenet_digits.safetensors"
 
@@ -44,7 +45,7 @@ def demo_handle() -> ModelHandle:
     if DEMO.is_file():
         from squeezestudio.core.io.loading import load_model
 
-        return load_model(DEMO)
+        return load_model(DEMO, registry=default_registry())
     from squeezestudio.core.model.zoo import zoo_handle
 
     return zoo_handle("squeezenet1_1", num_classes=10, in_channels=1, input_size=32)

@@ -33,6 +33,7 @@ from squeezestudio.core.data.digits import load_digits_split
 from squeezestudio.core.measure.evaluation import evaluate
 from squeezestudio.core.training.loop import TrainConfig, train_classifier
 from squeezestudio.core.model.zoo import build_model
+from squeezestudio.core.compression.registry import default_registry
 
 DEMO = Path(__file__).resolve().parent.parent / "resources" / "demo" / "cnds8_digits.safetensors"
 
@@ -45,7 +46,7 @@ def _model_and_data(args: argparse.Namespace) -> tuple[nn.Module, ImageDataset, 
     if args.model.is_file() and args.input_size == 32:
         from squeezestudio.core.io.loading import load_model
 
-        handle = load_model(args.model)
+        handle = load_model(args.model, registry=default_registry())
         spec = PreprocessSpec.from_input_spec(handle.input_spec)
         print(f"model: {args.model.name}")
         return handle.module.eval(), load_digits_split("train", spec), load_digits_split("val", spec)

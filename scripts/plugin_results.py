@@ -54,7 +54,7 @@ def demo_handle() -> tuple[ModelHandle, bool]:
     if path is not None and path.is_file():
         from squeezestudio.core.io.loading import load_model
 
-        return load_model(path), True
+        return load_model(path, registry=default_registry()), True
     from squeezestudio.core.model.zoo import zoo_handle
 
     return zoo_handle("squeezenet1_1", num_classes=10, in_channels=1, input_size=32,
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     baseline = None
     for name in args.only or list(RECIPES):
         recipe = recipe_from_dict(RECIPES[name])
-        m = measure_recipe(handle, recipe, data, reference=handle.module, calibration=calibration)
+        m = measure_recipe(handle, recipe, data, reference=handle.module, calibration=calibration, registry=default_registry())
         baseline = baseline or (m.size_bytes if name == "baseline" else None)
         ratio = f"{m.size_bytes / baseline:.3f}x" if baseline else "-"
         acc = m.evaluation.top1 if m.evaluation is not None and m.evaluation.top1 is not None else float("nan")
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.retrain and name != "baseline":
             tuned = recipe_from_dict({**RECIPES[name], "finetune": {"epochs": args.retrain, "lr": 1e-3}})
             r = measure_recipe(handle, tuned, data, reference=handle.module, calibration=calibration,
-                               train_data=train)
+                               train_data=train, registry=default_registry())
             retrained = f"{r.evaluation.top1:>11.3f}"
         print(f"{name:<11} {m.size_bytes:>13,} {ratio:>11} {acc:>9.3f} {retrained}", flush=True)
     return 0

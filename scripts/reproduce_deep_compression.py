@@ -44,6 +44,7 @@ from squeezestudio.core.training.finetune import finetune_compressed
 from squeezestudio.core.model.handle import DIGIT_CLASS_NAMES, ModelHandle
 from squeezestudio.core.training.loop import TrainConfig, train_classifier
 from squeezestudio.core.model.zoo import zoo_handle
+from squeezestudio.core.compression.registry import default_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "resources" / "demo" / "lenet300_100_digits.safetensors"
@@ -55,7 +56,7 @@ def baseline(args: argparse.Namespace) -> tuple[ModelHandle, ImageDataset, Image
     if DEMO.is_file():
         from squeezestudio.core.io.loading import load_model
 
-        handle = load_model(DEMO)
+        handle = load_model(DEMO, registry=default_registry())
         source = DEMO.relative_to(ROOT)
     else:
         torch.manual_seed(0)
@@ -82,7 +83,7 @@ def cluster(cm: CompressedModel, bits: int, source: ModelHandle) -> CompressedMo
     """Cluster a pruned model's kept weights; the recipe it carries names both stages (for retraining)."""
     state = CompressionState(handle=cm.handle.clone(), encodings=dict(cm.encodings))
     step = Recipe(methods={"cluster": {"bits": bits, "centroid_update": "sum"}})
-    apply_recipe_to_state(state, step)
+    apply_recipe_to_state(state, step, registry=default_registry())
     recipe = Recipe(methods={**cm.recipe.get("methods", {}), **step.methods}, layers=dict(cm.recipe.get("layers", {})))
     return compressed_model_from_state(state, recipe, source)
 
@@ -128,21 +129,21 @@ def main() -> None:
     retrain = TrainConfig(epochs=args.prune_epochs, lr=args.prune_lr, optimizer=args.prune_optimizer, momentum=0.9,
                           batch_size=64, seed=0, shift_augment=1)
 
-    dense = compress(handle, Recipe())
-    rows = [("baseline (dense float32)", top1(handle.module, val), len(encode_sqz(dense)))]
-    cm = compress(handle, prune_recipe(args))
-    rows.append(("pruned", top1(cm.handle.module, val), len(encode_sqz(cm))))
+    dense = compress(handle, Recipe(), registry=default_registry())
+    rows = [("baseline (dense float32)", top1(handle.module, val), len(encode_sqz(dense, registry=default_registry())))]
+    cm = compress(handle, prune_recipe(args), registry=default_registry())
+    rows.append(("pruned", top1(cm.handle.module, val), len(encode_sqz(cm, registry=default_registry()))))
     if not args.no_retrain:
-        cm, _ = finetune_compressed(cm, train, val, retrain)
-        rows.append(("pruned + retrained", top1(cm.handle.module, val), len(encode_sqz(cm))))
+        cm, _ = finetune_compressed(cm, train, val, retrain, registry=default_registry())
+        rows.append(("pruned + retrained", top1(cm.handle.module, val), len(encode_sqz(cm, registry=default_registry()))))
     cm = cluster(cm, args.bits, handle)
-    rows.append((f"clustered ({args.bits} bits)", top1(cm.handle.module, val), len(encode_sqz(cm))))
+    rows.append((f"clustered ({args.bits} bits)", top1(cm.handle.module, val), len(encode_sqz(cm, registry=default_registry()))))
     if not args.no_retrain:
         cm, _ = finetune_compressed(cm, train, val, replace(retrain, epochs=args.cluster_epochs, lr=args.cluster_lr,
-                                                            optimizer="sgd"))
-        rows.append(("centroids retrained", top1(cm.handle.module, val), len(encode_sqz(cm))))
+                                                            optimizer="sgd"), registry=default_registry())
+        rows.append(("centroids retrained", top1(cm.handle.module, val), len(encode_sqz(cm, registry=default_registry()))))
 
-    report = size_report(cm)
+    report = size_report(cm, registry=default_registry())
     print()
     print(report.to_table())
     print()
@@ -151,9 +152,9 @@ def main() -> None:
     for label, acc, size in rows:
         print(f"{label:<28}{acc:>9.2f}{size:>12,}{base_bytes / size:>11.1f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    written = save_sqz(cm, args.out)
+    written = save_sqz(cm, args.out, registry=default_registry())
     on_disk = args.out.stat().st_size
-    reloaded = top1(load_sqz(args.out).handle.module, val)
+    reloaded = top1(load_sqz(args.out, registry=default_registry()).handle.module, val)
     final_acc = rows[-1][1]
     print(f"\nwrote {args.out} ({on_disk:,} bytes; size_report says {report.total_bytes:,}; "
           f"save_sqz says {written:,}): {'match' if on_disk == report.total_bytes == written else 'MISMATCH'}")

@@ -42,6 +42,7 @@ from squeezestudio.core.training.finetune import finetune_compressed
 from squeezestudio.core.model.handle import DIGIT_CLASS_NAMES, ModelHandle
 from squeezestudio.core.training.loop import TrainConfig, train_classifier
 from squeezestudio.core.model.zoo import zoo_handle
+from squeezestudio.core.compression.registry import default_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "resources" / "demo" / "cnds8_digits.safetensors"
@@ -53,7 +54,7 @@ def baseline(args: argparse.Namespace) -> tuple[ModelHandle, ImageDataset, Image
     if use_demo:
         from squeezestudio.core.io.loading import load_model
 
-        handle = load_model(args.model)
+        handle = load_model(args.model, registry=default_registry())
         source = str(args.model.relative_to(ROOT)) if args.model.is_relative_to(ROOT) else str(args.model)
     else:
         size = args.input_size or 32
@@ -102,7 +103,7 @@ def main() -> None:
     started = time.perf_counter()
     handle, train, val = baseline(args)
     base_acc = top1(handle.module, val)
-    base_bytes = len(encode_sqz(compress(handle, Recipe())))
+    base_bytes = len(encode_sqz(compress(handle, Recipe(), registry=default_registry()), registry=default_registry()))
 
     names = fire_targets(handle.module)
     options = {"squeeze_ratio": args.squeeze_ratio, "pct3x3": args.pct3x3, "bypass": True, "init": args.init,
@@ -110,9 +111,9 @@ def main() -> None:
     recipe = Recipe(architecture=[{"method": "fire", "layer": name, **options} for name in names])
     state = CompressionState.from_handle(handle)
     state.calibration = train.images[:args.calibration]  # read by the fire method for svd+reconstruct
-    apply_recipe_to_state(state, recipe)
+    apply_recipe_to_state(state, recipe, registry=default_registry())
     fired = compressed_model_from_state(state, recipe, handle)
-    fire_bytes = len(encode_sqz(fired))
+    fire_bytes = len(encode_sqz(fired, registry=default_registry()))
     fire_acc = top1(fired.handle.module, val)
     print(f"replaced {len(names)} convolutions: {', '.join(names)}")
     for line in state.log:
@@ -126,8 +127,8 @@ def main() -> None:
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))
     cut = int(len(train) * 0.85)
     fit, select = train.subset(order[:cut], "digits:train (fit)"), train.subset(order[cut:], "digits:train (select)")
-    tuned, history = finetune_compressed(fired, fit, select, config, teacher=teacher)
-    tuned_bytes = len(encode_sqz(tuned))
+    tuned, history = finetune_compressed(fired, fit, select, config, teacher=teacher, registry=default_registry())
+    tuned_bytes = len(encode_sqz(tuned, registry=default_registry()))
     tuned_acc = top1(tuned.handle.module, val)
     print("fine-tuning (accuracy on the held-out part of the training split): "
           + ", ".join(f"epoch {r.epoch} {100 * (r.val_top1 or 0):.2f}%" for r in history.history)

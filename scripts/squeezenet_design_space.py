@@ -46,6 +46,7 @@ from squeezestudio.core.model.handle import DIGIT_CLASS_NAMES, InputSpec, ModelH
 from squeezestudio.core.progress import CancelToken
 from squeezestudio.core.training.loop import TrainConfig, train_classifier
 from squeezestudio.core.model.zoo.squeezenet import SqueezeNetMini
+from squeezestudio.core.compression.registry import default_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 SR_VALUES = (0.125, 0.25, 0.5, 0.75, 1.0)
@@ -76,7 +77,7 @@ def run_one(sr: float, pct: float, train: ImageDataset, val: ImageDataset, args:
                                                                  seed=args.seed, shift_augment=1), cancel=token)
     finally:
         timer.cancel()
-    size = len(encode_sqz(compress(handle_of(model, f"squeezenet_mini_sr{sr}_pct{pct}", args.size), Recipe())))
+    size = len(encode_sqz(compress(handle_of(model, f"squeezenet_mini_sr{sr}_pct{pct}", args.size), Recipe(), registry=default_registry()), registry=default_registry()))
     return {"SR": sr, "pct3x3": pct, "parameters": sum(p.numel() for p in model.parameters()),
             "sqz_bytes": size, "top1": 100.0 * evaluate(model, val).top1, "epochs": len(result.history),
             "cut_short": result.cancelled, "seconds": round(time.perf_counter() - started, 1)}

@@ -20,6 +20,7 @@ from squeezestudio.core.compression.pipeline import compress
 from squeezestudio.core.compression.recipe import Recipe
 from squeezestudio.core.io.loading import save_safetensors, save_state_dict
 from squeezestudio.core.model.zoo import zoo_handle
+from squeezestudio.core.compression.registry import default_registry
 
 DEEP = 100_000
 
@@ -47,7 +48,7 @@ def split_safetensors(blob: bytes) -> tuple[dict[str, Any], bytes]:
 
 def sqz_bytes() -> bytes:
     """A valid, small .sqz file (LeNet-5 pruned to half)."""
-    cm = compress(small_handle(), Recipe(methods={"prune": {"sparsity": 0.5}}))
+    cm = compress(small_handle(), Recipe(methods={"prune": {"sparsity": 0.5}}), registry=default_registry())
     return encode_sqz(cm)
 
 

@@ -122,13 +122,16 @@ def _calibration(args: argparse.Namespace, handle, recipe, data):
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: the core imports torch (about 7 s cold); `--help` should not wait for it
     from squeezestudio.cli.terminal_progress import TerminalProgress
+    from squeezestudio.core.compression.registry import default_registry
     from squeezestudio.core.measure.evaluation import evaluate
     from squeezestudio.core.io.exports import export
     from squeezestudio.core.measure.measure_recipe import measure_recipe, retrain_config
     from squeezestudio.core.printable import printable, printable_lines
 
     check_outputs(args.output, args.dense, args.safetensors, args.onnx, args.save_recipe, args.report)
+    registry = default_registry()
     handle = load_model_from_args(args)
     print_warnings(handle)
     recipe = build_recipe(args, handle)
@@ -139,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
     calibration = _calibration(args, handle, recipe, data)
     # The same core path as every point in the GUI: compress -> retrain -> evaluate -> exact .sqz size.
     with TerminalProgress("compressing" if retrain is None else "compressing and retraining") as bar:
-        measured = measure_recipe(handle, recipe, data, train_data=train, teacher=handle.module,
+        measured = measure_recipe(handle, recipe, data, registry=registry, train_data=train, teacher=handle.module,
                                   reference=handle.module, batch_size=args.batch_size, calibration=calibration,
                                   with_size_report=True, progress=bar)
     cm, after = measured.compressed, measured.evaluation
@@ -158,6 +161,6 @@ def run(args: argparse.Namespace) -> int:
         outputs.append(("report_csv" if args.report.endswith(".csv") else "report_json", args.report))
     for fmt, path in outputs:
         if path:
-            written = export(cm, fmt, Path(path))
+            written = export(cm, fmt, Path(path), registry=registry)
             print(f"wrote {path} ({written:,d} bytes)")
     return 0

@@ -21,10 +21,11 @@ def run(args: argparse.Namespace) -> int:
     from squeezestudio.core.io.demo_files import DEMO_DATA, demo_model_path
     from squeezestudio.core.measure.evaluation import evaluate
     from squeezestudio.core.model.inspection import inspect_model
+    from squeezestudio.core.compression.registry import default_registry
     from squeezestudio.core.io.loading import load_model
 
     path = demo_model_path(args.model)
-    handle = load_model(path)
+    handle = load_model(path, registry=default_registry())
     print(f"Bundled demo model: {path.name} ({handle.name}, {handle.num_classes} classes, "
           f"input {handle.input_spec.channels}x{handle.input_spec.height}x{handle.input_spec.width})")
     print(inspect_model(handle).to_table())

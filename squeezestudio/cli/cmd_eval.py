@@ -40,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
 
     from squeezestudio.cli.terminal_progress import TerminalProgress
     from squeezestudio.core.measure.evaluation import evaluate
+    from squeezestudio.core.compression.registry import default_registry
     from squeezestudio.core.io.loading import load_model
     from squeezestudio.core.printable import printable, printable_lines
 
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     data = load_data_for(handle, args.data)
     reference = None
     if args.reference:
-        reference = load_model(args.reference, arch=args.arch, trust=args.trust).module
+        reference = load_model(args.reference, arch=args.arch, trust=args.trust, registry=default_registry()).module
     with TerminalProgress("evaluating") as bar:
         result = evaluate(handle.module, data, batch_size=args.batch_size, reference=reference, progress=bar)
     if args.json:

@@ -17,13 +17,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: the core imports torch (about 7 s cold); `--help` should not wait for it
     from squeezestudio.core.compression.codec import load_sqz
     from squeezestudio.core.atomic_write import check_output_path
+    from squeezestudio.core.compression.registry import default_registry
     from squeezestudio.core.io.exports import EXPORT_FORMATS, export
 
     out = Path(args.output) if args.output else Path(args.model).with_suffix(EXPORT_FORMATS[args.to].suffix)
     check_output_path(out)
-    cm = load_sqz(args.model)
-    written = export(cm, args.to, out)
+    registry = default_registry()
+    cm = load_sqz(args.model, registry=registry)
+    written = export(cm, args.to, out, registry=registry)
     print(f"wrote {out} ({written:,d} bytes)")
     return 0

@@ -27,7 +27,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: the core imports torch (about 7 s cold); `--help` should not wait for it
     from squeezestudio.cli.offscreen_plots import save_curves_png
+    from squeezestudio.core.compression.registry import default_registry
     from squeezestudio.cli.terminal_progress import TerminalProgress
     from squeezestudio.core.atomic_write import atomic_write_bytes
     from squeezestudio.core.measure.sensitivity import check_levels, layer_sensitivity, parse_levels
@@ -45,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
                    batch_size=args.batch_size)
     with TerminalProgress("sensitivity") as bar:
         if target is None:
-            result = layer_sensitivity(handle, data, progress=bar, **options)
+            result = layer_sensitivity(handle, data, registry=default_registry(), progress=bar, **options)
         else:
             result, failed = _sensitivity_on_ray(target, handle, data, options, out, bar)
     atomic_write_bytes(out, result.to_csv().encode())

@@ -29,7 +29,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: the core imports torch (about 7 s cold); `--help` should not wait for it
     from squeezestudio.cli.offscreen_plots import save_tradeoff_png
+    from squeezestudio.core.compression.registry import default_registry
     from squeezestudio.cli.terminal_progress import TerminalProgress
     from squeezestudio.core.atomic_write import atomic_write_bytes
     from squeezestudio.core.compression.recipe import load_recipe
@@ -46,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.output)
     with TerminalProgress(f"sweeping {len(points)} points") as bar:
         if target is None:
-            rows = run_sweep(handle, data, points, batch_size=args.batch_size, progress=bar)
+            rows = run_sweep(handle, data, points, registry=default_registry(), batch_size=args.batch_size, progress=bar)
         else:
             rows, failed = _sweep_on_ray(target, handle, data, points, args.batch_size, out, bar)
     front = pareto_frontier([(r.size_bytes, r.metrics.get(args.metric)) for r in rows])

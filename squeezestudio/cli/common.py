@@ -33,12 +33,15 @@ def add_data_arguments(parser: argparse.ArgumentParser, default: str = "digits")
 
 
 def load_model_from_args(args: argparse.Namespace) -> "ModelHandle":
+    # lazy, as in every command: the core imports torch (about 7 s cold here), and
+    # `squeezestudio --help` or an argument error should not wait for it.
+    from squeezestudio.core.compression.registry import default_registry
     from squeezestudio.core.io.demo_files import demo_model_path
     from squeezestudio.core.io.loading import load_model
 
     path = args.model if getattr(args, "model", None) else str(demo_model_path())
     return load_model(path, arch=getattr(args, "arch", None), trust=getattr(args, "trust", False),
-                      weights=getattr(args, "weights", None))
+                      weights=getattr(args, "weights", None), registry=default_registry())
 
 
 def load_data_for(handle: "ModelHandle", source: str, label: str = "loading data") -> "ImageDataset":

@@ -8,15 +8,23 @@ print as one line on stderr with exit code 2 -- never a traceback.
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
+from types import ModuleType
 from typing import Optional, Sequence
 
 from squeezestudio import __version__
+from squeezestudio.core.errors import SqueezeStudioError
+from squeezestudio.core.limits import overridden_limits
+from squeezestudio.core.printable import printable
+from squeezestudio.core.progress import Cancelled
+from squeezestudio.cli import (cmd_classify, cmd_compress, cmd_demo, cmd_eval, cmd_export, cmd_gui, cmd_inspect,
+                               cmd_plugins, cmd_screenshot, cmd_sensitivity, cmd_sweep)
 
-COMMANDS = (
-    "demo", "inspect", "eval", "classify", "compress", "sweep", "sensitivity",
-    "export", "plugins", "gui", "screenshot",
+# The command modules import only argparse at their top (the core and torch load inside
+# ``run``), so building the parser stays instant.
+COMMANDS: tuple[ModuleType, ...] = (
+    cmd_demo, cmd_inspect, cmd_eval, cmd_classify, cmd_compress, cmd_sweep, cmd_sensitivity,
+    cmd_export, cmd_plugins, cmd_gui, cmd_screenshot,
 )
 EXIT_USER_ERROR = 2
 
@@ -31,8 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="raise or lower a safety limit for this run, e.g. input_elements=100000000 "
                              "(repeatable; see squeezestudio/core/limits.py; or set SQUEEZESTUDIO_LIMIT_NAME)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
-        module = importlib.import_module(f"squeezestudio.cli.cmd_{name}")
+    for module in COMMANDS:
         module.add_parser(sub)
     return parser
 
@@ -55,14 +62,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the CLI; returns the process exit code."""
     args = build_parser().parse_args(argv)
     if not args.command:
-        from squeezestudio.cli import cmd_gui
-
         return cmd_gui.run(argparse.Namespace(model=None, data=None, trust=False, arch=None))
-    from squeezestudio.core.errors import SqueezeStudioError
-    from squeezestudio.core.limits import overridden_limits
-    from squeezestudio.core.printable import printable
-    from squeezestudio.core.progress import Cancelled
-
     try:
         with overridden_limits(_limit_flags(args.limit)):
             return int(args.func(args) or 0)

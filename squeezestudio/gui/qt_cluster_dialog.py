@@ -106,6 +106,7 @@ class QtClusterDialog(QDialog):
             return
         self.received = 0
         skip_original = any(e.is_original for e in self.session.experiments)
+        registry = self.session.registry
 
         def job(progress: Any = None, cancel: Any = None) -> Any:
             from squeezestudio.core.cluster.arrivals import arrival_experiment
@@ -116,7 +117,7 @@ class QtClusterDialog(QDialog):
             def arrived(arrival: Any) -> None:
                 if arrival.index == 0 and skip_original:
                     return
-                experiment = arrival_experiment(arrival)
+                experiment = arrival_experiment(arrival, registry=registry)
                 if experiment is not None:
                     self._arrivals.experiment.emit(experiment)
 

@@ -17,6 +17,7 @@ from squeezestudio.core.errors import UntrustedCodeError
 from squeezestudio.core.session.experiments import Experiment, format_bytes
 from squeezestudio.core.session.studio_session import StudioSession, recipe_to_dict
 from squeezestudio.gui.qt_worker import JobManager
+from squeezestudio.gui.qt_layer_rows import layer_rows
 
 
 class NeedsTrust:
@@ -28,8 +29,7 @@ class NeedsTrust:
 
 def rows_for(handle: Any, experiment: Optional[Experiment] = None) -> list[Any]:
     """Layer rows for the original model, or for an experiment's compressed model."""
-    from squeezestudio.core.model.inspection import inspect_model
-    from squeezestudio.gui.qt_layer_rows import layer_rows
+    from squeezestudio.core.model.inspection import inspect_model  # lazy: torch; the window paints first
 
     if experiment is not None and experiment.compressed is not None:
         cm = experiment.compressed

@@ -11,18 +11,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from squeezestudio.core.compression.registry import MethodRegistry
 from squeezestudio.core.errors import ExportError
 from squeezestudio.core.io.exports import EXPORT_FORMATS, export
 
 FORMATS = tuple(EXPORT_FORMATS)
 
 
-def export_one(experiment: Any, fmt: str, path: Path) -> int:
-    """Write ``experiment``'s compressed model (or a report of it) as ``fmt``; bytes written."""
+def export_one(experiment: Any, fmt: str, path: Path, registry: MethodRegistry) -> int:
+    """Write ``experiment``'s compressed model (or a report of it) as ``fmt``; bytes written.
+
+    ``registry`` checks and measures plugin (custom) encodings.
+    """
     cm = experiment.compressed
     if cm is None:
         raise ExportError("this result is no longer in memory; click its point and evaluate it again (F5)")
-    return int(export(cm, fmt, path))
+    return int(export(cm, fmt, path, registry=registry))
 
 
 def expected_sizes(experiment: Any) -> dict[str, int]:

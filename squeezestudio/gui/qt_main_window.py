@@ -14,17 +14,19 @@ from __future__ import annotations
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QTabWidget, QVBoxLayout, QWidget
 
+from squeezestudio.core.session.experiments import method_defaults
 from squeezestudio.core.session.studio_session import StudioSession, recipe_from_dict, recipe_to_dict
 from squeezestudio.gui.qt_actions import build_actions, fill_recent_menu
 from squeezestudio.gui.qt_window_files import WindowFileActions
 from squeezestudio.gui.qt_evaluation import EvaluationRunner, NeedsTrust
 from squeezestudio.gui.qt_settings import AppSettings
+from squeezestudio.gui.qt_trust_dialog import ask_trust
 from squeezestudio.gui.qt_worker import JobManager, QtJobStatus
 
 AUTOSAVE_MS = 60_000
@@ -37,13 +39,20 @@ def _placeholder(text: str) -> QLabel:
     return label
 
 
+def _application_registry() -> Any:
+    """The application's method registry (built-ins and plugins), built when first needed."""
+    # lazy: the registry imports torch and the plugins (about 7 s cold); the window paints first
+    from squeezestudio.core.compression.registry import default_registry
+    return default_registry()
+
+
 class QtMainWindow(WindowFileActions, QMainWindow):
     """SqueezeStudio's window over one :class:`StudioSession`."""
 
     def __init__(self, session: Optional[StudioSession] = None, *, settings: Optional[AppSettings] = None,
                  methods: Optional[Sequence[Any]] = None, lazy: bool = False) -> None:
         super().__init__()
-        self.session = session or StudioSession()
+        self.session = session or StudioSession(registry=_application_registry)
         self.settings = settings or AppSettings()
         self._methods = methods
         self.controls: Any = None
@@ -122,7 +131,11 @@ class QtMainWindow(WindowFileActions, QMainWindow):
 
     # -- lazily built parts (after the first paint) ------------------------
     def finish_setup(self) -> None:
-        """Build the parts that import pyqtgraph, torch or optional modules."""
+        """Build the parts that import pyqtgraph, torch or optional modules.
+
+        Their imports stay here, not at the top: the window paints first and
+        these cost seconds (``benchmarks/bench_gui_startup.py``).
+        """
         from squeezestudio.gui.qt_layer_view import QtLayerView
         from squeezestudio.gui.qt_method_controls import QtMethodControls
         from squeezestudio.gui.qt_tradeoff_plot import QtTradeoffPlot
@@ -131,7 +144,7 @@ class QtMainWindow(WindowFileActions, QMainWindow):
         # Axis text in the palette's text colour: dark on a light desktop, light on a dark one.
         pg.setConfigOptions(foreground=self.palette().color(QPalette.ColorRole.WindowText), antialias=True)
 
-        self.plot = QtTradeoffPlot(self.session.experiments)
+        self.plot = QtTradeoffPlot(self.session.experiments, defaults=method_defaults(self.session.registry))
         self.plot.pointClicked.connect(self.restore_point)
         self._set_tab(0, self.plot)
         self.tabs.setCurrentIndex(0)
@@ -140,25 +153,29 @@ class QtMainWindow(WindowFileActions, QMainWindow):
         self.layers_dock.setWidget(self.layers)
 
         try:
-            self.controls = QtMethodControls(self._methods)
+            self.controls = QtMethodControls(self._methods if self._methods is not None
+                                             else self.session.registry.methods())
         except Exception as exc:  # noqa: BLE001 - the window must still open
             self.controls_dock.setWidget(_placeholder(f"Compression methods are unavailable: {exc}"))
         else:
             self.controls.recipeChanged.connect(self._controls_changed)
             self.controls.attach_session(self.session, self.jobs)
             self.controls_dock.setWidget(self.controls)
-        self.classify_view = self._optional_view(1, "squeezestudio.gui.qt_classify_view", "QtClassifyView")
-        self.graph_view = self._optional_view(2, "squeezestudio.gui.qt_graph_view", "QtGraphView")
+        from squeezestudio.gui.qt_classify_view import QtClassifyView
+        from squeezestudio.gui.qt_graph_view import QtGraphView
+        from squeezestudio.gui.qt_sensitivity_view import QtSensitivityView
+
+        self.classify_view = self._optional_view(1, QtClassifyView)
+        self.graph_view = self._optional_view(2, QtGraphView)
         self.tabs.currentChanged.connect(lambda index: self._refresh_graph() if index == 2 else None)
         try:
-            from squeezestudio.gui.qt_sensitivity_view import QtSensitivityView
             self.sensitivity_dock.setWidget(QtSensitivityView(self.session, self.jobs))
         except Exception as exc:  # noqa: BLE001
             self.sensitivity_dock.setWidget(_placeholder(f"Sensitivity scan unavailable: {exc}"))
 
-    def _optional_view(self, index: int, module: str, name: str) -> Any:
+    def _optional_view(self, index: int, view_class: Callable[[], QWidget]) -> Any:
         try:
-            view = getattr(__import__(module, fromlist=[name]), name)()
+            view = view_class()
         except Exception as exc:  # noqa: BLE001 - an optional view failing is shown, not fatal
             widget, view = _placeholder(f"This view is not available: {exc}"), None
         else:
@@ -292,11 +309,6 @@ class QtMainWindow(WindowFileActions, QMainWindow):
         self.open_data("digits")
 
     def _ask_trust(self, request: NeedsTrust) -> None:
-        try:
-            from squeezestudio.gui.qt_trust_dialog import ask_trust
-        except ImportError:
-            self.show_error(request.reason, "")
-            return
         if ask_trust(self, request.path, request.reason):
             self.open_model(request.path, trust=True)
         else:

@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (QComboBox, QFormLayout, QGroupBox, QLabel, QScrol
 from squeezestudio.core.compression.config import config_params
 from squeezestudio.gui.qt_param_editors import QtParamEditor
 from squeezestudio.gui.qt_retraining_controls import QtRetrainingControls, retraining_note
+from squeezestudio.core.compression.registry import default_registry
 
 DEBOUNCE_MS = 120  # long enough to merge a slider drag into one evaluation, short enough to feel live
 RECIPE_VERSION = 1
@@ -42,7 +43,6 @@ def display_order(methods: Sequence[Any]) -> list[Any]:
 
 def default_methods() -> list[Any]:
     """The registered methods (built-ins and plugins), in the order they run."""
-    from squeezestudio.core.compression.registry import default_registry
     return list(default_registry().methods())
 
 

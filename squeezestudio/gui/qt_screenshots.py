@@ -20,6 +20,13 @@ from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication
 
 from squeezestudio.core.errors import SqueezeStudioError
+from squeezestudio.core.atomic_write import atomic_write_bytes
+from squeezestudio.core.compression.registry import default_registry
+from squeezestudio.core.data.digits import digits_as_images
+from squeezestudio.core.io.demo_files import DEMO_DATA, demo_model_path, sample_images
+from squeezestudio.core.session.studio_session import StudioSession, recipe_from_dict
+from squeezestudio.gui.qt_main_window import QtMainWindow
+from squeezestudio.gui.qt_settings import AppSettings, make_settings
 
 SCREENSHOT_RECIPES: tuple[dict[str, Any], ...] = (
     {"version": 1, "methods": {"prune": {"sparsity": 0.5}}, "layers": {}},
@@ -69,14 +76,10 @@ def drop_files(widget: Any, paths: Sequence[Path]) -> None:
 
 def sample_files(count: int, folder: Path) -> list[Path]:
     """The shipped sample digits, or digits written to ``folder`` when none are shipped."""
-    from squeezestudio.core.io.demo_files import sample_images
-
     shipped = sample_images()
     if len(shipped) >= count:
         # Two different digits read better than two of the same class.
         return [shipped[0], shipped[len(shipped) // 2]][:count] if count == 2 else shipped[:count]
-    from squeezestudio.core.data.digits import digits_as_images
-
     paths = []
     for i, (name, image) in enumerate(digits_as_images(10, size=64)[::5][:count]):
         path = folder / f"digit_{name}_{i}.png"
@@ -103,14 +106,9 @@ def render_screenshots(out_dir: Path, model: Optional[str] = None, data: Optiona
                        recipes: Sequence[dict[str, Any]] = SCREENSHOT_RECIPES, timeout_s: float = 240.0,
                        log: Callable[[str], None] = print) -> list[Path]:
     """Open the window on ``model`` (default: the bundled demo) and save three PNGs in ``out_dir``."""
-    from squeezestudio.core.session.studio_session import StudioSession, recipe_from_dict
-    from squeezestudio.gui.qt_main_window import QtMainWindow
-    from squeezestudio.gui.qt_settings import AppSettings, make_settings
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if model is None:
-        from squeezestudio.core.io.demo_files import DEMO_DATA, demo_model_path
         model, data = str(demo_model_path()), data or DEMO_DATA
     if not data:
         raise SqueezeStudioError("give --data (digits, an image folder or a CSV list) to evaluate the model on")
@@ -120,7 +118,7 @@ def render_screenshots(out_dir: Path, model: Optional[str] = None, data: Optiona
     os.environ["SQUEEZESTUDIO_HOME"] = scratch.name  # the window's autosave on close stays in scratch
     try:
         settings = AppSettings(make_settings(str(Path(scratch.name) / "settings.ini")))  # never the user's
-        window = QtMainWindow(StudioSession(), settings=settings)
+        window = QtMainWindow(StudioSession(registry=default_registry()), settings=settings)
         window.resize(*WINDOW_SIZE)
         window.show()
         session, log_ = window.session, window.session.experiments
@@ -173,8 +171,6 @@ def render_screenshots(out_dir: Path, model: Optional[str] = None, data: Optiona
 def _save(window: Any, path: Path) -> Path:
     """Grab ``window`` to a PNG through an atomic write."""
     from PySide6.QtCore import QBuffer, QByteArray, QIODevice
-
-    from squeezestudio.core.atomic_write import atomic_write_bytes
 
     data = QByteArray()
     buffer = QBuffer(data)

@@ -81,7 +81,7 @@ class QtSensitivityView(QWidget):
         from squeezestudio.core.measure.sensitivity import layer_sensitivity
 
         method, axis, levels = SCANS[self.scan_combo.currentText()]
-        handle, data = self.session.handle, self.session.data
+        handle, data, registry = self.session.handle, self.session.data, self.session.registry
         layers = self.layers_to_scan()
         if not layers or data is None:
             self.note.setText("Open a model and a data set first.")
@@ -89,7 +89,7 @@ class QtSensitivityView(QWidget):
         kwargs = scan_levels(method, levels)
 
         def job(progress: Any = None, cancel: Any = None) -> Any:
-            return layer_sensitivity(handle, data, layers=layers, progress=progress, cancel=cancel, **kwargs)
+            return layer_sensitivity(handle, data, registry=registry, layers=layers, progress=progress, cancel=cancel, **kwargs)
 
         self.note.setText(f"Scanning {len(layers)} layer(s) at {len(levels)} levels…")
         self.jobs.start("sensitivity", job, on_finished=lambda result: self.show_result(result, method, axis),

@@ -11,7 +11,7 @@ ExperimentLog's change callbacks and holds no state of its own.
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Any, Mapping, Optional
 
 import numpy as np
 import pyqtgraph as pg
@@ -21,6 +21,7 @@ from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QToolButton, QVBox
 from squeezestudio.core.atomic_write import atomic_write_bytes
 from squeezestudio.core.session.experiments import Experiment, ExperimentLog, format_bytes, pareto_frontier
 from squeezestudio.core.session.experiments import recipe_summary
+from squeezestudio.gui.qt_worker import describe_error
 
 METRICS = {"top1": "Top-1 accuracy", "top5": "Top-5 accuracy", "agreement": "Agreement with original"}
 
@@ -51,9 +52,12 @@ class QtTradeoffPlot(QWidget):
 
     pointClicked = Signal(str)
 
-    def __init__(self, log: ExperimentLog, parent: Optional[QWidget] = None) -> None:
+    def __init__(self, log: ExperimentLog, parent: Optional[QWidget] = None, *,
+                 defaults: Optional[Mapping[str, Mapping[str, Any]]] = None) -> None:
+        """``defaults``: each method's default knobs, left out of the tooltips' recipe summaries."""
         super().__init__(parent)
         self.log = log
+        self.defaults: Mapping[str, Mapping[str, Any]] = defaults or {}
         self.metric_name = "top1"
         self.current_id: Optional[str] = None
         self.frontier_ids: list[str] = []
@@ -184,7 +188,7 @@ class QtTradeoffPlot(QWidget):
         if e.metric("latency") is not None:
             lines.append(f"latency: {e.metric('latency'):.3f} ms/image")
         if not e.is_original:
-            lines.append(recipe_summary(e.recipe))
+            lines.append(recipe_summary(e.recipe, self.defaults))
         return "\n".join(lines)
 
     def _clicked(self, item, points, *args) -> None:
@@ -250,5 +254,4 @@ class QtTradeoffPlot(QWidget):
             else:
                 self.export_png(path)
         except Exception as exc:  # noqa: BLE001 - shown to the user
-            from squeezestudio.gui.qt_worker import describe_error
             QMessageBox.warning(self, "Export failed", describe_error(exc)[0])

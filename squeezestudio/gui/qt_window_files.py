@@ -13,7 +13,11 @@ from typing import Any
 
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
+from squeezestudio import __version__
 from squeezestudio.core.session.project_files import find_autosave
+from squeezestudio.gui.qt_export_dialog import QtExportDialog
+from squeezestudio.gui.qt_autosave_bar import QtAutosaveBar, needs_offer
+from squeezestudio.gui.qt_worker import describe_error
 
 PROJECT_FILTER = "SqueezeStudio project (*.sqproj);;All files (*)"
 MODEL_FILTER = "Models (*.safetensors *.pt *.pth *.bin *.onnx *.sqz *.ts *.pkl *.py);;All files (*)"
@@ -56,7 +60,6 @@ class WindowFileActions:
         try:
             self.session.open_project(path)
         except Exception as exc:  # noqa: BLE001
-            from squeezestudio.gui.qt_worker import describe_error
             self.show_error(*describe_error(exc))
             return
         self._remember(path)
@@ -78,7 +81,6 @@ class WindowFileActions:
         try:
             written = self.session.save_project(path)
         except Exception as exc:  # noqa: BLE001
-            from squeezestudio.gui.qt_worker import describe_error
             self.show_error(*describe_error(exc))
             return
         self._remember(path)
@@ -104,8 +106,6 @@ class WindowFileActions:
 
     def offer_autosave(self, folder: Any = None) -> Any:
         """Show the non-modal restore bar when an autosave is newer than the last clean exit."""
-        from squeezestudio.gui.qt_autosave_bar import QtAutosaveBar, needs_offer
-
         info = find_autosave(folder)
         if not needs_offer(info, self.settings.last_clean_exit()):
             return None
@@ -122,7 +122,6 @@ class WindowFileActions:
         try:
             self.session.restore_autosave(info)
         except Exception as exc:  # noqa: BLE001 - a broken autosave is a message
-            from squeezestudio.gui.qt_worker import describe_error
             self.show_error(*describe_error(exc))
             return
         self.runner.inspect()
@@ -139,13 +138,10 @@ class WindowFileActions:
         if experiment is None or experiment.compressed is None or experiment.is_original:
             self.show_message("Evaluate a compression first: export writes the selected point's model.")
             return
-        try:
-            from squeezestudio.gui.qt_export_dialog import QtExportDialog
-        except ImportError as exc:
-            self.show_error(f"The export dialog is not available: {exc}", "")
-            return
+        # lazy: the export writers import torch; the window is built before it loads
         from squeezestudio.gui.qt_export_wiring import FORMATS, expected_sizes, export_one
-        dialog = QtExportDialog(self, FORMATS, lambda fmt, path: export_one(experiment, fmt, path),
+
+        dialog = QtExportDialog(self, FORMATS, lambda fmt, path: export_one(experiment, fmt, path, self.session.registry),
                                 folder=Path(self._start_folder()),
                                 base_name=f"{getattr(self.session.handle, 'name', 'model')}_compressed",
                                 expected=expected_sizes(experiment))
@@ -157,7 +153,6 @@ class WindowFileActions:
         return dialog.exec()
 
     def show_about(self) -> None:
-        from squeezestudio import __version__
         QMessageBox.about(self, "About SqueezeStudio",
                           f"SqueezeStudio {__version__}\nMake image classifiers smaller and see "
                           "the true size against the measured accuracy.")

@@ -18,12 +18,11 @@ from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QToolButton, QWidget
 
 from squeezestudio.core.progress import CancelToken, Cancelled
+from squeezestudio.core.errors import SqueezeStudioError
 
 
 def describe_error(exc: BaseException) -> tuple[str, str]:
     """(message, details) to show for an exception raised by a core function."""
-    from squeezestudio.core.errors import SqueezeStudioError
-
     if isinstance(exc, SqueezeStudioError):
         return str(exc), ""
     details = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))

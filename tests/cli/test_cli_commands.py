@@ -13,6 +13,7 @@ from squeezestudio.core.io.demo_files import demo_model_path, sample_images
 from squeezestudio.core.io.export_onnx import export_onnx
 from squeezestudio.core.io.loading import load_model, save_state_dict
 from squeezestudio.core.model.zoo import zoo_handle
+from squeezestudio.core.compression.registry import default_registry
 
 DEMO = str(demo_model_path())
 
@@ -84,7 +85,7 @@ def test_export_decodes_a_sqz_to_a_dense_checkpoint(capsys, tmp_path):
     assert f"({dense.stat().st_size:,d} bytes)" in out
     import torch
 
-    a, b = load_model(sqz).module.state_dict(), load_model(dense).module.state_dict()
+    a, b = load_model(sqz, registry=default_registry()).module.state_dict(), load_model(dense, registry=default_registry()).module.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 

@@ -16,6 +16,7 @@ from torch import nn
 import hostile_builders as hb
 from hostile_cli import assert_refused, run_hostile
 from squeezestudio.core.model.architecture_spec import describe_architecture
+from squeezestudio.core.compression.registry import default_registry
 
 
 @pytest.fixture(scope="module")
@@ -128,11 +129,11 @@ def test_sqz_codebook_with_nan_is_refused(capsys, folder: Path) -> None:
     from squeezestudio.core.compression.pipeline import compress
     from squeezestudio.core.compression.recipe import Recipe
 
-    cm = compress(hb.small_handle(), Recipe(methods={"cluster": {"bits": 2}}))
+    cm = compress(hb.small_handle(), Recipe(methods={"cluster": {"bits": 2}}), registry=default_registry())
     name = next(n for n, e in cm.encodings.items() if e.codebook is not None)
     book = cm.encodings[name].codebook
     original = book.astype("<f4").tobytes()
-    blob = bytes(encode_sqz(cm))
+    blob = bytes(encode_sqz(cm, registry=default_registry()))
     assert blob.count(original) == 1
     poisoned = blob.replace(original, original[:-4] + b"\x00\x00\xc0\x7f")  # last entry -> NaN
     path = folder / "nan_codebook.sqz"

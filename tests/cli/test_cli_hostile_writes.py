@@ -26,6 +26,7 @@ from squeezestudio.core.atomic_write import TEMP_SUFFIX, atomic_write_bytes
 from squeezestudio.core.compression.codec import load_sqz
 from squeezestudio.core.errors import ExportError
 from squeezestudio.core.io.loading import save_state_dict
+from squeezestudio.core.compression.registry import default_registry
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -147,7 +148,7 @@ def test_sigkill_during_compress_keeps_the_old_file_and_the_next_write_cleans_up
     for moment, out in outs.items():
         if out.read_bytes() != old:  # only possible when the kill came after the rename: a whole new file
             assert moment == "mid-write", f"the old file changed after a kill at {moment}"
-            load_sqz(out)
+            load_sqz(out, registry=default_registry())
     assert _temporaries(outs["temporary created"].parent), "the kill should have left a temporary file"
     for out in outs.values():
         atomic_write_bytes(out.parent / "next.csv", b"x\n")  # the next write to that folder

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import copy
 import json
-import sys
-import types
 from typing import Any
 
 import pytest
 import torch
 from torch import nn
 
-from squeezestudio.core.model.architecture_spec import GraphSpecError, build_module, describe_architecture
+from squeezestudio.core.compression.method import ORDER_ARCHITECTURE, CompressionMethod
+from squeezestudio.core.compression.registry import UnknownMethodError, build_registry
+from squeezestudio.core.compression.replay import build_module
+from squeezestudio.core.model.architecture_spec import GraphSpecError, build_base_module, describe_architecture
+from squeezestudio.core.model.zoo import build_model
 from squeezestudio.core.errors import ModelLoadError
 from squeezestudio.core.model.handle import ArchitectureSpec
+from squeezestudio.core.compression.registry import default_registry
 
 
 class _Block(nn.Module):
@@ -61,7 +64,7 @@ def test_fx_description_rebuilds_an_identical_model() -> None:
     net = _trained_net()
     spec = _roundtrip(describe_architecture(net))
     assert spec.kind == "graph" and spec.name == "_Net"
-    rebuilt = build_module(spec)
+    rebuilt = build_module(spec, registry=default_registry())
     assert all(float(p.detach().abs().sum()) == 0 for p in rebuilt.parameters() if p.requires_grad)
     rebuilt.load_state_dict(net.state_dict(), strict=True)
     rebuilt.eval()
@@ -73,14 +76,14 @@ def test_fx_description_rebuilds_an_identical_model() -> None:
 
 
 def test_described_graph_module_describes_itself_without_tracing() -> None:
-    rebuilt = build_module(describe_architecture(_trained_net()))
+    rebuilt = build_module(describe_architecture(_trained_net()), registry=default_registry())
     again = describe_architecture(rebuilt)
     assert again.graph == rebuilt.graph_spec
 
 
 def test_swapped_layer_is_used_by_the_rebuilt_graph() -> None:
     net = _trained_net()
-    rebuilt = build_module(describe_architecture(net))
+    rebuilt = build_module(describe_architecture(net), registry=default_registry())
     rebuilt.load_state_dict(net.state_dict())
     rebuilt.eval()
     x = torch.randn(2, 1, 8, 8)
@@ -134,7 +137,7 @@ def _graph(**overrides: Any) -> dict[str, Any]:
 
 
 def test_a_well_formed_hand_written_graph_builds() -> None:
-    module = build_module(ArchitectureSpec(kind="graph", graph=_graph()))
+    module = build_module(ArchitectureSpec(kind="graph", graph=_graph()), registry=default_registry())
     assert module(torch.randn(3, 4)).shape == (3, 2)
 
 
@@ -166,7 +169,7 @@ def test_a_well_formed_hand_written_graph_builds() -> None:
 ])
 def test_forbidden_or_malformed_graphs_are_refused(graph: dict[str, Any], needle: str) -> None:
     with pytest.raises(ModelLoadError) as info:
-        build_module(ArchitectureSpec(kind="graph", graph=graph))
+        build_module(ArchitectureSpec(kind="graph", graph=graph), registry=default_registry())
     assert needle in str(info.value)
 
 
@@ -175,43 +178,43 @@ def test_getattr_is_limited_to_harmless_attributes() -> None:
                           {"name": "y", "op": "call_function", "target": "builtins.getattr",
                            "args": [{"ref": "x"}, "__dict__"]},
                           {"name": "o", "op": "output", "args": [{"ref": "y"}]}])
-    module = build_module(ArchitectureSpec(kind="graph", graph=graph))
+    module = build_module(ArchitectureSpec(kind="graph", graph=graph), registry=default_registry())
     with pytest.raises(ValueError, match="not allowed"):
         module(torch.randn(1, 4))
 
 
 def test_unknown_kind_and_missing_graph_are_errors() -> None:
     with pytest.raises(GraphSpecError, match="unknown architecture kind"):
-        build_module(ArchitectureSpec(kind="python", name="x"))
+        build_module(ArchitectureSpec(kind="python", name="x"), registry=default_registry())
     with pytest.raises(GraphSpecError, match="no graph"):
-        build_module(ArchitectureSpec(kind="graph"))
+        build_module(ArchitectureSpec(kind="graph"), registry=default_registry())
 
 
-def test_zoo_kind_and_modifications_are_delegated(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[tuple[str, Any]] = []
+class _AppendReLU(CompressionMethod):
+    """A test method whose recorded modification appends a ReLU to the model."""
 
-    def build_model(name: str, **kwargs: Any) -> nn.Module:
-        calls.append(("zoo", (name, kwargs)))
-        return nn.Sequential(nn.Linear(4, 3))
+    name = "append_relu"
+    label = "Append ReLU"
+    description = "test only"
+    order = ORDER_ARCHITECTURE
+    config_class = dict
 
-    class _Method:
-        def rebuild(self, module: nn.Module, modification: dict[str, Any]) -> nn.Module:
-            calls.append(("rebuild", modification))
-            return nn.Sequential(module, nn.ReLU())
+    def apply(self, state: Any, layer_configs: dict[str, Any], progress: Any = None, cancel: Any = None) -> None:
+        raise AssertionError("only rebuild is exercised")
 
-    class _Registry:
-        def get(self, name: str) -> _Method:
-            calls.append(("get", name))
-            return _Method()
+    def rebuild(self, module: nn.Module, modification: dict[str, Any]) -> nn.Module:
+        return nn.Sequential(module, nn.ReLU())
 
-    monkeypatch.setitem(sys.modules, "squeezestudio.core.model.zoo", types.SimpleNamespace(build_model=build_model))
-    monkeypatch.setitem(sys.modules, "squeezestudio.core.compression.registry",
-                        types.SimpleNamespace(default_registry=_Registry))
-    spec = ArchitectureSpec(kind="zoo", name="tiny", kwargs={"num_classes": 3})
-    assert isinstance(build_module(spec), nn.Sequential) and calls == [("zoo", ("tiny", {"num_classes": 3}))]
-    calls.clear()
-    modified = spec.with_modification({"method": "fire", "layer": "0"})
-    module = build_module(modified)
-    assert [c[0] for c in calls] == ["zoo", "get", "rebuild"]
-    assert calls[1] == ("get", "fire") and calls[2][1]["layer"] == "0"
-    assert isinstance(module[1], nn.ReLU)
+
+def test_a_zoo_spec_builds_its_base_and_modifications_replay_through_the_given_registry() -> None:
+    spec = ArchitectureSpec(kind="zoo", name="lenet5", kwargs={"num_classes": 3, "in_channels": 1, "input_size": 16})
+    base = build_base_module(spec)
+    assert type(base).__name__ == type(build_model("lenet5", num_classes=3, in_channels=1, input_size=16)).__name__
+    registry = build_registry(plugins=False)
+    registry.register(_AppendReLU)
+    modified = spec.with_modification({"method": "append_relu", "layer": ""})
+    module = build_module(modified, registry=registry)
+    assert isinstance(module, nn.Sequential) and isinstance(module[1], nn.ReLU)
+    assert type(module[0]) is type(base)
+    with pytest.raises(UnknownMethodError, match="append_relu"):
+        build_module(modified, registry=build_registry(plugins=False))

@@ -39,6 +39,7 @@ ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'sque
 from squeezestudio.core.cluster.point_log import PointLog  # noqa: E402
 from squeezestudio.core.cluster.ray_sensitivity import layer_sensitivity_on_ray  # noqa: E402
 from squeezestudio.core.cluster.ray_sweep import run_sweep_on_ray  # noqa: E402
+from squeezestudio.core.compression.registry import default_registry
 
 TIMING_METRICS = ("latency_ms_per_image", "latency_ms_per_batch")
 TASK_TITLE = b"ray::measure_sweep_point"
@@ -59,7 +60,7 @@ def tiny():
 @lru_cache(maxsize=1)
 def demo():
     """The bundled demo (about a second per point here): slow enough to catch a task running."""
-    handle = load_model(str(demo_model_path()))
+    handle = load_model(str(demo_model_path()), registry=default_registry())
     data = match_classes(load_dataset("digits", PreprocessSpec.from_input_spec(handle.input_spec)),
                          handle.class_names)
     return handle, data
@@ -190,7 +191,7 @@ def test_a_cancelled_sweep_leaves_no_task_running(cluster, tmp_path):
 def test_sensitivity_on_ray_is_the_local_scan(cluster):
     handle, data = tiny()
     options = dict(layers=["fc1", "fc3"], prune_levels=(0.5, 0.9), quant_bits=(4,))
-    local = layer_sensitivity(handle, data, **options)
+    local = layer_sensitivity(handle, data, **options, registry=default_registry())
     remote = layer_sensitivity_on_ray(cluster, handle, data, **options)
     assert not remote.failed and remote.result.to_csv() == local.to_csv()
 

@@ -26,6 +26,7 @@ from squeezestudio.core.model.handle import ModelHandle
 from squeezestudio.core.progress import CancelToken
 from squeezestudio.core.training.loop import TrainConfig, train_classifier
 from squeezestudio.core.model.zoo import zoo_handle
+from squeezestudio.core.compression.registry import default_registry
 
 SPEC = PreprocessSpec(channels=1, height=8, width=8, mean=(0.5,), std=(0.5,))
 LAYERS = ("fc1", "fc2", "fc3")
@@ -68,7 +69,7 @@ def untrained_handle() -> ModelHandle:
 
 def prune_cluster(handle: ModelHandle, bits: int = 3) -> CompressedModel:
     recipe = Recipe(methods={"prune": {"sparsity": 0.8, "scope": "global"}, "cluster": {"bits": bits}})
-    return compress(handle, recipe)
+    return compress(handle, recipe, registry=default_registry())
 
 
 def weights(cm: CompressedModel) -> dict[str, torch.Tensor]:
@@ -76,7 +77,7 @@ def weights(cm: CompressedModel) -> dict[str, torch.Tensor]:
 
 
 def assert_model_equals_file(cm: CompressedModel) -> None:
-    back = decode_sqz(encode_sqz(cm))
+    back = decode_sqz(encode_sqz(cm, registry=default_registry()), registry=default_registry())
     ours, theirs = cm.handle.module.state_dict(), back.handle.module.state_dict()
     assert ours.keys() == theirs.keys()
     for key in ours:
@@ -86,7 +87,7 @@ def assert_model_equals_file(cm: CompressedModel) -> None:
 def test_prune_cluster_finetune_keeps_masks_symbols_and_at_most_k_values() -> None:
     cm = prune_cluster(trained_handle(), bits=3)
     before = weights(cm)
-    out, result = finetune_compressed(cm, digits("train"), digits("val"), FAST)
+    out, result = finetune_compressed(cm, digits("train"), digits("val"), FAST, registry=default_registry())
     assert len(result.history) == 1 and not result.cancelled
     for layer in LAYERS:
         key = f"{layer}.weight"
@@ -108,8 +109,8 @@ def test_prune_cluster_finetune_keeps_masks_symbols_and_at_most_k_values() -> No
 
 def test_file_size_is_kept_up_to_entropy_coding() -> None:
     cm = prune_cluster(trained_handle(), bits=4)
-    out, _ = finetune_compressed(cm, digits("train"), None, FAST)
-    a, b = size_report(cm), size_report(out)
+    out, _ = finetune_compressed(cm, digits("train"), None, FAST, registry=default_registry())
+    a, b = size_report(cm, registry=default_registry()), size_report(out, registry=default_registry())
     for row_a, row_b in zip(a.layers, b.layers):
         assert (row_a.name, row_a.quantized, row_a.pruned, row_a.index_bytes) == \
             (row_b.name, row_b.quantized, row_b.pruned, row_b.index_bytes)
@@ -117,15 +118,15 @@ def test_file_size_is_kept_up_to_entropy_coding() -> None:
     # the coded layers may differ a little (Huffman tables of new values), the header by the fine-tuning record
     assert abs(sum(r.coded for r in b.layers) - sum(r.coded for r in a.layers)) <= 0.03 * a.total_bytes
     assert abs(b.total_bytes - a.total_bytes) <= 0.03 * a.total_bytes
-    assert len(encode_sqz(out)) == b.total_bytes
+    assert len(encode_sqz(out, registry=default_registry())) == b.total_bytes
 
 
 @pytest.mark.parametrize("options", [{"bits": 4, "mode": "symmetric"}, {"bits": 3, "mode": "asymmetric",
                                                                         "granularity": "tensor"}])
 def test_uniform_quantized_weights_stay_on_their_grid(options: dict) -> None:
     recipe = Recipe(methods={"prune": {"sparsity": 0.5}, "quantize": {"scheme": "uniform", **options}})
-    cm = compress(trained_handle(), recipe)
-    out, _ = finetune_compressed(cm, digits("train"), None, FAST)
+    cm = compress(trained_handle(), recipe, registry=default_registry())
+    out, _ = finetune_compressed(cm, digits("train"), None, FAST, registry=default_registry())
     for layer in LAYERS:
         enc = out.encodings[f"{layer}.weight"]
         assert enc.kind == "affine" and enc.bits == options["bits"]
@@ -139,8 +140,8 @@ def test_uniform_quantized_weights_stay_on_their_grid(options: dict) -> None:
 
 
 def test_ternary_layers_keep_three_values_per_channel() -> None:
-    cm = compress(trained_handle(), Recipe(methods={"quantize": {"scheme": "ternary"}}))
-    out, _ = finetune_compressed(cm, digits("train"), None, FAST)
+    cm = compress(trained_handle(), Recipe(methods={"quantize": {"scheme": "ternary"}}), registry=default_registry())
+    out, _ = finetune_compressed(cm, digits("train"), None, FAST, registry=default_registry())
     for layer in LAYERS:
         w = out.handle.module.get_parameter(f"{layer}.weight").detach().numpy()
         assert max(len(np.unique(row)) for row in w) <= 3
@@ -150,18 +151,18 @@ def test_ternary_layers_keep_three_values_per_channel() -> None:
 
 def test_same_seed_gives_the_same_model_and_another_seed_does_not() -> None:
     cm = prune_cluster(trained_handle())
-    a, _ = finetune_compressed(cm, digits("train"), None, FAST)
-    b, _ = finetune_compressed(cm, digits("train"), None, FAST)
-    c, _ = finetune_compressed(cm, digits("train"), None, replace(FAST, seed=FAST.seed + 1))
-    assert encode_sqz(a) == encode_sqz(b)
-    assert encode_sqz(a) != encode_sqz(c)
+    a, _ = finetune_compressed(cm, digits("train"), None, FAST, registry=default_registry())
+    b, _ = finetune_compressed(cm, digits("train"), None, FAST, registry=default_registry())
+    c, _ = finetune_compressed(cm, digits("train"), None, replace(FAST, seed=FAST.seed + 1), registry=default_registry())
+    assert encode_sqz(a, registry=default_registry()) == encode_sqz(b, registry=default_registry())
+    assert encode_sqz(a, registry=default_registry()) != encode_sqz(c, registry=default_registry())
 
 
 def test_progress_per_batch_and_validation_per_epoch() -> None:
     seen: list[float] = []
     config = replace(FAST, epochs=2)
     _, result = finetune_compressed(prune_cluster(trained_handle()), digits("train"), digits("val"), config,
-                                    progress=lambda f, m="": seen.append(f))
+                                    progress=lambda f, m="": seen.append(f), registry=default_registry())
     batches = int(np.ceil(np.ceil(len(digits("train")) * config.fraction) / config.batch_size))
     assert len(seen) >= 2 * batches and seen == sorted(seen) and seen[-1] == 1.0
     assert [r.epoch for r in result.history] == [1, 2]
@@ -186,7 +187,7 @@ def test_cancel_keeps_a_consistent_model_and_resume_continues_from_it() -> None:
     cm0 = prune_cluster(untrained_handle(), bits=4)
     config = replace(FAST, epochs=1, fraction=1.0, batch_size=32, lr=3e-3)
     token, progress = _cancel_after(12)
-    cm1, r1 = finetune_compressed(cm0, digits("train"), None, config, progress=progress, cancel=token)
+    cm1, r1 = finetune_compressed(cm0, digits("train"), None, config, progress=progress, cancel=token, registry=default_registry())
     assert r1.cancelled and r1.history == []
     assert any(not torch.equal(a, b) for a, b in zip(weights(cm0).values(), weights(cm1).values()))
     for layer in LAYERS:
@@ -194,8 +195,8 @@ def test_cancel_keeps_a_consistent_model_and_resume_continues_from_it() -> None:
         assert np.array_equal(cm1.encodings[f"{layer}.weight"].symbols, cm0.encodings[f"{layer}.weight"].symbols)
     assert_model_equals_file(cm1)
     # resuming starts from the weights the cancelled run returned: its first epoch starts lower
-    resumed, r2 = finetune_compressed(cm1, digits("train"), None, config)
-    fresh, r3 = finetune_compressed(cm0, digits("train"), None, config)
+    resumed, r2 = finetune_compressed(cm1, digits("train"), None, config, registry=default_registry())
+    fresh, r3 = finetune_compressed(cm0, digits("train"), None, config, registry=default_registry())
     assert r2.history[0].train_loss < r3.history[0].train_loss
     assert [rec["cancelled"] for rec in resumed.provenance["finetune"]] == [True, False]
     assert_model_equals_file(resumed)
@@ -206,7 +207,7 @@ def test_cancel_keeps_the_best_epoch_seen() -> None:
     config = replace(FAST, epochs=3, fraction=1.0)
     per_epoch = int(np.ceil(len(digits("train")) / config.batch_size))
     token, progress = _cancel_after(per_epoch + 3)  # inside epoch 2
-    out, result = finetune_compressed(cm, digits("train"), digits("val"), config, progress=progress, cancel=token)
+    out, result = finetune_compressed(cm, digits("train"), digits("val"), config, progress=progress, cancel=token, registry=default_registry())
     assert result.cancelled and [r.epoch for r in result.history] == [1] and result.best_epoch == 1
     from squeezestudio.core.measure.evaluation import evaluate
 
@@ -218,10 +219,10 @@ def test_state_without_recipe_is_understood_from_its_encodings() -> None:
     state = CompressionState.from_handle(trained_handle())
     MagnitudePruning().apply(state, {n: PruneConfig(sparsity=0.7) for n in LAYERS})
     KMeansClustering().apply(state, {"fc1": ClusterConfig(bits=2)})
-    steps, frozen = finetune_plan(state)
+    steps, frozen = finetune_plan(state, registry=default_registry())
     assert {m.name: sorted(c) for m, c in steps} == {"prune": list(LAYERS), "cluster": ["fc1"]}
     assert frozen == []
-    out, _ = finetune_compressed(state, digits("train"), None, FAST)
+    out, _ = finetune_compressed(state, digits("train"), None, FAST, registry=default_registry())
     fc1 = out.handle.module.get_parameter("fc1.weight").detach().numpy()
     assert len(np.unique(fc1)) <= 4 + 1  # 4 shared values plus the pruned zeros
     for layer in ("fc2", "fc3"):
@@ -257,7 +258,7 @@ def test_refresh_requantizes_on_the_same_grid() -> None:
 def test_distillation_needs_a_teacher() -> None:
     with pytest.raises(RecipeError, match="teacher"):
         finetune_compressed(prune_cluster(trained_handle()), digits("train"), None,
-                            replace(FAST, distill_temperature=4.0))
+                            replace(FAST, distill_temperature=4.0), registry=default_registry())
 
 
 def test_distillation_with_alpha_one_learns_the_teacher_not_the_labels() -> None:
@@ -267,15 +268,15 @@ def test_distillation_with_alpha_one_learns_the_teacher_not_the_labels() -> None
         teacher[1].weight.mul_(8.0)
     train = digits("train")
     wrong = ImageDataset(images=train.images, labels=(train.labels + 1) % 10, class_names=train.class_names)
-    cm = compress(untrained_handle(), Recipe(methods={"prune": {"sparsity": 0.5}}))
+    cm = compress(untrained_handle(), Recipe(methods={"prune": {"sparsity": 0.5}}), registry=default_registry())
 
     def agreement(model: nn.Module) -> float:
         with torch.no_grad():
             return float((model(train.images).argmax(1) == teacher(train.images).argmax(1)).float().mean())
 
     config = replace(FAST, epochs=3, fraction=1.0, lr=3e-3, distill_temperature=2.0, distill_alpha=1.0)
-    student, _ = finetune_compressed(cm, wrong, None, config, teacher=teacher)
-    labels_only, _ = finetune_compressed(cm, wrong, None, replace(config, distill_alpha=0.0), teacher=teacher)
+    student, _ = finetune_compressed(cm, wrong, None, config, teacher=teacher, registry=default_registry())
+    labels_only, _ = finetune_compressed(cm, wrong, None, replace(config, distill_alpha=0.0), teacher=teacher, registry=default_registry())
     assert agreement(cm.handle.module) < 0.2
     assert agreement(student.handle.module) > 0.7  # it learned the teacher ...
     assert agreement(labels_only.handle.module) < 0.2  # ... which the (shifted) labels alone do not teach

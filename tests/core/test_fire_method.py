@@ -21,6 +21,7 @@ from squeezestudio.core.compression.state import CompressionState
 from squeezestudio.core.errors import ArchitectureMismatchError, CodecError, RecipeError
 from squeezestudio.core.model.handle import ArchitectureSpec, InputSpec, ModelHandle
 from squeezestudio.core.model.zoo import zoo_handle
+from squeezestudio.core.compression.registry import default_registry
 
 
 class Net(nn.Module):
@@ -220,9 +221,9 @@ def test_recipe_to_sqz_and_back_replays_the_substitution(strategy):
     recipe = recipe_from_dict({"architecture": [{"method": "fire", "layer": "conv2", "strategy": strategy,
                                                  "pct3x3": 0.5}],
                                "methods": {"prune": {"sparsity": 0.5}}})
-    compressed = compress(handle, recipe)
+    compressed = compress(handle, recipe, registry=default_registry())
     assert [m["layer"] for m in compressed.handle.architecture.modifications] == ["conv2"]
-    restored = decode_sqz(encode_sqz(compressed))
+    restored = decode_sqz(encode_sqz(compressed, registry=default_registry()), registry=default_registry())
     x = torch.randn(2, 1, 28, 28)
     original_type = type(compressed.handle.module.conv2)
     assert type(restored.handle.module.conv2) is original_type

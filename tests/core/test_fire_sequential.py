@@ -15,6 +15,7 @@ from squeezestudio.core.compression.recipe import Recipe
 from squeezestudio.core.compression.state import CompressionState
 from squeezestudio.core.model.handle import ArchitectureSpec, InputSpec, ModelHandle
 from squeezestudio.core.progress import CancelToken, Cancelled
+from squeezestudio.core.compression.registry import default_registry
 
 LAYERS = ("3", "7", "10")
 
@@ -80,9 +81,9 @@ def test_default_init_reconstructs_and_keeps_accuracy_where_the_data_free_start_
     original = _accuracy(handle.module, test_images, test_labels)
     assert original > 0.9  # the toy really learned the task
     torch.manual_seed(0)
-    data_free = compress(handle, _recipe(init="svd"), calibration=calibration)
+    data_free = compress(handle, _recipe(init="svd"), calibration=calibration, registry=default_registry())
     torch.manual_seed(0)
-    fitted = compress(handle, _recipe(), calibration=calibration)  # default init
+    fitted = compress(handle, _recipe(), calibration=calibration, registry=default_registry())  # default init
     for name in LAYERS:
         assert isinstance(fitted.handle.module.get_submodule(name), FireConv)
     assert all(r["init"] == "svd+reconstruct" for r in fitted.handle.architecture.modifications)

@@ -10,6 +10,7 @@ import pytest
 import hostile_builders as hb
 from squeezestudio.core.errors import ModelLoadError, UnsafeModelFileError
 from squeezestudio.core.io.loading import load_model
+from squeezestudio.core.compression.registry import default_registry
 
 
 @pytest.mark.parametrize("build, error, needle", [
@@ -23,10 +24,10 @@ def test_hostile_onnx_is_refused_before_anything_runs(tmp_path: Path, build, err
     path = build(tmp_path / "m.onnx")
     start = time.perf_counter()
     with pytest.raises(error, match=needle):
-        load_model(path)
+        load_model(path, registry=default_registry())
     assert time.perf_counter() - start < 5.0
 
 
 def test_a_sound_onnx_file_still_loads(tmp_path: Path) -> None:
-    handle = load_model(hb.onnx_mlp(tmp_path / "ok.onnx"))
+    handle = load_model(hb.onnx_mlp(tmp_path / "ok.onnx"), registry=default_registry())
     assert handle.num_classes == 3

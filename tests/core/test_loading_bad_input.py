@@ -19,6 +19,7 @@ from squeezestudio.core.errors import (
 )
 from squeezestudio.core.io.loading import load_model, save_safetensors, save_state_dict
 from squeezestudio.core.model.zoo import zoo_handle
+from squeezestudio.core.compression.registry import default_registry
 
 
 class _TouchOnUnpickle:
@@ -45,18 +46,18 @@ def _one_sentence(exc: BaseException) -> str:
 
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match="does not exist"):
-        load_model(tmp_path / "nope.pt")
+        load_model(tmp_path / "nope.pt", registry=default_registry())
 
 
 def test_folder_instead_of_file(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match="is a folder"):
-        load_model(tmp_path)
+        load_model(tmp_path, registry=default_registry())
 
 
 def test_zero_byte_file(tmp_path: Path) -> None:
     (tmp_path / "empty.pth").write_bytes(b"")
     with pytest.raises(ModelLoadError, match="empty"):
-        load_model(tmp_path / "empty.pth")
+        load_model(tmp_path / "empty.pth", registry=default_registry())
 
 
 @pytest.mark.parametrize("saver", [save_state_dict, save_safetensors,
@@ -68,21 +69,21 @@ def test_truncated_checkpoint(tmp_path: Path, small_handle, saver) -> None:
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(ModelLoadError, match="truncated or corrupt") as info:
-        load_model(path)
+        load_model(path, registry=default_registry())
     _one_sentence(info.value)
 
 
 def test_unknown_content(tmp_path: Path) -> None:
     (tmp_path / "notes.pt").write_bytes(b"hello, this is not a model at all")
     with pytest.raises(ModelLoadError, match="not a model format"):
-        load_model(tmp_path / "notes.pt")
+        load_model(tmp_path / "notes.pt", registry=default_registry())
 
 
 def test_zip_that_is_not_a_checkpoint(tmp_path: Path) -> None:
     with zipfile.ZipFile(tmp_path / "a.pt", "w") as archive:
         archive.writestr("readme.txt", "hi")
     with pytest.raises(ModelLoadError, match="not a PyTorch checkpoint"):
-        load_model(tmp_path / "a.pt")
+        load_model(tmp_path / "a.pt", registry=default_registry())
 
 
 @pytest.mark.parametrize("zip_format", [True, False])
@@ -96,7 +97,7 @@ def test_malicious_pickle_is_refused_without_running(tmp_path: Path, zip_format:
         with open(path, "wb") as fh:
             pickle.dump(payload, fh, protocol=2)
     with pytest.raises(UntrustedCodeError, match="--trust") as info:
-        load_model(path)
+        load_model(path, registry=default_registry())
     assert "could run code" in _one_sentence(info.value)
     assert not marker.exists()
     # The same file really does run code when unpickled unsafely: the check above means something.
@@ -113,7 +114,7 @@ def test_keys_that_do_not_fit_the_architecture(tmp_path: Path, small_handle) -> 
     state["head.bias"] = state.pop("fc3.bias")
     torch.save(state, tmp_path / "renamed.pt")
     with pytest.raises(ArchitectureMismatchError) as info:
-        load_model(tmp_path / "renamed.pt", arch="lenet5")
+        load_model(tmp_path / "renamed.pt", arch="lenet5", registry=default_registry())
     message = _one_sentence(info.value)
     assert "2 missing (fc3.weight, fc3.bias)" in message
     assert "2 unexpected (head.weight, head.bias)" in message
@@ -122,7 +123,7 @@ def test_keys_that_do_not_fit_the_architecture(tmp_path: Path, small_handle) -> 
 def test_shapes_that_do_not_fit_the_architecture(tmp_path: Path, small_handle) -> None:
     torch.save(small_handle.module.state_dict(), tmp_path / "w.pt")
     with pytest.raises(ArchitectureMismatchError) as info:
-        load_model(tmp_path / "w.pt", arch="lenet5", arch_kwargs={"num_classes": 9})
+        load_model(tmp_path / "w.pt", arch="lenet5", arch_kwargs={"num_classes": 9}, registry=default_registry())
     message = _one_sentence(info.value)
     assert "fc3.weight: expected (9, 84), got (4, 84)" in message
     assert "2 with the wrong shape" in message
@@ -133,14 +134,14 @@ def test_unrecognised_state_dict_names_the_closest_architecture(tmp_path: Path, 
     state["extra.weight"] = torch.zeros(3)
     torch.save(state, tmp_path / "w.pt")
     with pytest.raises(ArchitectureMismatchError, match="closest is lenet5") as info:
-        load_model(tmp_path / "w.pt")
+        load_model(tmp_path / "w.pt", registry=default_registry())
     assert "extra.weight" in info.value.args[0] and "--arch" in info.value.args[0]
 
 
 def test_state_dict_with_unrelated_keys(tmp_path: Path) -> None:
     torch.save({"encoder.block.weight": torch.zeros(3, 3)}, tmp_path / "w.pt")
     with pytest.raises(ArchitectureMismatchError, match="match no known architecture"):
-        load_model(tmp_path / "w.pt")
+        load_model(tmp_path / "w.pt", registry=default_registry())
 
 
 @pytest.mark.parametrize("content, message", [
@@ -150,7 +151,7 @@ def test_state_dict_with_unrelated_keys(tmp_path: Path) -> None:
 def test_checkpoints_without_a_state_dict(tmp_path: Path, content, message: str) -> None:
     torch.save(content, tmp_path / "c.pt")
     with pytest.raises(ModelLoadError, match=message):
-        load_model(tmp_path / "c.pt")
+        load_model(tmp_path / "c.pt", registry=default_registry())
 
 
 def test_metadata_from_a_newer_version(tmp_path: Path, small_handle) -> None:
@@ -159,14 +160,14 @@ def test_metadata_from_a_newer_version(tmp_path: Path, small_handle) -> None:
     payload["squeezestudio"]["version"] = 99
     torch.save(payload, tmp_path / "m.pt")
     with pytest.raises(ModelLoadError, match="newer SqueezeStudio"):
-        load_model(tmp_path / "m.pt")
+        load_model(tmp_path / "m.pt", registry=default_registry())
 
 
 def test_damaged_safetensors_header(tmp_path: Path) -> None:
     header = b'{"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]'  # no closing brace
     (tmp_path / "m.safetensors").write_bytes(len(header).to_bytes(8, "little") + header + bytes(8))
     with pytest.raises(ModelLoadError, match="damaged safetensors header"):
-        load_model(tmp_path / "m.safetensors")
+        load_model(tmp_path / "m.safetensors", registry=default_registry())
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -178,18 +179,18 @@ def test_damaged_safetensors_header(tmp_path: Path) -> None:
 def test_bad_arguments(tmp_path: Path, small_handle, kwargs: dict, message: str) -> None:
     torch.save(small_handle.module.state_dict(), tmp_path / "w.pt")
     with pytest.raises(ModelLoadError, match=message):
-        load_model(tmp_path / "w.pt", **kwargs)
+        load_model(tmp_path / "w.pt", **kwargs, registry=default_registry())
 
 
 def test_python_file_without_factory_and_stray_weights(tmp_path: Path, small_handle) -> None:
     with pytest.raises(ModelLoadError, match="name the function"):
-        load_model(tmp_path / "model.py")
+        load_model(tmp_path / "model.py", registry=default_registry())
     save_safetensors(small_handle, tmp_path / "m.safetensors")
     with pytest.raises(ModelLoadError, match="already holds its weights"):
-        load_model(tmp_path / "m.safetensors", weights=tmp_path / "m.safetensors")
+        load_model(tmp_path / "m.safetensors", weights=tmp_path / "m.safetensors", registry=default_registry())
 
 
 def test_every_error_is_a_squeezestudio_error(tmp_path: Path) -> None:
     (tmp_path / "x.json").write_text(json.dumps({"not": "a model"}))
     with pytest.raises(SqueezeStudioError):
-        load_model(tmp_path / "x.json")
+        load_model(tmp_path / "x.json", registry=default_registry())

@@ -15,10 +15,11 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
-from squeezestudio.core.model.architecture_spec import build_module
+from squeezestudio.core.compression.replay import build_module
 from squeezestudio.core.errors import ModelLoadError, UnsupportedOperatorError
 from squeezestudio.core.io.loading.onnx_import import META_CLASS_NAMES, load_onnx, onnx_to_module
 from squeezestudio.core.model.handle import ArchitectureSpec
+from squeezestudio.core.compression.registry import default_registry
 
 
 class _Residual(nn.Module):
@@ -219,7 +220,7 @@ def test_architecture_rebuilds_onnx_graph_without_the_file(tmp_path: Path) -> No
     torch.manual_seed(5)
     handle = load_onnx(_export_torchscript(_model(), tmp_path / "a.onnx", fold=False))
     spec = ArchitectureSpec.from_dict(json.loads(json.dumps(handle.architecture.to_dict())))
-    rebuilt = build_module(spec)
+    rebuilt = build_module(spec, registry=default_registry())
     original = handle.module.state_dict()
     assert {k: tuple(v.shape) for k, v in rebuilt.state_dict().items()} == \
            {k: tuple(v.shape) for k, v in original.items()}

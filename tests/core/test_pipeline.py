@@ -20,6 +20,7 @@ from squeezestudio.core.compression.state import CompressionState
 from squeezestudio.core.errors import RecipeError
 from squeezestudio.core.progress import CancelToken, Cancelled
 from squeezestudio.core.model.zoo import zoo_handle
+from squeezestudio.core.compression.registry import default_registry
 
 LAYERS = ("conv1", "conv2", "fc1", "fc2", "fc3")
 
@@ -38,7 +39,7 @@ def test_prune_then_cluster_composes_and_keeps_the_original() -> None:
     original = dense(handle.module)
     recipe = recipe_from_dict({"methods": {"prune": {"sparsity": 0.8, "scope": "global"}, "cluster": {"bits": 4}},
                                "layers": {"fc3": {"prune": None}}})
-    cm = compress(handle, recipe)
+    cm = compress(handle, recipe, registry=default_registry())
     assert all(torch.equal(v, handle.module.state_dict()[k]) for k, v in original.items())
     assert cm.handle.module is not handle.module
     state = cm.handle.module.state_dict()
@@ -59,9 +60,9 @@ def test_prune_then_cluster_composes_and_keeps_the_original() -> None:
 def test_prune_then_quantize_round_trips_through_sqz_bit_for_bit() -> None:
     recipe = recipe_from_dict({"methods": {"prune": {"sparsity": 0.5}, "quantize": {"bits": 6}},
                                "layers": {"fc1": {"quantize": {"scheme": "ternary"}}}})
-    cm = compress(lenet(), recipe)
+    cm = compress(lenet(), recipe, registry=default_registry())
     assert cm.encodings["fc2.weight"].kind == "affine" and cm.encodings["fc1.weight"].kind == "codebook"
-    back = decode_sqz(encode_sqz(cm))
+    back = decode_sqz(encode_sqz(cm, registry=default_registry()), registry=default_registry())
     ours, theirs = cm.handle.module.state_dict(), back.handle.module.state_dict()
     for key, value in ours.items():
         assert torch.equal(value, theirs[key]), key
@@ -72,28 +73,28 @@ def test_conflicts_and_bad_values_fail_before_any_work() -> None:
     calls: list[float] = []
     with pytest.raises(RecipeError, match="cannot both apply"):
         compress(handle, recipe_from_dict({"methods": {"cluster": {}, "quantize": {}}}),
-                 progress=lambda f, m="": calls.append(f))
+                 progress=lambda f, m="": calls.append(f), registry=default_registry())
     assert calls == []
     with pytest.raises(RecipeError, match="unknown layer 'fc9'"):
-        compress(handle, recipe_from_dict({"layers": {"fc9": {"prune": {}}}}))
+        compress(handle, recipe_from_dict({"layers": {"fc9": {"prune": {}}}}), registry=default_registry())
 
 
 def test_progress_reaches_one_and_cancel_stops() -> None:
     seen: list[float] = []
     recipe = recipe_from_dict({"methods": {"prune": {"sparsity": 0.5}, "cluster": {"bits": 2}}})
-    compress(lenet(), recipe, progress=lambda f, m="": seen.append(f))
+    compress(lenet(), recipe, progress=lambda f, m="": seen.append(f), registry=default_registry())
     assert seen[-1] == 1.0 and all(0.0 <= f <= 1.0 for f in seen)
     assert max(seen[:len(seen) // 2]) < 1.0
     token = CancelToken()
     token.cancel()
     with pytest.raises(Cancelled):
-        compress(lenet(), recipe, cancel=token)
+        compress(lenet(), recipe, cancel=token, registry=default_registry())
 
 
 def test_finetune_hooks_from_applied_steps_keep_masks_and_sharing() -> None:
     state = CompressionState.from_handle(lenet())
     recipe = recipe_from_dict({"methods": {"prune": {"sparsity": 0.7}, "cluster": {"bits": 3}}})
-    hooks = collect_finetune_hooks(state, apply_recipe_to_state(state, recipe))
+    hooks = collect_finetune_hooks(state, apply_recipe_to_state(state, recipe, registry=default_registry()))
     assert len(hooks) == 2
     model = state.module
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)

@@ -11,7 +11,7 @@ from torch import nn
 from squeezestudio.core.compression.config import param
 from squeezestudio.core.compression.method import ORDER_PRUNE, CompressionMethod
 from squeezestudio.core.compression.registry import (
-    MethodRegistry, UnknownMethodError, build_registry, default_registry, get_method)
+    MethodRegistry, UnknownMethodError, build_registry, default_registry)
 from squeezestudio.core.errors import PluginError, RecipeError
 
 
@@ -90,7 +90,6 @@ def test_register_accepts_instances_and_rejects_junk() -> None:
 
 def test_default_registry_is_cached_and_fresh_ones_are_independent() -> None:
     assert default_registry() is default_registry()
-    assert get_method("prune") is default_registry().get("prune")
     fresh = build_registry(plugins=False)
     fresh.register(_FakeMethod)
     assert "fake" in fresh and "fake" not in build_registry(plugins=False)

@@ -10,17 +10,16 @@ import pytest
 from squeezestudio.core.compression.codec import encode_sqz, size_report
 from squeezestudio.core.compression.codec.size_report import STAGES
 
-from test_sqz_cases import CASES, make_cm, tiny_arch  # noqa: F401  (sibling module; fixture)
+from test_sqz_cases import CASES, make_cm, CODEC_REGISTRY  # sibling module
 
-pytestmark = pytest.mark.usefixtures("tiny_arch")
 
 
 @pytest.mark.parametrize("entropy", [False, True])
 @pytest.mark.parametrize("case", CASES)
 def test_total_is_the_encoded_length(case: str, entropy: bool) -> None:
     cm = make_cm(case, entropy)
-    report = size_report(cm)
-    assert report.total_bytes == len(encode_sqz(cm))
+    report = size_report(cm, registry=CODEC_REGISTRY)
+    assert report.total_bytes == len(encode_sqz(cm, registry=CODEC_REGISTRY))
     assert report.stage_bytes("coded") == report.total_bytes
     assert report.container_bytes > 0 and report.raw_tensors == 7  # conv/fc bias, BN x4 + counter
     assert report.raw_bytes == 4 * (16 + 10 + 4 * 16) + 8
@@ -29,7 +28,7 @@ def test_total_is_the_encoded_length(case: str, entropy: bool) -> None:
 
 
 def test_stages_shrink_for_prune_cluster_and_huffman() -> None:
-    report = size_report(make_cm("codebook_shared", True))
+    report = size_report(make_cm("codebook_shared", True), registry=CODEC_REGISTRY)
     fc = next(row for row in report.layers if row.name == "fc.weight")
     assert fc.dense == 4 * 2560
     assert fc.dense > fc.pruned > fc.quantized > fc.coded
@@ -43,14 +42,14 @@ def test_stages_shrink_for_prune_cluster_and_huffman() -> None:
 
 
 def test_dense_float16_halves_the_value_bytes() -> None:
-    report = size_report(make_cm("float16"))
+    report = size_report(make_cm("float16"), registry=CODEC_REGISTRY)
     for row in report.layers:
         assert row.pruned == row.dense and row.quantized == row.coded == row.dense // 2
         assert row.index_bytes == 0
 
 
 def test_table_csv_and_dict_agree() -> None:
-    report = size_report(make_cm("affine_channel", True))
+    report = size_report(make_cm("affine_channel", True), registry=CODEC_REGISTRY)
     table = report.to_table()
     assert "conv.weight" in table and "fc.weight" in table and "TOTAL" in table
     assert str(report.total_bytes) in table.splitlines()[-1]

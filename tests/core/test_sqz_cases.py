@@ -1,30 +1,29 @@
 """Hand-built compressed models, one per encoding kind, shared by the .sqz codec tests.
 
-The model is a tiny Conv2d + BatchNorm + Linear network. Its architecture is
-``ArchitectureSpec(kind="test", ...)``, which the ``tiny_arch`` fixture teaches
-``squeezestudio.core.model.architecture_spec.build_module`` to build (everything
-else still goes to the real function), so ``load_sqz`` runs its real path.
-Custom payloads are decoded by a test low-rank "method" patched in as
-``sqz_format.custom_decoder``.
+The model is a tiny Conv2d + BatchNorm + Linear network described by the real
+architecture description (a traced graph), so ``load_sqz`` rebuilds it the way
+it rebuilds a user's model. Custom payloads belong to a small low-rank test
+method registered in :data:`CODEC_REGISTRY`, a registry of its own that the
+tests pass to the codec (the application's registry is left alone).
 """
 
 from __future__ import annotations
 
-import importlib
-import sys
-import types
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from squeezestudio.core.compression.codec import sqz_format
 from squeezestudio.core.compression.compressed_model import CompressedModel
 from squeezestudio.core.compression.encoding import CustomPayload, WeightEncoding
-from squeezestudio.core.model.handle import ArchitectureSpec, InputSpec, ModelHandle
+from squeezestudio.core.compression.method import ORDER_SHARE, CompressionMethod
+from squeezestudio.core.compression.registry import MethodRegistry, build_registry
+from squeezestudio.core.model.architecture_spec import describe_architecture
+from squeezestudio.core.model.handle import InputSpec, ModelHandle
 
-TINY_SPEC = ArchitectureSpec(kind="test", name="tiny_conv_bn_linear")
 TINY_INPUT = InputSpec(channels=1, height=8, width=8, mean=(0.5,), std=(0.5,))
 CASES = ("dense32", "float16", "masked32", "codebook_shared", "codebook_channel",
          "affine_tensor", "affine_channel", "binary", "custom")
@@ -42,27 +41,38 @@ class TinyNet(nn.Module):
         return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 4), 1))
 
 
-def build_tiny(spec: ArchitectureSpec) -> nn.Module:
-    assert spec.kind == "test"
-    return TinyNet()
+TINY_SPEC = describe_architecture(TinyNet())
 
 
-@pytest.fixture
-def tiny_arch(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Route ``kind == "test"`` specs to :class:`TinyNet`; custom payloads to :func:`lowrank_decode`."""
-    try:
-        arch = importlib.import_module("squeezestudio.core.model.architecture_spec")
-    except ImportError:  # not written yet: a stand-in module that knows no other architecture
-        arch = types.ModuleType("squeezestudio.core.model.architecture_spec")
-        arch.build_module = _unknown_architecture  # type: ignore[attr-defined]
-        monkeypatch.setitem(sys.modules, "squeezestudio.core.model.architecture_spec", arch)
-    real = arch.build_module
-    monkeypatch.setattr(arch, "build_module", lambda spec: build_tiny(spec) if spec.kind == "test" else real(spec))
-    monkeypatch.setattr(sqz_format, "custom_decoder", lowrank_decode)
+@dataclass
+class _LowRankConfig:
+    rank: int = 2
 
 
-def _unknown_architecture(spec: ArchitectureSpec) -> nn.Module:
-    raise KeyError(spec.kind)
+class _TestLowRank(CompressionMethod):
+    """The test "method" behind the ``custom`` case: weight = u @ v, reshaped."""
+
+    name = "test_lowrank"
+    label = "Test low rank"
+    description = "Decodes the custom payloads of the codec tests."
+    order = ORDER_SHARE
+    config_class = _LowRankConfig
+
+    def apply(self, state: Any, layer_configs: dict[str, Any], progress: Any = None, cancel: Any = None) -> None:
+        raise AssertionError("the codec tests build their encodings by hand")
+
+    def decode_custom(self, payload: CustomPayload, shape: tuple[int, ...]) -> np.ndarray:
+        return lowrank_decode(payload, shape)
+
+
+def codec_registry() -> MethodRegistry:
+    """Built-in methods plus the test low-rank method (no plugins)."""
+    registry = build_registry(plugins=False)
+    registry.register(_TestLowRank)
+    return registry
+
+
+CODEC_REGISTRY = codec_registry()
 
 
 def lowrank_decode(payload: CustomPayload, shape: tuple[int, ...]) -> np.ndarray:

@@ -19,16 +19,16 @@ from squeezestudio.core.compression.codec.sqz_layout import pack_raw, pack_strea
 from squeezestudio.core.compression.compressed_model import CompressedModel
 from squeezestudio.core.errors import CodecError
 
-from test_sqz_cases import make_cm, tiny_arch  # noqa: F401  (sibling module; fixture)
+from test_sqz_cases import make_cm, CODEC_REGISTRY  # sibling module
 
-pytestmark = pytest.mark.usefixtures("tiny_arch")
+
 _SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 @pytest.fixture(scope="module")
 def valid() -> bytes:
     """A pruned, entropy-coded codebook model: positions, Huffman symbols, codebook, raw tensors."""
-    data = encode_sqz(make_cm("codebook_shared", True))
+    data = encode_sqz(make_cm("codebook_shared", True), registry=CODEC_REGISTRY)
     fc = read_header(data)["layers"]["fc.weight"]
     assert fc["positions"]["coding"] == fc["symbols"]["coding"] == "huffman"  # so the lies below reach the decoder
     return data
@@ -37,7 +37,7 @@ def valid() -> bytes:
 def _decode_or_codec_error(data: bytes) -> CompressedModel | None:
     """Decoding either succeeds or raises CodecError; any other exception fails the test."""
     try:
-        return decode_sqz(data)
+        return decode_sqz(data, registry=CODEC_REGISTRY)
     except CodecError as exc:
         assert str(exc) and "\n" not in str(exc)
         return None
@@ -97,26 +97,26 @@ def _data_start(data: bytes) -> int:
 @given(garbage=st.binary(max_size=400))
 def test_random_bytes(garbage: bytes) -> None:
     with pytest.raises(CodecError):
-        decode_sqz(garbage)
+        decode_sqz(garbage, registry=CODEC_REGISTRY)
 
 
 @_SETTINGS
 @given(body=st.binary(max_size=200))
 def test_random_bytes_behind_a_plausible_length(body: bytes) -> None:
     with pytest.raises(CodecError):
-        decode_sqz(struct.pack("<Q", len(body)) + body)
+        decode_sqz(struct.pack("<Q", len(body)) + body, registry=CODEC_REGISTRY)
 
 
 def test_truncation_at_every_step(valid: bytes) -> None:
     step = max(1, len(valid) // 97)
     for cut in list(range(0, len(valid), step)) + [len(valid) - 1]:
         with pytest.raises(CodecError):
-            decode_sqz(valid[:cut])
+            decode_sqz(valid[:cut], registry=CODEC_REGISTRY)
 
 
 def test_appended_bytes_are_rejected(valid: bytes) -> None:
     with pytest.raises(CodecError):
-        decode_sqz(valid + b"\0")
+        decode_sqz(valid + b"\0", registry=CODEC_REGISTRY)
 
 
 @_SETTINGS
@@ -137,7 +137,7 @@ def test_bit_flips_in_the_data_are_always_caught(valid: bytes, data: st.DataObje
     mutated = bytearray(valid)
     mutated[pos] ^= 1 << data.draw(st.integers(0, 7))
     with pytest.raises(CodecError, match="checksum"):
-        decode_sqz(bytes(mutated))
+        decode_sqz(bytes(mutated), registry=CODEC_REGISTRY)
 
 
 def _layer(header: dict[str, Any], name: str = "fc.weight") -> dict[str, Any]:
@@ -232,7 +232,7 @@ RANGE_LIES: dict[str, Callable[[dict[str, Any], dict[str, torch.Tensor]], None]]
 def test_lying_ranges(valid: bytes, lie: str) -> None:
     mutated = _rewrite(valid, lambda h, p, r, t: None, after=RANGE_LIES[lie])
     with pytest.raises(CodecError):
-        decode_sqz(mutated)
+        decode_sqz(mutated, registry=CODEC_REGISTRY)
 
 
 def test_rewrite_without_lies_still_loads(valid: bytes) -> None:
@@ -244,12 +244,12 @@ def test_rewrite_without_lies_still_loads(valid: bytes) -> None:
 def test_lying_headers(valid: bytes, lie: str) -> None:
     mutated = _rewrite(valid, LIES[lie], fix_checksum=lie != "no checksum")
     with pytest.raises(CodecError):
-        decode_sqz(mutated)
+        decode_sqz(mutated, registry=CODEC_REGISTRY)
 
 
 def test_newer_version_says_to_update(valid: bytes) -> None:
     with pytest.raises(CodecError, match="update SqueezeStudio"):
-        decode_sqz(_rewrite(valid, lambda h, p, r, t: h.update(version=2)))
+        decode_sqz(_rewrite(valid, lambda h, p, r, t: h.update(version=2)), registry=CODEC_REGISTRY)
 
 
 @_SETTINGS
@@ -292,10 +292,10 @@ def test_random_raw_offsets(valid: bytes, data: st.DataObject) -> None:
 
 def test_missing_and_unreadable_paths(tmp_path) -> None:
     with pytest.raises(CodecError, match="cannot read"):
-        load_sqz(tmp_path / "absent.sqz")
+        load_sqz(tmp_path / "absent.sqz", registry=CODEC_REGISTRY)
     with pytest.raises(CodecError, match="cannot read"):
-        load_sqz(tmp_path)
+        load_sqz(tmp_path, registry=CODEC_REGISTRY)
     empty = tmp_path / "empty.sqz"
     empty.write_bytes(b"")
     with pytest.raises(CodecError, match="too short"):
-        load_sqz(empty)
+        load_sqz(empty, registry=CODEC_REGISTRY)

@@ -16,9 +16,9 @@ from squeezestudio.core.errors import CodecError
 from squeezestudio.core.model.handle import ArchitectureSpec, InputSpec, ModelHandle
 from squeezestudio.core.progress import CancelToken, Cancelled
 
-from test_sqz_cases import CASES, TINY_SPEC, make_cm, tiny_arch  # noqa: F401  (sibling module; fixture)
+from test_sqz_cases import CASES, TINY_SPEC, make_cm, CODEC_REGISTRY  # sibling module
 
-pytestmark = pytest.mark.usefixtures("tiny_arch")
+
 
 
 def _assert_same_encoding(a: WeightEncoding, b: WeightEncoding) -> None:
@@ -39,7 +39,7 @@ def _assert_same_encoding(a: WeightEncoding, b: WeightEncoding) -> None:
 @pytest.mark.parametrize("case", CASES)
 def test_round_trip_is_bit_exact(case: str, entropy: bool) -> None:
     cm = make_cm(case, entropy)
-    back = decode_sqz(encode_sqz(cm))
+    back = decode_sqz(encode_sqz(cm, registry=CODEC_REGISTRY), registry=CODEC_REGISTRY)
     want, got = cm.handle.module.state_dict(), back.handle.module.state_dict()
     assert list(want) == list(got)
     for key in want:
@@ -55,9 +55,9 @@ def test_round_trip_is_bit_exact(case: str, entropy: bool) -> None:
 def test_metadata_and_handle_survive(tmp_path: Path) -> None:
     cm = make_cm("codebook_shared", True)
     path = tmp_path / "model.sqz"
-    written = save_sqz(cm, path)
-    assert written == os.path.getsize(path) == len(encode_sqz(cm))
-    back = load_sqz(path)
+    written = save_sqz(cm, path, registry=CODEC_REGISTRY)
+    assert written == os.path.getsize(path) == len(encode_sqz(cm, registry=CODEC_REGISTRY))
+    back = load_sqz(path, registry=CODEC_REGISTRY)
     h = back.handle
     assert (h.source_format, h.source_path, h.name) == ("sqz", path, "tiny-codebook_shared")
     assert h.class_names == cm.handle.class_names and h.input_spec == cm.handle.input_spec
@@ -66,12 +66,12 @@ def test_metadata_and_handle_survive(tmp_path: Path) -> None:
 
 
 def test_encoding_is_deterministic() -> None:
-    assert encode_sqz(make_cm("masked32", True)) == encode_sqz(make_cm("masked32", True))
+    assert encode_sqz(make_cm("masked32", True), registry=CODEC_REGISTRY) == encode_sqz(make_cm("masked32", True), registry=CODEC_REGISTRY)
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_entropy_coding_never_grows_a_file(case: str) -> None:
-    assert len(encode_sqz(make_cm(case, True))) <= len(encode_sqz(make_cm(case)))
+    assert len(encode_sqz(make_cm(case, True), registry=CODEC_REGISTRY)) <= len(encode_sqz(make_cm(case), registry=CODEC_REGISTRY))
 
 
 def test_entropy_coding_shrinks_skewed_symbols() -> None:
@@ -79,7 +79,7 @@ def test_entropy_coding_shrinks_skewed_symbols() -> None:
     cm_plain, cm_coded = make_cm("codebook_channel"), make_cm("codebook_channel", True)
     from squeezestudio.core.compression.codec import size_report
 
-    plain, coded = size_report(cm_plain), size_report(cm_coded)
+    plain, coded = size_report(cm_plain, registry=CODEC_REGISTRY), size_report(cm_coded, registry=CODEC_REGISTRY)
     assert coded.total_bytes < plain.total_bytes
     fc_plain = next(r for r in plain.layers if r.name == "fc.weight")
     fc_coded = next(r for r in coded.layers if r.name == "fc.weight")
@@ -94,7 +94,7 @@ def test_fully_pruned_layer_round_trips(entropy: bool) -> None:
     enc.symbols = enc.symbols[:0]
     with torch.no_grad():
         cm.handle.module.fc.weight.zero_()
-    back = decode_sqz(encode_sqz(cm))
+    back = decode_sqz(encode_sqz(cm, registry=CODEC_REGISTRY), registry=CODEC_REGISTRY)
     assert torch.equal(back.handle.module.fc.weight, torch.zeros(10, 256))
     assert back.encodings["fc.weight"].kept == 0
 
@@ -102,17 +102,17 @@ def test_fully_pruned_layer_round_trips(entropy: bool) -> None:
 def test_progress_and_cancel() -> None:
     cm = make_cm("masked32")
     seen: list[float] = []
-    data = encode_sqz(cm, progress=lambda f, msg="": seen.append(f))
+    data = encode_sqz(cm, progress=lambda f, msg="": seen.append(f), registry=CODEC_REGISTRY)
     assert seen[-1] == 1.0 and seen == sorted(seen)
     seen.clear()
-    decode_sqz(data, progress=lambda f, msg="": seen.append(f))
+    decode_sqz(data, progress=lambda f, msg="": seen.append(f), registry=CODEC_REGISTRY)
     assert seen[-1] == 1.0 and len(seen) >= 3
     token = CancelToken()
     token.cancel()
     with pytest.raises(Cancelled):
-        encode_sqz(cm, cancel=token)
+        encode_sqz(cm, cancel=token, registry=CODEC_REGISTRY)
     with pytest.raises(Cancelled):
-        decode_sqz(data, cancel=token)
+        decode_sqz(data, cancel=token, registry=CODEC_REGISTRY)
 
 
 def test_real_zoo_architecture_round_trips() -> None:
@@ -131,7 +131,7 @@ def test_real_zoo_architecture_round_trips() -> None:
         w.copy_(torch.from_numpy(enc.decode()))
     handle = ModelHandle(module=module, name="lenet", input_spec=InputSpec(1, 8, 8, (0.5,), (0.5,)),
                          class_names=[str(i) for i in range(10)], source_format="zoo", architecture=spec)
-    back = decode_sqz(encode_sqz(CompressedModel(handle=handle, encodings={"fc1.weight": enc})))
+    back = decode_sqz(encode_sqz(CompressedModel(handle=handle, encodings={"fc1.weight": enc}), registry=CODEC_REGISTRY), registry=CODEC_REGISTRY)
     for key, value in module.state_dict().items():
         assert torch.equal(value, back.handle.module.state_dict()[key]), key
 
@@ -141,7 +141,7 @@ def test_weight_that_differs_from_its_encoding_is_refused() -> None:
     with torch.no_grad():
         cm.handle.module.fc.weight[0, 0] += 1.0
     with pytest.raises(CodecError, match="differs from its encoding"):
-        encode_sqz(cm)
+        encode_sqz(cm, registry=CODEC_REGISTRY)
 
 
 @pytest.mark.parametrize("breakage, message", [
@@ -154,18 +154,18 @@ def test_inconsistent_encodings_are_refused(breakage, message: str) -> None:
     cm = make_cm("codebook_shared")
     breakage(cm.encodings["conv.weight"])
     with pytest.raises(CodecError, match=message):
-        encode_sqz(cm)
+        encode_sqz(cm, registry=CODEC_REGISTRY)
 
 
 def test_model_without_architecture_is_refused() -> None:
     cm = make_cm("dense32")
     cm.handle.architecture = None
     with pytest.raises(CodecError, match="no architecture description"):
-        encode_sqz(cm)
+        encode_sqz(cm, registry=CODEC_REGISTRY)
 
 
 def test_encoding_for_unknown_parameter_is_refused() -> None:
     cm = make_cm("dense32")
     cm.encodings["nope.weight"] = cm.encodings["fc.weight"]
     with pytest.raises(CodecError, match="nope.weight"):
-        encode_sqz(cm)
+        encode_sqz(cm, registry=CODEC_REGISTRY)

@@ -13,6 +13,7 @@ from squeezestudio.core.errors import SqueezeStudioError
 from squeezestudio.core.session.experiments import Experiment
 from squeezestudio.core.session.studio_session import (StudioSession, find_autosave, read_project, recipe_summary,
                                                 recipe_from_dict, recipe_to_dict)
+from squeezestudio.core.compression.registry import default_registry
 
 
 def _tiny_handle(path="tiny.pt"):
@@ -30,7 +31,7 @@ def _session(loaded):
         loaded.append(("data", source, handle.name))
         return SimpleNamespace(name=source)
 
-    return StudioSession(model_loader=model_loader, data_loader=data_loader)
+    return StudioSession(model_loader=model_loader, data_loader=data_loader, registry=default_registry())
 
 
 def _recipe(sparsity):
@@ -55,7 +56,7 @@ def test_undo_redo_walks_the_history_and_emits():
 
 
 def test_undo_history_is_bounded():
-    session = StudioSession(undo_limit=5)
+    session = StudioSession(undo_limit=5, registry=default_registry())
     for i in range(20):
         session.set_recipe(_recipe(i / 100))
     steps = 0
@@ -66,7 +67,7 @@ def test_undo_history_is_bounded():
 
 
 def test_selection_event_only_on_change():
-    session = StudioSession()
+    session = StudioSession(registry=default_registry())
     seen = []
     session.events.selection.connect(seen.append)
     session.select_layer("0")
@@ -157,7 +158,7 @@ def test_recipe_summary_mentions_methods_and_overrides():
     assert quiet == "prune(sparsity=0.5); cluster(bits=4); 1 layer override(s)"
     assert recipe_summary({"methods": {"prune": {"sparsity": 0.9, "scope": "global"}}},
                           defaults={"prune": {"sparsity": 0.9, "scope": "layer"}}) == "prune(sparsity=0.9, scope=global)"
-    assert recipe_summary({}) == "no compression"
+    assert recipe_summary({}, defaults={}) == "no compression"
 
 
 def test_evaluate_recipe_end_to_end_on_a_tiny_zoo_model():
@@ -170,16 +171,16 @@ def test_evaluate_recipe_end_to_end_on_a_tiny_zoo_model():
     handle = zoo_handle("lenet5", num_classes=10, in_channels=1, input_size=32)
     data = ImageDataset(images=torch.randn(64, 1, 32, 32), labels=torch.randint(0, 10, (64,)),
                         class_names=[str(i) for i in range(10)])
-    session = StudioSession()
+    session = StudioSession(registry=default_registry())
     session.set_model(handle)
     session.set_data(data, "random")
     fractions = []
     original = session.evaluate_recipe(None, lambda f, m="": fractions.append(f), original=True)
     assert original.is_original and original.metrics["agreement"] == 1.0
-    assert original.size_bytes == len(encode_sqz(original.compressed))
+    assert original.size_bytes == len(encode_sqz(original.compressed, registry=default_registry()))
     recipe = {"version": 1, "methods": {"prune": {"sparsity": 0.8}, "cluster": {"bits": 4}}, "layers": {}}
     small = session.evaluate_recipe(recipe)
-    assert small.size_bytes == len(encode_sqz(small.compressed)) == small.size_report.total_bytes
+    assert small.size_bytes == len(encode_sqz(small.compressed, registry=default_registry())) == small.size_report.total_bytes
     assert small.size_bytes < original.size_bytes / 5
     assert 0.0 <= small.metrics["agreement"] <= 1.0 and small.metrics["top1"] is not None
     assert recipe_to_dict(recipe_from_dict(small.recipe)) == small.recipe
@@ -205,7 +206,7 @@ def test_calibration_images_come_from_digits_train_or_the_loaded_data():
         asked.append(source)
         return train
 
-    session = StudioSession(model_loader=lambda p, trust=False: _tiny_handle(p), data_loader=data_loader)
+    session = StudioSession(model_loader=lambda p, trust=False: _tiny_handle(p), data_loader=data_loader, registry=default_registry())
     session.set_model(_tiny_handle())
     session.set_data(Data(images=-torch.ones(10, 1, 1, 1)), "digits")
     images = session.calibration_images()
@@ -225,7 +226,7 @@ def test_training_data_is_digits_train_or_the_users_own_and_is_cached():
         asked.append(source)
         return SimpleNamespace(name=source)
 
-    session = StudioSession(model_loader=lambda p, trust=False: _tiny_handle(p), data_loader=data_loader)
+    session = StudioSession(model_loader=lambda p, trust=False: _tiny_handle(p), data_loader=data_loader, registry=default_registry())
     session.open_model("m.pt")
     session.open_data("digits")
     assert session.training_source() == "digits:train"
@@ -263,7 +264,7 @@ def _digits_session():
 
     torch.manual_seed(0)
     handle = zoo_handle("lenet5", num_classes=10, in_channels=1, input_size=28)
-    session = StudioSession(data_loader=data_loader)
+    session = StudioSession(data_loader=data_loader, registry=default_registry())
     session.set_model(handle)
     session.open_data("digits")
     return session, loads
@@ -284,7 +285,7 @@ def test_evaluating_with_retraining_differs_from_without_and_labels_it():
     assert any(m.startswith("epoch") for _, m in fractions)
     assert [f for f, _ in fractions] == sorted(f for f, _ in fractions)
     from squeezestudio.core.compression.codec import encode_sqz
-    assert trained.size_bytes == len(encode_sqz(trained.compressed))
+    assert trained.size_bytes == len(encode_sqz(trained.compressed, registry=default_registry()))
     session.open_data("/my/photos")  # a user's data set without a training set: a sentence, no point
     with pytest.raises(SqueezeStudioError, match="retraining needs training data"):
         session.evaluate_recipe(retrain)

@@ -16,6 +16,20 @@ from squeezestudio.core.io.loading import load_model, save_safetensors
 from squeezestudio.core.io.loading import checkpoint as checkpoint_module
 from squeezestudio.core.model.handle import ArchitectureSpec, InputSpec
 from squeezestudio.core.model.zoo import zoo_handle
+from squeezestudio.core.compression.registry import default_registry
+from squeezestudio.core.compression.replay import build_module
+
+
+class UntraceableMLP(nn.Module):
+    """A user model torch.fx cannot trace (its forward branches on the data)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.body(x)
+        return y if float(y.detach().sum()) >= 0 else -y
 
 
 class TinyMLP(nn.Module):
@@ -63,27 +77,14 @@ def model_py(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.fixture
-def no_architecture_spec(monkeypatch):
-    """Make ``describe_architecture`` fail, so tests do not depend on the tracer."""
-    fake = types.ModuleType("squeezestudio.core.model.architecture_spec")
-
-    def describe_architecture(module, fallback=None):
-        raise ValueError("cannot trace this")
-
-    fake.describe_architecture = describe_architecture
-    monkeypatch.setitem(sys.modules, "squeezestudio.core.model.architecture_spec", fake)
-    return fake
-
-
-def test_pickled_module_needs_trust(tmp_path: Path, no_architecture_spec) -> None:
+def test_pickled_module_needs_trust(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    model = TinyMLP()
+    model = UntraceableMLP()
     torch.save(model, tmp_path / "whole.pt")
     with pytest.raises(UntrustedCodeError, match="pass --trust if you trust its author") as info:
-        load_model(tmp_path / "whole.pt")
-    assert "TinyMLP" in str(info.value)
-    handle = load_model(tmp_path / "whole.pt", trust=True)
+        load_model(tmp_path / "whole.pt", registry=default_registry())
+    assert "UntraceableMLP" in str(info.value)
+    handle = load_model(tmp_path / "whole.pt", trust=True, registry=default_registry())
     assert handle.source_format == "pickle" and handle.trusted_code
     assert handle.class_names == ["class 0", "class 1", "class 2"]
     spec = handle.input_spec
@@ -94,11 +95,11 @@ def test_pickled_module_needs_trust(tmp_path: Path, no_architecture_spec) -> Non
     assert torch.equal(handle.module(x), model(x))
 
 
-def test_pickled_zoo_module_keeps_its_zoo_architecture(tmp_path: Path, no_architecture_spec) -> None:
+def test_pickled_zoo_module_keeps_its_zoo_architecture(tmp_path: Path) -> None:
     source = zoo_handle("squeezenet1_1", num_classes=6, in_channels=1, input_size=32)
     torch.save(source.module, tmp_path / "sq.pt")
     handle = load_model(tmp_path / "sq.pt", trust=True,
-                        input_spec=InputSpec(1, 32, 32, (0.5,), (0.5,)))
+                        input_spec=InputSpec(1, 32, 32, (0.5,), (0.5,)), registry=default_registry())
     assert handle.architecture == ArchitectureSpec(kind="zoo", name="squeezenet1_1",
                                                    kwargs={"num_classes": 6, "in_channels": 1,
                                                            "input_size": 224})
@@ -106,19 +107,17 @@ def test_pickled_zoo_module_keeps_its_zoo_architecture(tmp_path: Path, no_archit
     assert not any("input shape" in w for w in handle.warnings)
 
 
-def test_describe_architecture_is_used_for_user_modules(tmp_path: Path, monkeypatch) -> None:
-    fake = types.ModuleType("squeezestudio.core.model.architecture_spec")
-    seen = []
-
-    def describe_architecture(module, fallback=None):
-        seen.append(type(module).__name__)
-        return ArchitectureSpec(kind="graph", name="tiny", graph={"nodes": []})
-
-    fake.describe_architecture = describe_architecture
-    monkeypatch.setitem(sys.modules, "squeezestudio.core.model.architecture_spec", fake)
-    torch.save(TinyMLP(), tmp_path / "whole.pt")
-    handle = load_model(tmp_path / "whole.pt", trust=True)
-    assert seen == ["TinyMLP"] and handle.architecture.kind == "graph"
+def test_a_traceable_user_module_is_recorded_as_a_graph_that_rebuilds_it(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = TinyMLP().eval()
+    torch.save(model, tmp_path / "whole.pt")
+    handle = load_model(tmp_path / "whole.pt", trust=True, registry=default_registry())
+    assert handle.architecture is not None and handle.architecture.kind == "graph"
+    rebuilt = build_module(handle.architecture, registry=default_registry())
+    rebuilt.load_state_dict(model.state_dict())
+    x = torch.randn(3, 1, 8, 8)
+    assert torch.equal(rebuilt.eval()(x), model(x))
+    assert not any("could not be recorded" in w for w in handle.warnings)
 
 
 def test_torchscript_needs_trust_and_is_never_unpickled(tmp_path: Path, monkeypatch) -> None:
@@ -131,8 +130,8 @@ def test_torchscript_needs_trust_and_is_never_unpickled(tmp_path: Path, monkeypa
 
     monkeypatch.setattr(checkpoint_module, "safe_torch_load", refuse)
     with pytest.raises(UntrustedCodeError, match="TorchScript.*--trust"):
-        load_model(tmp_path / "scripted.pt")
-    handle = load_model(tmp_path / "scripted.pt", trust=True)
+        load_model(tmp_path / "scripted.pt", registry=default_registry())
+    handle = load_model(tmp_path / "scripted.pt", trust=True, registry=default_registry())
     assert handle.source_format == "torchscript" and handle.trusted_code
     x = torch.randn(3, 1, 8, 8)
     assert torch.allclose(handle.module(x), model(x))
@@ -142,28 +141,28 @@ def test_torchscript_needs_trust_and_is_never_unpickled(tmp_path: Path, monkeypa
 def test_python_factory_runs_only_with_trust(model_py: Path) -> None:
     flag = model_py.with_name("imported.flag")
     with pytest.raises(UntrustedCodeError, match="Python code.*--trust"):
-        load_model(f"{model_py}:build")
+        load_model(f"{model_py}:build", registry=default_registry())
     assert not flag.exists()
     handle = load_model(f"{model_py}:build", trust=True, arch_kwargs={"num_classes": 4},
-                        input_spec=InputSpec(1, 12, 12, (0.5,), (0.5,)))
+                        input_spec=InputSpec(1, 12, 12, (0.5,), (0.5,)), registry=default_registry())
     assert flag.exists()
     assert handle.source_format == "python" and handle.trusted_code and handle.num_classes == 4
 
 
 def test_python_factory_with_weights(model_py: Path, tmp_path: Path) -> None:
-    first = load_model(f"{model_py}:build", trust=True)
+    first = load_model(f"{model_py}:build", trust=True, registry=default_registry())
     assert first.input_spec.height == 12  # guessed by trying inputs until one runs
     torch.nn.init.constant_(first.module.fc.bias, 0.25)
     save_safetensors(first, tmp_path / "trained.safetensors")
-    again = load_model(f"{model_py}:build", trust=True, weights=tmp_path / "trained.safetensors")
+    again = load_model(f"{model_py}:build", trust=True, weights=tmp_path / "trained.safetensors", registry=default_registry())
     assert torch.equal(again.module.fc.bias, torch.full((5,), 0.25))
     assert again.name == "trained"
     # The same, with the weights as the path and the factory as the architecture.
-    swapped = load_model(tmp_path / "trained.safetensors", arch=f"{model_py}:build", trust=True)
+    swapped = load_model(tmp_path / "trained.safetensors", arch=f"{model_py}:build", trust=True, registry=default_registry())
     assert torch.equal(swapped.module.fc.bias, again.module.fc.bias)
     with pytest.raises(ArchitectureMismatchError, match=r"fc.weight: expected \(3, 576\)"):
         load_model(f"{model_py}:build", trust=True, arch_kwargs={"num_classes": 3},
-                   weights=tmp_path / "trained.safetensors")
+                   weights=tmp_path / "trained.safetensors", registry=default_registry())
 
 
 @pytest.mark.parametrize("target, message", [
@@ -172,15 +171,15 @@ def test_python_factory_with_weights(model_py: Path, tmp_path: Path) -> None:
 ])
 def test_bad_factories(model_py: Path, target: str, message: str) -> None:
     with pytest.raises(ModelLoadError, match=message):
-        load_model(f"{model_py}:{target}", trust=True)
+        load_model(f"{model_py}:{target}", trust=True, registry=default_registry())
 
 
 def test_python_file_that_fails_to_import(tmp_path: Path) -> None:
     (tmp_path / "broken.py").write_text("raise ImportError('needs timm')\n")
     with pytest.raises(ModelLoadError, match="running broken.py failed.*needs timm"):
-        load_model(f"{tmp_path / 'broken.py'}:build", trust=True)
+        load_model(f"{tmp_path / 'broken.py'}:build", trust=True, registry=default_registry())
     with pytest.raises(ModelLoadError, match="does not exist"):
-        load_model(f"{tmp_path / 'absent.py'}:build", trust=True)
+        load_model(f"{tmp_path / 'absent.py'}:build", trust=True, registry=default_registry())
 
 
 def test_checkpoint_with_numpy_values_needs_trust(tmp_path: Path) -> None:
@@ -190,7 +189,7 @@ def test_checkpoint_with_numpy_values_needs_trust(tmp_path: Path) -> None:
     torch.save({"state_dict": source.module.state_dict(), "best_acc": np.float64(0.9)},
                tmp_path / "ckpt.pth")
     with pytest.raises(UntrustedCodeError, match="numpy"):
-        load_model(tmp_path / "ckpt.pth")
-    handle = load_model(tmp_path / "ckpt.pth", trust=True)
+        load_model(tmp_path / "ckpt.pth", registry=default_registry())
+    handle = load_model(tmp_path / "ckpt.pth", trust=True, registry=default_registry())
     assert handle.source_format == "state_dict" and handle.trusted_code
     assert handle.architecture.name == "lenet300_100"

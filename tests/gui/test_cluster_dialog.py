@@ -18,11 +18,12 @@ from squeezestudio.core.session.studio_session import StudioSession  # noqa: E40
 from squeezestudio.gui.qt_cluster_dialog import JOB, QtClusterDialog  # noqa: E402
 from squeezestudio.gui.qt_tradeoff_plot import QtTradeoffPlot  # noqa: E402
 from squeezestudio.gui.qt_worker import JobManager  # noqa: E402
+from squeezestudio.core.compression.registry import default_registry
 
 
 def test_points_arrive_on_the_plot_while_the_sweep_runs(qtbot, ray_cluster, tmp_path):
     torch.manual_seed(0)
-    session = StudioSession()
+    session = StudioSession(registry=default_registry())
     session.set_model(zoo_handle("lenet300_100", num_classes=10, in_channels=1, input_size=8))
     session.set_data(load_digits_split("val", PreprocessSpec(channels=1, height=8, width=8, mean=(0.5,),
                                                              std=(0.5,))), "digits")
@@ -44,7 +45,7 @@ def test_points_arrive_on_the_plot_while_the_sweep_runs(qtbot, ray_cluster, tmp_
     assert len(points) == 4 and len(plot.plotted()) == 4 and sum(p.is_original for p in points) == 1
     assert while_running[0]  # the first point was on the plot before the sweep had finished
     for p in points:
-        assert p.compressed is not None and len(encode_sqz(p.compressed)) == p.size_bytes
+        assert p.compressed is not None and len(encode_sqz(p.compressed, registry=default_registry())) == p.size_bytes
         if not p.is_original:
             assert p.recipe["methods"]["quantize"] == {"bits": 6} and "(cluster)" in p.label
     dialog.grab().save(str(tmp_path / "cluster_dialog.png"))

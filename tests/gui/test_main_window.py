@@ -16,6 +16,7 @@ from PySide6.QtWidgets import QApplication
 from squeezestudio.core.session.experiments import Experiment
 from squeezestudio.core.session.studio_session import StudioSession, recipe_to_dict
 from squeezestudio.gui.qt_main_window import QtMainWindow
+from squeezestudio.core.compression.registry import default_registry
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,7 +34,7 @@ def model_file(tmp_path_factory):
 
 @pytest.fixture
 def window(qtbot, app_settings, toy_methods):
-    w = QtMainWindow(StudioSession(), settings=app_settings, methods=toy_methods)
+    w = QtMainWindow(StudioSession(registry=default_registry()), settings=app_settings, methods=toy_methods)
     qtbot.addWidget(w)
     w.show()
     qtbot.waitExposed(w)
@@ -141,7 +142,7 @@ def test_project_save_and_reopen(qtbot, window, tmp_path, model_file):
     path = tmp_path / "p.sqproj"
     window._save_to(str(path))
     assert path.is_file() and "Saved" in window.message_label.text()
-    other = QtMainWindow(StudioSession(), settings=window.settings, methods=window._methods)
+    other = QtMainWindow(StudioSession(registry=default_registry()), settings=window.settings, methods=window._methods)
     qtbot.addWidget(other)
     other.open_project(str(path))
     assert other.session.experiments.find("a").size_bytes == 1234
@@ -158,11 +159,11 @@ def test_geometry_is_remembered(qtbot, window, app_settings):
 
 
 def test_a_remembered_window_too_small_to_use_opens_at_a_usable_size(qtbot, app_settings):
-    small = QtMainWindow(StudioSession(), settings=app_settings)
+    small = QtMainWindow(StudioSession(registry=default_registry()), settings=app_settings)
     qtbot.addWidget(small)
     small.resize(500, 300)
     small.close()
-    again = QtMainWindow(StudioSession(), settings=app_settings)
+    again = QtMainWindow(StudioSession(registry=default_registry()), settings=app_settings)
     qtbot.addWidget(again)
     screen = again.screen().availableGeometry()
     assert (again.width(), again.height()) == (min(1280, screen.width()), min(820, screen.height()))

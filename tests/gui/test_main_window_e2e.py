@@ -7,6 +7,7 @@ import torch
 
 from squeezestudio.core.session.studio_session import StudioSession, recipe_to_dict
 from squeezestudio.gui.qt_main_window import QtMainWindow
+from squeezestudio.core.compression.registry import default_registry
 
 
 @pytest.fixture
@@ -21,7 +22,7 @@ def model_file(tmp_path):
 
 
 def test_control_change_adds_a_point(qtbot, app_settings, model_file):
-    window = QtMainWindow(StudioSession(), settings=app_settings)  # the real registered methods
+    window = QtMainWindow(StudioSession(registry=default_registry()), settings=app_settings)  # the real registered methods
     qtbot.addWidget(window)
     window.show()
     assert {"prune", "cluster", "quantize"} <= set(window.controls.groups)
@@ -56,7 +57,7 @@ def test_control_change_adds_a_point(qtbot, app_settings, model_file):
 
 
 def test_graph_tab_gets_onnx_exports_of_original_and_compressed(qtbot, app_settings, model_file):
-    window = QtMainWindow(StudioSession(), settings=app_settings)
+    window = QtMainWindow(StudioSession(registry=default_registry()), settings=app_settings)
     qtbot.addWidget(window)
     if window.graph_view is None:
         pytest.fail("the graph view did not load")

@@ -15,6 +15,7 @@ from squeezestudio.core.session.experiments import Experiment
 from squeezestudio.core.session.studio_session import StudioSession, find_autosave
 from squeezestudio.gui.qt_main_window import QtMainWindow
 from squeezestudio.gui.qt_screenshots import drop_files
+from squeezestudio.core.compression.registry import default_registry
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +30,7 @@ def lenet_file(tmp_path_factory):
 
 
 def _window(qtbot, settings):
-    window = QtMainWindow(StudioSession(), settings=settings)
+    window = QtMainWindow(StudioSession(registry=default_registry()), settings=settings)
     qtbot.addWidget(window)
     window.show()
     return window
@@ -99,7 +100,7 @@ def test_untrusted_pickle_loads_only_after_open_anyway(qtbot, app_settings, tmp_
     """The same path with "Open anyway" does load (so the No test above is not vacuous)."""
     from squeezestudio.core.io.loading import load_model
 
-    handle = load_model(lenet_file)
+    handle = load_model(lenet_file, registry=default_registry())
     pickled = tmp_path / "whole_model.pt"
     torch.save(handle.module, pickled)
     window = _window(qtbot, app_settings)
@@ -144,7 +145,7 @@ def test_export_writes_the_size_shown_on_the_plot(qtbot, app_settings, tmp_path,
             for r in range(window.export_dialog.table.rowCount())}
     assert rows["small.sqz"] == f"{point.size_bytes:,}"
     from squeezestudio.core.compression.codec import load_sqz
-    assert set(load_sqz(sqz).encodings) == set(point.compressed.encodings)
+    assert set(load_sqz(sqz, registry=default_registry()).encodings) == set(point.compressed.encodings)
     window.jobs.shutdown()
 
 

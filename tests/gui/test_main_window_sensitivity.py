@@ -13,6 +13,7 @@ from squeezestudio.core.measure.sensitivity import SensitivityPoint, Sensitivity
 from squeezestudio.core.session.studio_session import StudioSession
 from squeezestudio.gui.qt_sensitivity_view import SCANS, QtSensitivityView, scan_levels
 from squeezestudio.gui.qt_worker import JobManager
+from squeezestudio.core.compression.registry import default_registry
 
 
 def _tiny_session():
@@ -22,7 +23,7 @@ def _tiny_session():
     handle = zoo_handle("lenet5", num_classes=10, in_channels=1, input_size=32)
     data = ImageDataset(images=torch.randn(48, 1, 32, 32), labels=torch.randint(0, 10, (48,)),
                         class_names=[str(i) for i in range(10)])
-    session = StudioSession()
+    session = StudioSession(registry=default_registry())
     session.set_model(handle)
     session.set_data(data, "random")
     return session
@@ -36,7 +37,7 @@ def test_scan_levels_pick_one_method():
 def test_core_scan_of_one_method_with_cluster_bits():
     session = _tiny_session()
     result = layer_sensitivity(session.handle, session.data, layers=["conv1", "fc3"],
-                               **scan_levels("cluster", (4, 1)))
+                               **scan_levels("cluster", (4, 1)), registry=default_registry())
     assert {(p.layer, p.method, p.level) for p in result.points} == {
         ("conv1", "cluster", 4.0), ("conv1", "cluster", 1.0), ("fc3", "cluster", 4.0), ("fc3", "cluster", 1.0)}
     assert all(0.0 <= p.agreement <= 1.0 for p in result.points)
@@ -67,7 +68,7 @@ def test_view_runs_the_core_scan_in_a_worker_and_draws_curves(qtbot):
 
 
 def test_view_draws_a_given_result_and_cancel_is_reported(qtbot):
-    session = StudioSession()
+    session = StudioSession(registry=default_registry())
     session.handle = SimpleNamespace(module=nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(50, 400)))
     jobs = JobManager()
     view = QtSensitivityView(session, jobs)

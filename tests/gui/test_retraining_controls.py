@@ -11,6 +11,7 @@ from squeezestudio.core.session.studio_session import StudioSession, recipe_to_d
 from squeezestudio.gui.qt_main_window import QtMainWindow
 from squeezestudio.gui.qt_method_controls import QtMethodControls
 from squeezestudio.gui.qt_retraining_controls import QtRetrainingControls
+from squeezestudio.core.compression.registry import default_registry
 
 
 @pytest.fixture
@@ -75,7 +76,7 @@ def test_setting_epochs_puts_finetune_into_the_emitted_recipe(qtbot, controls):
 
 
 def test_undo_and_point_restore_bring_retraining_back(qtbot, app_settings, toy_methods):
-    window = QtMainWindow(StudioSession(), settings=app_settings, methods=toy_methods)
+    window = QtMainWindow(StudioSession(registry=default_registry()), settings=app_settings, methods=toy_methods)
     qtbot.addWidget(window)
     try:
         group = window.controls.retraining
@@ -107,7 +108,7 @@ def test_note_follows_the_session_and_opens_a_training_set(qtbot, controls):
         return SimpleNamespace(name=source)
 
     session = StudioSession(model_loader=lambda p, trust=False: SimpleNamespace(module=object(), name="m"),
-                            data_loader=data_loader)
+                            data_loader=data_loader, registry=default_registry())
     session.open_model("m.pt")
     controls.attach_session(session)
     assert "needs a training set" in controls.retraining.note.text()

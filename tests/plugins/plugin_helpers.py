@@ -12,6 +12,7 @@ from squeezestudio.core.compression.compressed_model import CompressedModel
 from squeezestudio.core.compression.plugin_folder import repository_plugins_folder
 from squeezestudio.core.compression.state import CompressionState
 from squeezestudio.core.model.handle import InputSpec, ModelHandle, default_class_names
+from squeezestudio.core.compression.registry import default_registry
 
 PLUGINS = repository_plugins_folder()
 
@@ -121,9 +122,9 @@ def sqz_round_trip(state: CompressionState, tmp_path: Path) -> nn.Module:
 
     cm = CompressedModel(handle=state.handle, encodings=dict(state.encodings))
     path = tmp_path / "model.sqz"
-    written = save_sqz(cm, path)
+    written = save_sqz(cm, path, registry=default_registry())
     assert written == path.stat().st_size
-    loaded = load_sqz(path).handle.module
+    loaded = load_sqz(path, registry=default_registry()).handle.module
     loaded.eval()
     return loaded
 

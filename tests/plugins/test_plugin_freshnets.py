@@ -14,6 +14,7 @@ from squeezestudio.core.compression.compressed_model import CompressedModel
 from squeezestudio.core.errors import CodecError
 from squeezestudio_freshnets import (FreshNetsConfig, band_budget, dct_matrix, fit_buckets, from_frequency,
                                      hash_positions, to_frequency)
+from squeezestudio.core.compression.registry import default_registry
 
 
 def test_dct_is_orthonormal_and_invertible() -> None:
@@ -57,14 +58,14 @@ def test_fit_is_the_signed_mean_per_bucket() -> None:
 def test_method_decodes_bitwise_shrinks_the_file_and_round_trips(registry, tmp_path: Path) -> None:
     torch.manual_seed(0)
     state = make_state(TinyCNN())
-    dense = len(encode_sqz(CompressedModel(handle=state.handle)))
+    dense = len(encode_sqz(CompressedModel(handle=state.handle), registry=default_registry()))
     method = registry.get("freshnets")
     method.apply(state, {"conv2": FreshNetsConfig(compression=0.1, seed=5)})
     enc = state.encodings["conv2.weight"]
     assert enc.kind == "custom" and enc.custom.arrays["buckets"].size == pytest.approx(115, abs=5)
     weight = state.layer("conv2").weight.detach().numpy()
     assert np.array_equal(enc.decode(method.decode_custom), weight)
-    compressed = len(encode_sqz(CompressedModel(handle=state.handle, encodings=dict(state.encodings))))
+    compressed = len(encode_sqz(CompressedModel(handle=state.handle, encodings=dict(state.encodings)), registry=default_registry()))
     saved = 1152 * 4 - enc.custom.arrays["buckets"].nbytes
     assert dense - compressed >= saved - 400  # the JSON header grows a little (band sizes, seed)
     loaded = sqz_round_trip(state, tmp_path)

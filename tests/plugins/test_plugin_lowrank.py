@@ -12,6 +12,7 @@ from plugin_helpers import TinyCNN, assert_same_outputs, make_state, sqz_round_t
 from squeezestudio.core.compression.codec import encode_sqz
 from squeezestudio.core.compression.compressed_model import CompressedModel
 from squeezestudio_lowrank import LowRankConfig, choose_rank, factorize
+from squeezestudio.core.compression.registry import default_registry
 
 
 @pytest.mark.parametrize("kind", ["spatial", "channel"])
@@ -56,7 +57,7 @@ def test_method_shrinks_the_model_and_round_trips(registry, tmp_path: Path) -> N
     torch.manual_seed(2)
     state = make_state(TinyCNN())
     original = state.module
-    size_before = len(encode_sqz(CompressedModel(handle=state.handle)))
+    size_before = len(encode_sqz(CompressedModel(handle=state.handle), registry=default_registry()))
     reference = make_state(TinyCNN()).module
     reference.load_state_dict(original.state_dict())
     method = registry.get("lowrank")
@@ -72,7 +73,7 @@ def test_method_shrinks_the_model_and_round_trips(registry, tmp_path: Path) -> N
     with torch.no_grad():
         y, y0 = state.module(x), reference(x)
     assert y.shape == y0.shape and torch.isfinite(y).all() and not torch.allclose(y, y0)
-    size_after = len(encode_sqz(CompressedModel(handle=state.handle)))
+    size_after = len(encode_sqz(CompressedModel(handle=state.handle), registry=default_registry()))
     assert size_after < size_before
     loaded = sqz_round_trip(state, tmp_path)
     assert_same_outputs(state.module, loaded, x)

@@ -12,6 +12,7 @@ from squeezestudio.core.compression.codec import encode_sqz
 from squeezestudio.core.compression.compressed_model import CompressedModel
 from squeezestudio.core.compression.encoding import WeightEncoding
 from squeezestudio_pow2 import Pow2Config, nearest_symbols, pow2_codebook
+from squeezestudio.core.compression.registry import default_registry
 
 
 def test_weights_become_signed_powers_of_two(registry, tmp_path: Path) -> None:
@@ -49,13 +50,13 @@ def test_pruned_positions_stay_pruned_and_size_shrinks(registry) -> None:
     torch.manual_seed(1)
     state = make_state(TinyCNN())
     registry.get("prune").apply(state, {"fc1": registry.get("prune").config_class(sparsity=0.5)})
-    dense = len(encode_sqz(CompressedModel(handle=state.handle, encodings=dict(state.encodings))))
+    dense = len(encode_sqz(CompressedModel(handle=state.handle, encodings=dict(state.encodings)), registry=default_registry()))
     mask = state.encodings["fc1.weight"].mask.copy()
     registry.get("pow2").apply(state, {"fc1": Pow2Config(bits=4)})
     enc: WeightEncoding = state.encodings["fc1.weight"]
     assert np.array_equal(enc.mask, mask)
     assert not state.layer("fc1").weight.detach().numpy().reshape(-1)[~mask].any()
-    quantized = len(encode_sqz(CompressedModel(handle=state.handle, encodings=dict(state.encodings))))
+    quantized = len(encode_sqz(CompressedModel(handle=state.handle, encodings=dict(state.encodings)), registry=default_registry()))
     assert quantized < dense
 
 

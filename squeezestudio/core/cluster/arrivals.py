@@ -11,11 +11,13 @@ from typing import Optional
 
 from squeezestudio.core.cluster.ray_sweep import PointArrival
 from squeezestudio.core.compression.codec import decode_sqz
+from squeezestudio.core.compression.registry import MethodRegistry
 from squeezestudio.core.session.experiments import Experiment, new_experiment_id
 
 
-def arrival_experiment(arrival: PointArrival, *, suffix: str = " (cluster)") -> Optional[Experiment]:
-    """The experiment for a measured point (None for a failed one)."""
+def arrival_experiment(arrival: PointArrival, *, registry: MethodRegistry,
+                       suffix: str = " (cluster)") -> Optional[Experiment]:
+    """The experiment for a measured point (None for a failed one); ``registry`` decodes its .sqz."""
     row = arrival.row
     if row is None:
         return None
@@ -29,4 +31,4 @@ def arrival_experiment(arrival: PointArrival, *, suffix: str = " (cluster)") -> 
                       label="original" if original else row.label + suffix, size_bytes=int(row.size_bytes),
                       metrics={k: None if v is None else float(v) for k, v in metrics.items()},
                       is_original=original,
-                      compressed=None if arrival.sqz is None else decode_sqz(arrival.sqz))
+                      compressed=None if arrival.sqz is None else decode_sqz(arrival.sqz, registry=registry))

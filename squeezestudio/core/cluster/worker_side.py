@@ -21,6 +21,7 @@ from typing import Any, Optional
 
 import torch
 
+from squeezestudio.core.compression.registry import MethodRegistry, build_registry
 from squeezestudio.core.errors import SqueezeStudioError
 
 _KEEP = 2  # decoded input sets per worker: the current run and the one before
@@ -76,6 +77,17 @@ def shared_inputs(bundle_ref: list[Any]) -> Any:
     return _decoded[key]
 
 
+# The worker process's method registry, built on its first task (the worker is an entry point, like the CLI).
+_registries: list[MethodRegistry] = []
+
+
+def worker_registry() -> MethodRegistry:
+    """Built-ins, installed plugins and the checkout's plugins/ folder: the methods the driver's CLI/GUI offer."""
+    if not _registries:
+        _registries.append(build_registry())
+    return _registries[0]
+
+
 def _here() -> WorkerInfo:
     return WorkerInfo(host=socket.gethostname(), pid=os.getpid())
 
@@ -88,7 +100,7 @@ def measure_sweep_point(bundle_ref: list[Any], label: str, recipe: Any, batch_si
     settings.apply()
     handle, data = shared_inputs(bundle_ref)
     try:
-        row, sqz = measure_point(handle, data, label, recipe, batch_size=batch_size)
+        row, sqz = measure_point(handle, data, label, recipe, registry=worker_registry(), batch_size=batch_size)
     except SqueezeStudioError as exc:
         return PointError(str(exc)), None, _here()
     return row, sqz, _here()
@@ -102,7 +114,7 @@ def measure_sensitivity_point(bundle_ref: list[Any], job: tuple[str, str, float]
     settings.apply()
     handle, data = shared_inputs(bundle_ref)
     try:
-        point = measure_sensitivity_job(handle, data, job, batch_size=batch_size)
+        point = measure_sensitivity_job(handle, data, job, registry=worker_registry(), batch_size=batch_size)
     except SqueezeStudioError as exc:
         return PointError(str(exc)), None, _here()
     return point, None, _here()

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Optional
 from torch import nn
 
 from squeezestudio.core.progress import CancelToken, ProgressCallback
+from squeezestudio.core.compression.config import make_config
+from squeezestudio.core.errors import RecipeError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -63,9 +65,6 @@ class CompressionMethod(ABC):
         """``config`` as this method's config object: recipes pass one, scripts may pass a dict."""
         if isinstance(config, self.config_class):
             return config
-        from squeezestudio.core.compression.config import make_config
-        from squeezestudio.core.errors import RecipeError
-
         if config is not None and not isinstance(config, dict):
             raise RecipeError(f"{self.name} on {layer}: the configuration must be a "
                               f"{self.config_class.__name__} or a mapping of options")

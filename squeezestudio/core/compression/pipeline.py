@@ -26,7 +26,7 @@ from squeezestudio.core.compression.compressed_model import CompressedModel
 from squeezestudio.core.compression.config import make_config
 from squeezestudio.core.compression.method import ORDER_PRUNE, CompressionMethod, FinetuneHooks
 from squeezestudio.core.compression.recipe import Recipe, recipe_to_dict, resolve, weighted_layers
-from squeezestudio.core.compression.registry import MethodRegistry, default_registry
+from squeezestudio.core.compression.registry import MethodRegistry
 from squeezestudio.core.compression.state import CompressionState
 from squeezestudio.core.errors import RecipeError
 from squeezestudio.core.model.handle import ModelHandle
@@ -54,7 +54,7 @@ def _architecture_steps(state: CompressionState, recipe: Recipe,
 
 
 def apply_recipe_to_state(state: CompressionState, recipe: Recipe, *,
-                          registry: Optional[MethodRegistry] = None,
+                          registry: MethodRegistry,
                           progress: Optional[ProgressCallback] = None,
                           cancel: Optional[CancelToken] = None) -> list[AppliedStep]:
     """Apply ``recipe`` to ``state`` in place; returns what was applied, in order.
@@ -63,7 +63,6 @@ def apply_recipe_to_state(state: CompressionState, recipe: Recipe, *,
     recipe is validated before any method runs, so a typo fails in
     milliseconds rather than after a slow step.
     """
-    registry = registry or default_registry()
     arch_steps = _architecture_steps(state, recipe, registry)
     plan = resolve(recipe, state, registry)
     total = max(1, len(arch_steps) + len(plan))
@@ -124,7 +123,7 @@ def compressed_model_from_state(state: CompressionState, recipe: Recipe,
                            recipe=recipe_to_dict(recipe), provenance=provenance)
 
 
-def compress(handle: ModelHandle, recipe: Recipe, *, registry: Optional[MethodRegistry] = None,
+def compress(handle: ModelHandle, recipe: Recipe, *, registry: MethodRegistry,
              calibration: Optional[torch.Tensor] = None,
              progress: Optional[ProgressCallback] = None,
              cancel: Optional[CancelToken] = None) -> CompressedModel:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+import squeezestudio
 from squeezestudio.core.compression.method import CompressionMethod
 
 ENTRY_POINT_GROUP = "squeezestudio.methods"
@@ -46,8 +47,6 @@ class FolderPlugin:
 
 def repository_plugins_folder() -> Path:
     """The ``plugins/`` folder next to the ``squeezestudio`` package of this checkout."""
-    import squeezestudio
-
     return Path(squeezestudio.__file__).resolve().parents[1] / "plugins"
 
 

@@ -39,7 +39,7 @@ from squeezestudio.core.atomic_write import atomic_write_bytes
 from squeezestudio.core.bounded_parse import load_json, load_yaml, read_text_file
 from squeezestudio.core.compression.config import config_to_dict, make_config
 from squeezestudio.core.compression.method import CompressionMethod
-from squeezestudio.core.compression.registry import MethodRegistry, default_registry
+from squeezestudio.core.compression.registry import MethodRegistry
 from squeezestudio.core.compression.state import CompressionState
 from squeezestudio.core.errors import RecipeError
 from squeezestudio.core.limits import current_limits
@@ -181,7 +181,7 @@ def _unknown_layer(name: str, layer_names: Sequence[str]) -> RecipeError:
     return RecipeError(f"unknown layer {name!r} in the recipe; the model's layers are: {shown or 'none'}")
 
 
-def validate(recipe: Recipe, layer_names: Iterable[str], registry: Optional[MethodRegistry] = None,
+def validate(recipe: Recipe, layer_names: Iterable[str], registry: MethodRegistry,
              skip_methods: Iterable[str] = (), strict_names: bool = True) -> None:
     """Raise :class:`RecipeError` for the first problem found; return None if the recipe is usable.
 
@@ -191,7 +191,6 @@ def validate(recipe: Recipe, layer_names: Iterable[str], registry: Optional[Meth
     ``strict_names=False`` (after an architecture change replaced layers) lets
     patterns match nothing.
     """
-    registry = registry or default_registry()
     names = list(layer_names)
     skip = set(skip_methods)
     for method, opts in recipe.methods.items():
@@ -228,7 +227,7 @@ def weighted_layers(module: nn.Module) -> dict[str, nn.Module]:
             if name and isinstance(getattr(m, "weight", None), nn.Parameter)}
 
 
-def resolve(recipe: Recipe, state: CompressionState, registry: Optional[MethodRegistry] = None,
+def resolve(recipe: Recipe, state: CompressionState, registry: MethodRegistry,
             skip_methods: Iterable[str] = (), strict_names: bool = True
             ) -> list[tuple[CompressionMethod, dict[str, Any]]]:
     """Validated, typed configs: ``[(method, {layer: config})]`` in application order.
@@ -237,7 +236,6 @@ def resolve(recipe: Recipe, state: CompressionState, registry: Optional[MethodRe
     apply to (e.g. BatchNorm); naming such a layer exactly is an error.
     ``skip_methods`` and ``strict_names`` are passed to :func:`validate`.
     """
-    registry = registry or default_registry()
     modules = weighted_layers(state.module)
     skip = set(skip_methods)
     validate(recipe, list(modules), registry, skip, strict_names)

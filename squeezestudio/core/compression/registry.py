@@ -6,8 +6,10 @@ subclass (or an instance of one). A plugin that fails to import, or points at
 something else, is recorded in :attr:`MethodRegistry.errors` with its message
 (the GUI and CLI show it) and never stops the application.
 
-The only module-level state is the cached default registry; tests and tools
-that need a clean slate call :func:`build_registry`.
+The only module-level state is the cached default registry, and only the CLI
+and the GUI ask for it: every core function that needs methods (the codec,
+the loaders, the pipeline, fine-tuning) takes a ``registry`` argument, so a
+test or a tool passes the registry it built with :func:`build_registry`.
 """
 
 from __future__ import annotations
@@ -18,8 +20,13 @@ from typing import Any, Iterable, Optional, Union
 
 import numpy as np
 
+from squeezestudio.core.compression.clustering import KMeansClustering
 from squeezestudio.core.compression.encoding import CustomPayload
+from squeezestudio.core.compression.fire import FireMethod
 from squeezestudio.core.compression.method import CompressionMethod
+from squeezestudio.core.compression.plugin_folder import register_folder_plugins
+from squeezestudio.core.compression.pruning import MagnitudePruning
+from squeezestudio.core.compression.quantization import WeightQuantization
 from squeezestudio.core.errors import PluginError, RecipeError
 
 ENTRY_POINT_GROUP = "squeezestudio.methods"
@@ -112,16 +119,8 @@ class MethodRegistry:
 
 def builtin_methods() -> list[type[CompressionMethod]]:
     """The method classes shipped with SqueezeStudio."""
-    from squeezestudio.core.compression.clustering import KMeansClustering
-    from squeezestudio.core.compression.pruning import MagnitudePruning
-    from squeezestudio.core.compression.quantization import WeightQuantization
-
-    methods: list[type[CompressionMethod]] = [MagnitudePruning, KMeansClustering, WeightQuantization]
-    try:
-        from squeezestudio.core.compression import fire
-    except ImportError:  # the Fire method is optional; the others work without it
-        return methods
-    fire_cls = getattr(fire, "FireSubstitution", None) or getattr(fire, "FireMethod", None)
+    return [FireMethod, MagnitudePruning, KMeansClustering, WeightQuantization]
+    fire_cls = getattr(fire, "FireMethod", None) or getattr(fire, "FireMethod", None)
     if fire_cls is not None:
         methods.insert(0, fire_cls)
     return methods
@@ -134,18 +133,14 @@ def build_registry(*, plugins: bool = True, entry_points: Optional[Iterable[Any]
         registry.register(cls)
     if plugins:
         registry.load_plugins(entry_points)
-        from squeezestudio.core.compression.plugin_folder import register_folder_plugins
-
         register_folder_plugins(registry)
     return registry
 
 
 @functools.lru_cache(maxsize=1)
 def default_registry() -> MethodRegistry:
-    """The application's registry, built on first use (built-ins, installed plugins, plugins/ folder)."""
+    """The application's registry, built on first use (built-ins, installed plugins, plugins/ folder).
+
+    Called by the CLI and the GUI only; they hand it to the core explicitly.
+    """
     return build_registry()
-
-
-def get_method(name: str) -> CompressionMethod:
-    """A method of the default registry by name."""
-    return default_registry().get(name)

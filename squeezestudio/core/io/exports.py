@@ -15,7 +15,12 @@ from typing import Any, Callable, Optional, Union
 
 from squeezestudio.core.atomic_write import atomic_write_bytes
 from squeezestudio.core.compression.compressed_model import CompressedModel
+from squeezestudio.core.compression.codec import save_sqz, size_report
+from squeezestudio.core.compression.recipe import recipe_from_dict, save_recipe
+from squeezestudio.core.compression.registry import MethodRegistry
 from squeezestudio.core.errors import ExportError
+from squeezestudio.core.io.export_onnx import export_onnx
+from squeezestudio.core.io.loading import save_safetensors, save_state_dict
 
 PathLike = Union[str, Path]
 
@@ -27,60 +32,49 @@ class ExportFormat:
     key: str
     label: str
     suffix: str
-    write: Callable[[CompressedModel, Path], int]
+    write: Callable[[CompressedModel, Path, Optional[MethodRegistry]], int]
 
 
-def _write_sqz(cm: CompressedModel, path: Path) -> int:
-    from squeezestudio.core.compression.codec import save_sqz
-
-    return save_sqz(cm, path)
+def _write_sqz(cm: CompressedModel, path: Path, registry: Optional[MethodRegistry]) -> int:
+    return save_sqz(cm, path, registry=registry)
 
 
-def _write_pt(cm: CompressedModel, path: Path) -> int:
-    from squeezestudio.core.io.loading import save_state_dict
-
+def _write_pt(cm: CompressedModel, path: Path, registry: Optional[MethodRegistry]) -> int:
     return save_state_dict(cm.handle, path)
 
 
-def _write_safetensors(cm: CompressedModel, path: Path) -> int:
-    from squeezestudio.core.io.loading import save_safetensors
-
+def _write_safetensors(cm: CompressedModel, path: Path, registry: Optional[MethodRegistry]) -> int:
     return save_safetensors(cm.handle, path)
 
 
-def _write_onnx(cm: CompressedModel, path: Path) -> int:
-    from squeezestudio.core.io.export_onnx import export_onnx
-
+def _write_onnx(cm: CompressedModel, path: Path, registry: Optional[MethodRegistry]) -> int:
     return export_onnx(cm.handle, path)
 
 
-def _write_recipe(cm: CompressedModel, path: Path) -> int:
-    from squeezestudio.core.compression.recipe import recipe_from_dict, save_recipe
-
+def _write_recipe(cm: CompressedModel, path: Path, registry: Optional[MethodRegistry]) -> int:
     return save_recipe(recipe_from_dict(cm.recipe), path)
 
 
-def build_report(cm: CompressedModel) -> dict[str, Any]:
-    """Sizes per stage and layer, measured metrics, recipe and provenance, as plain data."""
-    from squeezestudio.core.compression.codec import size_report
+def build_report(cm: CompressedModel, registry: Optional[MethodRegistry] = None) -> dict[str, Any]:
+    """Sizes per stage and layer, measured metrics, recipe and provenance, as plain data.
 
+    ``registry`` is needed when ``cm`` holds custom (plugin) encodings.
+    """
     return {
         "model": cm.handle.name,
-        "size": size_report(cm).to_dict(),
+        "size": size_report(cm, registry=registry).to_dict(),
         "metrics": dict(cm.metrics),
         "recipe": cm.recipe,
         "provenance": cm.provenance,
     }
 
 
-def _write_report_json(cm: CompressedModel, path: Path) -> int:
-    return atomic_write_bytes(path, json.dumps(build_report(cm), indent=2, default=str).encode())
+def _write_report_json(cm: CompressedModel, path: Path, registry: Optional[MethodRegistry]) -> int:
+    return atomic_write_bytes(path, json.dumps(build_report(cm, registry), indent=2, default=str).encode())
 
 
-def _write_report_csv(cm: CompressedModel, path: Path) -> int:
-    from squeezestudio.core.compression.codec import size_report
-
-    text = size_report(cm).to_csv()
+def _write_report_csv(cm: CompressedModel, path: Path, registry: Optional[MethodRegistry]) -> int:
+    text = size_report(cm, registry=registry).to_csv()
     if cm.metrics:
         buf = io.StringIO()
         writer = csv.writer(buf)
@@ -114,8 +108,12 @@ def format_for_path(path: PathLike) -> Optional[str]:
     return None
 
 
-def export(cm: CompressedModel, fmt: str, path: PathLike) -> int:
-    """Write ``cm`` as ``fmt`` to ``path`` atomically; returns the bytes written."""
+def export(cm: CompressedModel, fmt: str, path: PathLike, *, registry: Optional[MethodRegistry] = None) -> int:
+    """Write ``cm`` as ``fmt`` to ``path`` atomically; returns the bytes written.
+
+    ``registry`` is needed when ``cm`` holds custom (plugin) encodings (the
+    .sqz writer checks them against the model, the reports measure them).
+    """
     if fmt not in EXPORT_FORMATS:
         raise ExportError(f"unknown export format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)}")
-    return EXPORT_FORMATS[fmt].write(cm, Path(path))
+    return EXPORT_FORMATS[fmt].write(cm, Path(path), registry)

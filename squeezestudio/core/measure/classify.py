@@ -19,6 +19,7 @@ from torch import nn
 from squeezestudio.core.data.dataset import PreprocessSpec
 from squeezestudio.core.errors import DataError, SqueezeStudioError
 from squeezestudio.core.progress import CancelToken, ProgressCallback, check, report
+from squeezestudio.core.data.images import load_image, preprocess
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -94,8 +95,6 @@ def classify_files(paths: Sequence[PathLike], models: Mapping[str, nn.Module],
 
 def _decode(path: PathLike, spec: PreprocessSpec) -> tuple[Optional[torch.Tensor], Optional[str]]:
     """The preprocessed tensor for ``path``, or the sentence saying why there is none."""
-    from squeezestudio.core.data.images import load_image, preprocess
-
     name = os.path.basename(str(path))
     try:
         image = load_image(path)

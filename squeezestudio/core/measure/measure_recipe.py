@@ -29,12 +29,16 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
+from squeezestudio.core.compression.codec import encode_sqz, size_report
 from squeezestudio.core.compression.compressed_model import CompressedModel
+from squeezestudio.core.compression.pipeline import compress
+from squeezestudio.core.compression.registry import MethodRegistry
 from squeezestudio.core.data.dataset import ImageDataset
 from squeezestudio.core.errors import DataError
 from squeezestudio.core.measure.evaluation import EvalResult, evaluate
 from squeezestudio.core.model.handle import ModelHandle
 from squeezestudio.core.progress import CancelToken, ProgressCallback, check, report, scaled
+from squeezestudio.core.training.finetune import finetune_compressed
 from squeezestudio.core.training.loop import TrainConfig, TrainResult, train_config_from_dict
 
 
@@ -77,6 +81,7 @@ def _stages(retraining: bool) -> tuple[float, float, float]:
 
 
 def measure_recipe(handle: ModelHandle, recipe: Any, data: Optional[ImageDataset] = None, *,
+                   registry: MethodRegistry,
                    train_data: Optional[ImageDataset] = None, teacher: Optional[nn.Module] = None,
                    reference: Any = None, batch_size: int = 256,
                    calibration: Optional[torch.Tensor] = None, with_size_report: bool = False,
@@ -92,10 +97,8 @@ def measure_recipe(handle: ModelHandle, recipe: Any, data: Optional[ImageDataset
     ``calibration`` (preprocessed images) goes to :func:`compress` for
     substitution methods such as Fire. ``with_size_report`` measures through
     the per-layer size report instead (same bytes, one encoding, more detail).
+    ``registry`` holds the methods the recipe names.
     """
-    from squeezestudio.core.compression.codec import encode_sqz, size_report
-    from squeezestudio.core.compression.pipeline import compress
-
     config = retrain_config(recipe)
     if config is not None and train_data is None:
         raise DataError("retraining needs training data; open a training set (digits uses its training "
@@ -104,19 +107,17 @@ def measure_recipe(handle: ModelHandle, recipe: Any, data: Optional[ImageDataset
     started = time.perf_counter()
     timings: dict[str, float] = {}
     t = time.perf_counter()
-    cm = compress(handle, recipe, calibration=calibration, progress=scaled(progress, 0.0, compressed_at),
+    cm = compress(handle, recipe, registry=registry, calibration=calibration, progress=scaled(progress, 0.0, compressed_at),
                   cancel=cancel)
     timings["compress"] = time.perf_counter() - t
     check(cancel)
     training = None
     if config is not None:
-        from squeezestudio.core.training.finetune import finetune_compressed
-
         assert train_data is not None
         t = time.perf_counter()
         report(progress, compressed_at, f"retraining {config.epochs} epoch(s)")
         cm, training = finetune_compressed(
-            cm, train_data, None, config, teacher=teacher if teacher is not None else handle.module,
+            cm, train_data, None, config, registry=registry, teacher=teacher if teacher is not None else handle.module,
             progress=scaled(progress, compressed_at, retrained_at), cancel=cancel)
         timings["retrain"] = time.perf_counter() - t
         check(cancel)  # a cancelled retraining returns its partial model: not the asked-for point
@@ -132,10 +133,10 @@ def measure_recipe(handle: ModelHandle, recipe: Any, data: Optional[ImageDataset
     t = time.perf_counter()
     sizes = None
     if with_size_report:
-        sizes = size_report(cm, cancel=cancel)
+        sizes = size_report(cm, cancel=cancel, registry=registry)
         size = int(sizes.total_bytes)  # == len(encode_sqz(cm)): the report encodes the file
     else:
-        size = len(encode_sqz(cm))
+        size = len(encode_sqz(cm, registry=registry))
     timings["encode"] = time.perf_counter() - t
     report(progress, 1.0, "measured")
     return Measurement(size_bytes=size, evaluation=result, compressed=cm,

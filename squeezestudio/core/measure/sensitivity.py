@@ -19,6 +19,9 @@ from squeezestudio.core.errors import RecipeError
 from squeezestudio.core.measure.evaluation import evaluate
 from squeezestudio.core.model.handle import ModelHandle
 from squeezestudio.core.progress import CancelToken, ProgressCallback, check, report
+from squeezestudio.core.compression.pipeline import compress
+from squeezestudio.core.compression.recipe import Recipe, weighted_layers
+from squeezestudio.core.compression.registry import MethodRegistry
 
 PRUNE_LEVELS = (0.25, 0.5, 0.7, 0.8, 0.9, 0.95)
 QUANT_BITS = (8, 6, 4, 3, 2, 1)
@@ -59,8 +62,6 @@ class SensitivityResult:
 
 def compressible_layers(handle: ModelHandle) -> list[str]:
     """Names of the Conv2d/Linear layers, in model order."""
-    from squeezestudio.core.compression.recipe import weighted_layers
-
     return list(weighted_layers(handle.module))
 
 
@@ -103,20 +104,17 @@ def sensitivity_jobs(names: Sequence[str], prune_levels: Sequence[float] = PRUNE
 
 
 def measure_sensitivity_job(handle: ModelHandle, data: ImageDataset, job: SensitivityJob, *,
-                            batch_size: int = 256, cancel: Optional[CancelToken] = None) -> SensitivityPoint:
+                            registry: MethodRegistry, batch_size: int = 256, cancel: Optional[CancelToken] = None) -> SensitivityPoint:
     """Compress one layer alone at one level and measure it (local scans and cluster workers)."""
-    from squeezestudio.core.compression.pipeline import compress
-    from squeezestudio.core.compression.recipe import Recipe
-
     layer, method, level = job
     options = {"sparsity": level} if method == "prune" else {"bits": int(level)}
-    cm = compress(handle, Recipe(layers={layer: {method: options}}), cancel=cancel)
+    cm = compress(handle, Recipe(layers={layer: {method: options}}), registry=registry, cancel=cancel)
     r = evaluate(cm.handle.module, data, batch_size=batch_size, reference=handle.module, cancel=cancel)
     return SensitivityPoint(layer, method, level, r.top1, r.agreement)
 
 
 def layer_sensitivity(handle: ModelHandle, data: ImageDataset, *,
-                      layers: Optional[Sequence[str]] = None,
+                      registry: MethodRegistry, layers: Optional[Sequence[str]] = None,
                       prune_levels: Sequence[float] = PRUNE_LEVELS,
                       quant_bits: Sequence[int] = QUANT_BITS, cluster_bits: Sequence[int] = (),
                       batch_size: int = 256,
@@ -137,6 +135,6 @@ def layer_sensitivity(handle: ModelHandle, data: ImageDataset, *,
         check(cancel)
         layer, method, level = job
         report(progress, i / max(1, len(jobs)), f"{layer}: {method} {level:g}")
-        result.points.append(measure_sensitivity_job(handle, data, job, batch_size=batch_size, cancel=cancel))
+        result.points.append(measure_sensitivity_job(handle, data, job, registry=registry, batch_size=batch_size, cancel=cancel))
     report(progress, 1.0, "sensitivity done")
     return result

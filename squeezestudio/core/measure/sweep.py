@@ -21,6 +21,9 @@ from squeezestudio.core.errors import CodecError, RecipeError
 from squeezestudio.core.measure.measure_recipe import measure_recipe
 from squeezestudio.core.model.handle import ModelHandle
 from squeezestudio.core.progress import CancelToken, ProgressCallback, check, report, scaled
+from squeezestudio.core.compression.recipe import Recipe, parse_option_value, recipe_to_dict
+from squeezestudio.core.compression.registry import MethodRegistry
+from squeezestudio.core.compression.codec import encode_sqz
 
 OFF_VALUES = ("none", "off")
 
@@ -46,8 +49,6 @@ class SweepRow:
 
 def parse_grid_axis(text: str) -> GridAxis:
     """Read ``"prune.sparsity=0,0.5,0.9"`` (``none``/``off`` allowed as a value)."""
-    from squeezestudio.core.compression.recipe import parse_option_value
-
     key, eq, values = text.partition("=")
     method, dot, option = key.strip().partition(".")
     if not eq or not dot or not method or not option or not values.strip():
@@ -60,8 +61,6 @@ def parse_grid_axis(text: str) -> GridAxis:
 
 def grid_recipes(axes: Sequence[GridAxis], base: Any = None) -> list[tuple[str, Any]]:
     """``(label, recipe)`` for every point of the grid, on top of ``base``."""
-    from squeezestudio.core.compression.recipe import Recipe
-
     base = base if base is not None else Recipe()
     points = []
     for combo in itertools.product(*(axis.values for axis in axes)):
@@ -83,34 +82,30 @@ def grid_recipes(axes: Sequence[GridAxis], base: Any = None) -> list[tuple[str, 
 
 def sweep_points(points: Sequence[tuple[str, Any]]) -> list[tuple[str, Any]]:
     """Every point a sweep measures, in its row order: the original model first, then ``points``."""
-    from squeezestudio.core.compression.recipe import Recipe
-
     return [("original", Recipe())] + list(points)
 
 
 def measure_point(handle: ModelHandle, data: ImageDataset, label: str, recipe: Any, *,
-                  batch_size: int = 256, with_file: bool = True, progress: Optional[ProgressCallback] = None,
+                  registry: MethodRegistry, batch_size: int = 256, with_file: bool = True, progress: Optional[ProgressCallback] = None,
                   cancel: Optional[CancelToken] = None) -> tuple[SweepRow, Optional[bytes]]:
     """One sweep row and (``with_file``) the .sqz bytes it measured (the row's size is their length).
 
     The local loop and a cluster worker both measure through this function, so
     a point is the same wherever it ran.
     """
-    from squeezestudio.core.compression.codec import encode_sqz
-    from squeezestudio.core.compression.recipe import recipe_to_dict
-
-    m = measure_recipe(handle, recipe, data, reference=handle.module, batch_size=batch_size,
+    m = measure_recipe(handle, recipe, data, registry=registry, reference=handle.module, batch_size=batch_size,
                        progress=progress, cancel=cancel)
     row = SweepRow(label=label, recipe=recipe_to_dict(recipe), size_bytes=m.size_bytes, metrics=m.metrics())
     if not with_file:
         return row, None
-    sqz = encode_sqz(m.compressed)  # the encoder is deterministic: these are the bytes measured
+    sqz = encode_sqz(m.compressed, registry=registry)  # the encoder is deterministic: these are the bytes measured
     if len(sqz) != m.size_bytes:
         raise CodecError(f"{label}: the file encodes to {len(sqz)} bytes, not the {m.size_bytes} measured")
     return row, sqz
 
 
 def run_sweep(handle: ModelHandle, data: ImageDataset, points: Sequence[tuple[str, Any]], *,
+              registry: MethodRegistry,
               batch_size: int = 256, progress: Optional[ProgressCallback] = None,
               cancel: Optional[CancelToken] = None) -> list[SweepRow]:
     """Measure every ``(label, recipe)`` point; the original model is measured first."""
@@ -119,7 +114,7 @@ def run_sweep(handle: ModelHandle, data: ImageDataset, points: Sequence[tuple[st
     for i, (label, recipe) in enumerate(all_points):
         check(cancel)
         report(progress, i / len(all_points), label)
-        row, _ = measure_point(handle, data, label, recipe, batch_size=batch_size, with_file=False,
+        row, _ = measure_point(handle, data, label, recipe, registry=registry, batch_size=batch_size, with_file=False,
                                progress=scaled(progress, i / len(all_points), (i + 1) / len(all_points)),
                                cancel=cancel)
         rows.append(row)

@@ -9,7 +9,10 @@ without the user's original model file. Three kinds exist:
   or by tracing a trusted module with torch.fx. Rebuilding one executes no
   code from the file;
 - either of the above plus ``modifications``: architecture changes recorded
-  by compression methods (e.g. Fire substitution), replayed in order.
+  by compression methods (e.g. Fire substitution). This module builds the
+  base only; :func:`squeezestudio.core.compression.replay.build_module`
+  replays the modifications through a method registry, because the model
+  stage sits below the compression stage and must not know its methods.
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ from torch import nn
 from squeezestudio.core.model.graph_spec.fx_describe import describe_with_fx
 from squeezestudio.core.model.graph_spec.module import GraphSpecError, SpecGraphModule, build_graph_module
 from squeezestudio.core.model.handle import ArchitectureSpec
+from squeezestudio.core.model.zoo import build_model
 
-__all__ = ["describe_architecture", "build_module", "GraphSpecError"]
+__all__ = ["describe_architecture", "build_base_module", "GraphSpecError"]
 
 
 def describe_architecture(module: nn.Module, fallback: Optional[ArchitectureSpec] = None) -> ArchitectureSpec:
@@ -46,23 +50,16 @@ def describe_architecture(module: nn.Module, fallback: Optional[ArchitectureSpec
     return ArchitectureSpec(kind="graph", name=name, graph=graph)
 
 
-def build_module(spec: ArchitectureSpec) -> nn.Module:
-    """A freshly built module for ``spec`` (weights initialised or zero: load a state dict next)."""
-    if spec.kind == "zoo":
-        from squeezestudio.core.model.zoo import build_model  # lazy: the zoo imports many architectures
+def build_base_module(spec: ArchitectureSpec) -> nn.Module:
+    """A freshly built module for ``spec`` WITHOUT its ``modifications``.
 
-        module = build_model(spec.name, **spec.kwargs)
-    elif spec.kind == "graph":
+    Weights are initialised or zero: load a state dict next. A spec with
+    modifications needs :func:`squeezestudio.core.compression.replay.build_module`.
+    """
+    if spec.kind == "zoo":
+        return build_model(spec.name, **spec.kwargs)
+    if spec.kind == "graph":
         if spec.graph is None:
             raise GraphSpecError("the architecture is marked as a graph but carries no graph description")
-        module = build_graph_module(spec.graph)
-    else:
-        raise GraphSpecError(f"unknown architecture kind {spec.kind!r}; this file may need a newer SqueezeStudio")
-    if spec.modifications:
-        from squeezestudio.core.compression.registry import default_registry  # lazy: loads plugins
-
-        registry = default_registry()
-        for modification in spec.modifications:
-            rebuilt = registry.get(modification["method"]).rebuild(module, modification)
-            module = module if rebuilt is None else rebuilt
-    return module
+        return build_graph_module(spec.graph)
+    raise GraphSpecError(f"unknown architecture kind {spec.kind!r}; this file may need a newer SqueezeStudio")

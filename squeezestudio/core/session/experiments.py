@@ -14,12 +14,16 @@ import io
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 
 from squeezestudio.core.atomic_write import PathLike, atomic_write_bytes
+from squeezestudio.core.compression.config import config_params
 from squeezestudio.core.errors import SqueezeStudioError
+
+if TYPE_CHECKING:  # the registry imports torch and every method; this module is needed before them
+    from squeezestudio.core.compression.registry import MethodRegistry
 
 METRIC_KEYS = ("top1", "top5", "agreement", "loss", "latency")
 """Metric names an experiment may carry (latency is milliseconds per image)."""
@@ -162,14 +166,13 @@ class ExperimentLog:
         return atomic_write_bytes(path, self.to_csv_text().encode("utf-8"))
 
 
-def recipe_summary(recipe: dict[str, Any], defaults: Optional[dict[str, dict[str, Any]]] = None) -> str:
+def recipe_summary(recipe: dict[str, Any], defaults: Mapping[str, Mapping[str, Any]]) -> str:
     """A short one-line description of a recipe dict for labels and tooltips.
 
     Each method shows its first knob (its main one) plus every knob that
-    differs from the defaults (``defaults`` maps method -> {knob: default};
-    None looks them up in the registry).
+    differs from the defaults (``defaults`` maps method -> {knob: default},
+    see :func:`method_defaults`; a method missing there shows all its knobs).
     """
-    defaults = _method_defaults() if defaults is None else defaults
     parts: list[str] = []
     methods = recipe.get("methods")
     if isinstance(methods, dict):
@@ -186,15 +189,9 @@ def recipe_summary(recipe: dict[str, Any], defaults: Optional[dict[str, dict[str
     return "; ".join(parts) if parts else "no compression"
 
 
-def _method_defaults() -> dict[str, dict[str, Any]]:
-    """Each registered method's default knob values ({} when the registry is unavailable)."""
-    try:
-        from squeezestudio.core.compression.config import config_params
-        from squeezestudio.core.compression.registry import default_registry
-        return {m.name: {p.name: p.default for p in config_params(m.config_class)}
-                for m in default_registry().methods()}
-    except Exception:  # noqa: BLE001 - a label must never fail
-        return {}
+def method_defaults(registry: MethodRegistry) -> dict[str, dict[str, Any]]:
+    """Each registered method's default knob values (what :func:`recipe_summary` leaves out)."""
+    return {m.name: {p.name: p.default for p in config_params(m.config_class)} for m in registry.methods()}
 
 
 def _short(value: Any) -> str:

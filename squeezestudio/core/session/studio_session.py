@@ -4,8 +4,13 @@
 :class:`Event` objects (``session.events.recipe.connect(cb)``), as in napari's
 evented models, so the same state drives the Qt window, a script and a test.
 :meth:`StudioSession.evaluate_recipe` is the compress -> size -> evaluate step
-the GUI runs in a worker on every control change. Core modules written by other
-parts of the project are imported lazily inside functions.
+the GUI runs in a worker on every control change. The compression methods come
+from the ``registry`` the caller (the GUI, a script, a test) passes.
+
+The modules that import torch (recipes, loading, measuring) are imported inside
+the functions that use them: the window imports this module before its first
+paint, and torch costs about 7 s cold on the reference machine
+(``benchmarks/bench_gui_startup.py`` times the first paint).
 """
 
 from __future__ import annotations
@@ -13,14 +18,18 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 from squeezestudio.core.atomic_write import PathLike, atomic_write_bytes
 from squeezestudio.core.errors import SqueezeStudioError
-from squeezestudio.core.session.experiments import Experiment, ExperimentLog, new_experiment_id, recipe_summary
 from squeezestudio.core.progress import CancelToken, ProgressCallback, report
+from squeezestudio.core.session.experiments import (Experiment, ExperimentLog, method_defaults, new_experiment_id,
+                                                    recipe_summary)
 from squeezestudio.core.session.project_files import (PROJECT_FORMAT, PROJECT_VERSION, AutosaveInfo,  # noqa: F401 - re-exported
                                               default_autosave_dir, find_autosave, read_project)
+
+if TYPE_CHECKING:
+    from squeezestudio.core.compression.registry import MethodRegistry
 
 UNDO_LIMIT = 100
 CALIBRATION_IMAGES = 256
@@ -62,30 +71,31 @@ def recipe_to_dict(recipe: Any) -> dict[str, Any]:
         return {}
     if isinstance(recipe, dict):
         return json.loads(json.dumps(recipe))
-    from squeezestudio.core.compression.recipe import recipe_to_dict as convert
+    from squeezestudio.core.compression.recipe import recipe_to_dict as convert  # lazy: torch (see above)
     return convert(recipe)
 
 
 def recipe_from_dict(d: dict[str, Any]) -> Any:
-    """A Recipe from its dict (the dict itself while the recipe module is absent)."""
-    try:
-        from squeezestudio.core.compression.recipe import recipe_from_dict as convert
-    except ImportError:
-        return dict(d)
+    """A Recipe from its dict."""
+    from squeezestudio.core.compression.recipe import recipe_from_dict as convert  # lazy: torch (see above)
     return convert(dict(d))
 
 
 class StudioSession:
     """Model, data, current recipe with undo/redo, experiments and selection.
 
+    ``registry`` holds the compression methods, or is a function returning
+    them, called on first use (the GUI passes the getter of the
+    application's registry, so that the window paints before torch loads).
     ``model_loader(path, trust=...) -> ModelHandle`` and
     ``data_loader(source, handle) -> ImageDataset`` default to the core's
     loaders; tests inject small ones.
     """
 
-    def __init__(self, *, model_loader: Optional[Callable[..., Any]] = None,
+    def __init__(self, *, registry: Union["MethodRegistry", Callable[[], "MethodRegistry"]], model_loader: Optional[Callable[..., Any]] = None,
                  data_loader: Optional[Callable[[str, Any], Any]] = None,
                  undo_limit: int = UNDO_LIMIT) -> None:
+        self._registry = registry
         self.events = SessionEvents()
         self.experiments = ExperimentLog()
         self.handle: Any = None
@@ -100,10 +110,21 @@ class StudioSession:
         self._undo: list[Any] = []
         self._redo: list[Any] = []
         self._undo_limit = max(1, int(undo_limit))
-        self._model_loader = model_loader or _default_model_loader
+        self._model_loader = model_loader or self._load_model_with_registry
         self._data_loader = data_loader or _default_data_loader
 
+    @property
+    def registry(self) -> "MethodRegistry":
+        """The compression methods this session compresses and loads with."""
+        if callable(self._registry):
+            self._registry = self._registry()
+        return self._registry
+
     # -- model and data -------------------------------------------------
+    def _load_model_with_registry(self, path: str, trust: bool = False) -> Any:
+        from squeezestudio.core.io.loading import load_model  # lazy: torch (see the module's docstring)
+        return load_model(path, trust=trust, registry=self.registry)
+
     def load_model_file(self, path: PathLike, *, trust: bool = False) -> Any:
         """Load a model file without changing the session (safe in a worker thread)."""
         return self._model_loader(str(path), trust=trust)
@@ -245,7 +266,7 @@ class StudioSession:
             raise SqueezeStudioError("open a model before evaluating a recipe")
         if data is None:
             raise SqueezeStudioError("open a data set (File > Open data) before evaluating a recipe")
-        from squeezestudio.core.measure.measure_recipe import measure_recipe, retrain_config
+        from squeezestudio.core.measure.measure_recipe import measure_recipe, retrain_config  # lazy: torch
 
         if original or recipe is None:
             recipe_obj = recipe_from_dict({})
@@ -260,7 +281,7 @@ class StudioSession:
             report(progress, 0.0, "loading training data")
             train = self.training_data(handle)
         report(progress, 0.0, "compressing")
-        measured = measure_recipe(handle, recipe_obj, data,
+        measured = measure_recipe(handle, recipe_obj, data, registry=self.registry,
                                   reference=None if original else self._reference_top1(handle, data, cancel),
                                   calibration=calibration, with_size_report=True, train_data=train,
                                   teacher=handle.module, progress=progress, cancel=cancel)
@@ -270,7 +291,7 @@ class StudioSession:
         if original and metrics.get("agreement") is None:
             metrics["agreement"] = 1.0
         recipe_dict = {} if original else recipe_to_dict(recipe)
-        summary = "original" if original else recipe_summary(recipe_dict) + (
+        summary = "original" if original else recipe_summary(recipe_dict, method_defaults(self.registry)) + (
             f" + retrain {config.epochs} ep" if config is not None else "")
         experiment = Experiment(id=new_experiment_id(), recipe=recipe_dict, label=label or summary,
                                 size_bytes=size, metrics=metrics, is_original=original,
@@ -280,7 +301,7 @@ class StudioSession:
 
     def _reference_top1(self, handle: Any, data: Any, cancel: Optional[CancelToken]) -> Any:
         """The original model's predictions on the data, computed once per (model, data) pair."""
-        from squeezestudio.core.measure.evaluation import reference_predictions
+        from squeezestudio.core.measure.evaluation import reference_predictions  # lazy: torch
 
         key = (id(handle.module), id(data))
         cached = getattr(self, "_reference_cache", None)
@@ -377,13 +398,8 @@ def _metrics_of(result: Any) -> dict[str, Optional[float]]:
     return {k: (None if v is None else float(v)) for k, v in out.items()}
 
 
-def _default_model_loader(path: str, trust: bool = False) -> Any:
-    from squeezestudio.core.io.loading import load_model
-    return load_model(path, trust=trust)
-
-
 def _default_data_loader(source: str, handle: Any) -> Any:
-    from squeezestudio.core.data.dataset import PreprocessSpec
+    from squeezestudio.core.data.dataset import PreprocessSpec  # lazy: torch (see the module's docstring)
     from squeezestudio.core.data.folders import load_dataset, match_classes
     dataset = load_dataset(source, PreprocessSpec.from_input_spec(handle.input_spec))
     return match_classes(dataset, list(handle.class_names))

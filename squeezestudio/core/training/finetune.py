@@ -32,7 +32,7 @@ from squeezestudio.core.compression.method import ORDER_PRUNE, CompressionMethod
 from squeezestudio.core.compression.pruning import PruneConfig
 from squeezestudio.core.compression.quantization import QuantizeConfig, quantize_weight
 from squeezestudio.core.compression.recipe import recipe_from_dict, resolve
-from squeezestudio.core.compression.registry import MethodRegistry, default_registry
+from squeezestudio.core.compression.registry import MethodRegistry
 from squeezestudio.core.compression.state import CompressionState, weight_key
 from squeezestudio.core.data.dataset import ImageDataset
 from squeezestudio.core.errors import RecipeError, SqueezeStudioError
@@ -128,7 +128,7 @@ def _inferred_steps(state: CompressionState, covered: dict[str, set[str]],
 
 
 def finetune_plan(state: CompressionState, recipe: Optional[dict[str, Any]] = None,
-                  registry: Optional[MethodRegistry] = None) -> tuple[list[Step], list[str]]:
+                  *, registry: MethodRegistry) -> tuple[list[Step], list[str]]:
     """Which method keeps which layer's compression during fine-tuning, and which layers to freeze.
 
     The recipe gives the methods and their exact configs; encodings it does
@@ -136,7 +136,6 @@ def finetune_plan(state: CompressionState, recipe: Optional[dict[str, Any]] = No
     built-in method that produces that kind of encoding. Encodings no method
     can keep while training (an unknown plugin's custom payload) are frozen.
     """
-    registry = registry or default_registry()
     try:
         steps = _recipe_steps(state, recipe or {}, registry)
     except SqueezeStudioError as exc:  # e.g. a plugin named in the recipe is not installed
@@ -207,7 +206,7 @@ def _refresh_all(state: CompressionState, steps: list[Step], registry: MethodReg
 
 def finetune_compressed(cm_or_state: Union[CompressedModel, CompressionState], train: ImageDataset,
                         val: Optional[ImageDataset], config: TrainConfig, *,
-                        registry: Optional[MethodRegistry] = None, teacher: Optional[nn.Module] = None,
+                        registry: MethodRegistry, teacher: Optional[nn.Module] = None,
                         progress: Optional[ProgressCallback] = None,
                         cancel: Optional[CancelToken] = None) -> tuple[CompressedModel, TrainResult]:
     """Fine-tune a compressed model keeping its compression; returns a new model and the history.
@@ -221,11 +220,10 @@ def finetune_compressed(cm_or_state: Union[CompressedModel, CompressionState], t
     if config.distill_temperature is not None and teacher is None:
         raise RecipeError("distillation (a distill temperature) needs a teacher model; pass the original model "
                           "as the teacher or unset the temperature")
-    registry = registry or default_registry()
     state = _copy_state(cm_or_state)
     recipe = cm_or_state.recipe if isinstance(cm_or_state, CompressedModel) else {}
     report(progress, 0.0, "preparing fine-tuning")
-    steps, frozen = finetune_plan(state, recipe, registry)
+    steps, frozen = finetune_plan(state, recipe, registry=registry)
     if config.optimizer == "adam" and any(isinstance(c, ClusterConfig) and c.centroid_update == "sum"
                                           for _, configs in steps for c in configs.values()):
         # Adam's steps are about lr each whatever the gradient, so their sum over a big cluster overshoots

@@ -1,8 +1,9 @@
 """Supervised training and fine-tuning of a classifier on an in-memory data set.
 
 One loop serves the bundled demo's training script and fine-tuning after
-compression: compression methods contribute :class:`FinetuneHooks` (masks
-re-applied, cluster gradients shared, straight-through quantization), and an
+compression: callers pass :class:`StepHooks` (compression methods' hooks
+re-apply masks, share cluster gradients, quantize straight-through; the loop
+knows nothing of compression), and an
 optional teacher adds knowledge distillation. Deterministic for a seed;
 cancelling returns the best model seen so far.
 """
@@ -14,13 +15,12 @@ import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Protocol, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from squeezestudio.core.compression.method import FinetuneHooks
 from squeezestudio.core.data.dataset import ImageDataset
 from squeezestudio.core.errors import DataError, RecipeError
 from squeezestudio.core.progress import CancelToken, Cancelled, ProgressCallback, report
@@ -153,9 +153,22 @@ def _check_config(config: TrainConfig) -> None:
         raise RecipeError(f"finetune: distill_alpha must be in [0, 1], not {config.distill_alpha}")
 
 
+class StepHooks(Protocol):
+    """What the loop calls around each optimizer step; any attribute may be None.
+
+    ``before_step`` runs after ``loss.backward()`` and before the step,
+    ``after_step`` after it, ``finish`` once when training ends (also on
+    cancel). Compression's ``FinetuneHooks`` has this shape.
+    """
+
+    before_step: Optional[Callable[[], None]]
+    after_step: Optional[Callable[[], None]]
+    finish: Optional[Callable[[], None]]
+
+
 def train_classifier(model: nn.Module, train: ImageDataset, val: Optional[ImageDataset] = None,
                      config: TrainConfig = TrainConfig(), *,
-                     hooks: Sequence[FinetuneHooks] = (), teacher: Optional[nn.Module] = None,
+                     hooks: Sequence[StepHooks] = (), teacher: Optional[nn.Module] = None,
                      progress: Optional[ProgressCallback] = None,
                      cancel: Optional[CancelToken] = None) -> TrainResult:
     """Train ``model`` in place; on return it holds the best validation weights.

@@ -29,6 +29,7 @@ from squeezestudio.core.compression.codec.bitpack import packed_size
 from squeezestudio.core.compression.codec.layer_codec import LayerStreams
 from squeezestudio.core.compression.codec.sparse_index import best_fixed_width
 from squeezestudio.core.compression.codec.sqz_format import encode_container
+from squeezestudio.core.compression.registry import MethodRegistry
 from squeezestudio.core.compression.compressed_model import CompressedModel
 from squeezestudio.core.compression.encoding import WeightEncoding
 from squeezestudio.core.progress import CancelToken, ProgressCallback
@@ -184,9 +185,12 @@ def layer_size(name: str, enc: WeightEncoding, streams: LayerStreams) -> LayerSi
 
 
 def size_report(cm: CompressedModel, progress: Optional[ProgressCallback] = None,
-                cancel: Optional[CancelToken] = None) -> SizeReport:
-    """Encode ``cm`` and account for every byte of the result, stage by stage."""
-    data, layers, raw_bytes = encode_container(cm, progress, cancel)
+                cancel: Optional[CancelToken] = None, *, registry: Optional[MethodRegistry] = None) -> SizeReport:
+    """Encode ``cm`` and account for every byte of the result, stage by stage.
+
+    ``registry`` is needed when ``cm`` holds custom (plugin) encodings.
+    """
+    data, layers, raw_bytes = encode_container(cm, progress, cancel, registry=registry)
     rows = [layer_size(name, cm.encodings[name], streams) for name, streams in layers.items()]
     raw_count = len(cm.handle.module.state_dict()) - len(layers)
     container = len(data) - sum(r.coded for r in rows) - raw_bytes

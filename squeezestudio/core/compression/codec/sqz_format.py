@@ -18,13 +18,13 @@ holds compact JSON::
 ``checksum`` is a CRC-32 over both tensors' names and bytes in sorted name
 order, so a flipped bit in the data is reported instead of silently changing
 a weight. Loading checks every range before use, rebuilds the module from
-``architecture`` with ``squeezestudio.core.model.architecture_spec.build_module``
-and loads the decoded weights with a strict ``load_state_dict``.
+``architecture`` with :func:`squeezestudio.core.compression.replay.build_module`
+(modifications and custom encodings go to the methods of the registry the
+caller passes) and loads the decoded weights with a strict ``load_state_dict``.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import struct
@@ -50,6 +50,8 @@ from squeezestudio.core.compression.codec.sqz_layout import (
 from squeezestudio.core.compression.compressed_model import CompressedModel
 from squeezestudio.core.compression.encoding import CustomPayload, WeightEncoding, kept_positions
 from squeezestudio.core.bounded_parse import load_json
+from squeezestudio.core.compression.registry import MethodRegistry
+from squeezestudio.core.compression.replay import build_module
 from squeezestudio.core.errors import CodecError, PluginError, SqueezeStudioError
 from squeezestudio.core.limits import check_elements, current_limits, element_budget
 from squeezestudio.core.model.handle import ArchitectureSpec, InputSpec, ModelHandle
@@ -62,11 +64,10 @@ METADATA_KEY = "squeezestudio"
 
 # ----------------------------------------------------------------------------- custom payloads
 
-def custom_decoder(payload: CustomPayload, shape: tuple[int, ...]) -> np.ndarray:
-    """Dense weight of a custom payload, by the registered method that produced it."""
+def custom_decoder(payload: CustomPayload, shape: tuple[int, ...], registry: MethodRegistry) -> np.ndarray:
+    """Dense weight of a custom payload, by the method of ``registry`` that produced it."""
     try:
-        registry = importlib.import_module("squeezestudio.core.compression.registry")
-        method = registry.get_method(payload.method)
+        method = registry.get(payload.method)
         return np.asarray(method.decode_custom(payload, shape), dtype=np.float32)
     except (CodecError, PluginError):
         raise
@@ -76,9 +77,15 @@ def custom_decoder(payload: CustomPayload, shape: tuple[int, ...]) -> np.ndarray
         raise CodecError(f"the method {payload.method!r} could not decode its stored weights ({exc})") from exc
 
 
-def _decoded(name: str, enc: WeightEncoding) -> np.ndarray:
+def _decoded(name: str, enc: WeightEncoding, registry: Optional[MethodRegistry]) -> np.ndarray:
+    """Dense weight of ``enc``; ``registry`` decodes custom encodings (None: there are none to decode)."""
+    decoder = None
+    if enc.kind == "custom":
+        if registry is None:
+            raise CodecError(f"{name}: a custom encoding needs the method registry to be decoded")
+        decoder = lambda payload, shape: custom_decoder(payload, shape, registry)  # noqa: E731
     try:
-        return enc.decode(custom_decoder if enc.kind == "custom" else None)
+        return enc.decode(decoder)
     except SqueezeStudioError:
         raise
     except Exception as exc:
@@ -96,7 +103,7 @@ def _layer_pool(encodings: dict[str, WeightEncoding]) -> Optional[ThreadPoolExec
     return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="squeezestudio-encode")
 
 
-def _matches(name: str, enc: WeightEncoding, target: torch.Tensor) -> bool:
+def _matches(name: str, enc: WeightEncoding, target: torch.Tensor, registry: Optional[MethodRegistry]) -> bool:
     """True when ``target`` equals ``enc.decode()`` (as ``torch.equal`` would say).
 
     For a masked float32 weight this compares only the kept positions and
@@ -115,7 +122,7 @@ def _matches(name: str, enc: WeightEncoding, target: torch.Tensor) -> bool:
             raise CodecError(f"{name}: its stored encoding cannot be decoded (mask and values disagree)")
         return bool(np.array_equal(flat.take(positions), kept)) and \
             int(np.count_nonzero(flat)) == int(np.count_nonzero(kept))
-    decoded = torch.from_numpy(np.ascontiguousarray(_decoded(name, enc)))
+    decoded = torch.from_numpy(np.ascontiguousarray(_decoded(name, enc, registry)))
     return tuple(decoded.shape) == tuple(target.shape) and torch.equal(decoded.to(target.dtype), target)
 
 
@@ -150,8 +157,13 @@ def _checksum(tensors: dict[str, torch.Tensor]) -> int:
 
 
 def encode_container(cm: CompressedModel, progress: Optional[ProgressCallback] = None,
-                     cancel: Optional[CancelToken] = None) -> tuple[bytes, dict[str, LayerStreams], int]:
-    """(file bytes, layer streams by parameter, raw tensor bytes): what the size report measures."""
+                     cancel: Optional[CancelToken] = None, *, registry: Optional[MethodRegistry] = None,
+                     ) -> tuple[bytes, dict[str, LayerStreams], int]:
+    """(file bytes, layer streams by parameter, raw tensor bytes): what the size report measures.
+
+    ``registry`` decodes custom (plugin) encodings to check they match the
+    model; it may be None when ``cm`` has none.
+    """
     handle = cm.handle
     if handle.architecture is None:
         raise CodecError(f"{handle.name} has no architecture description, so a .sqz file could not rebuild it; "
@@ -169,7 +181,7 @@ def encode_container(cm: CompressedModel, progress: Optional[ProgressCallback] =
             check(cancel)
             check_encoding(name, enc)
             target = state[name].detach().cpu()
-            if not _matches(name, enc, target):
+            if not _matches(name, enc, target, registry):
                 raise CodecError(f"{name}: the model's weight differs from its encoding, so the file would not "
                                  "reproduce the model; re-apply the compression method")
             if pool is not None:
@@ -249,7 +261,8 @@ def _declared_shapes(layers_meta: dict[str, Any], raw_meta: dict[str, Any]) -> d
     return shapes
 
 
-def _check_planned_module(spec: ArchitectureSpec, declared: dict[str, tuple[int, ...]], file_bytes: int) -> None:
+def _check_planned_module(spec: ArchitectureSpec, declared: dict[str, tuple[int, ...]], file_bytes: int,
+                          registry: MethodRegistry) -> None:
     """Build the architecture on the meta device (no memory) and refuse it before the real build.
 
     A header may say ``num_classes=10_000_000`` or describe a ``Linear(40000, 40000)``
@@ -257,10 +270,9 @@ def _check_planned_module(spec: ArchitectureSpec, declared: dict[str, tuple[int,
     compared with the tensors the file declares, and the total with the
     element budget for a file of this size.
     """
-    arch = importlib.import_module("squeezestudio.core.model.architecture_spec")
     try:
         with torch.device("meta"):
-            planned = arch.build_module(spec).state_dict()
+            planned = build_module(spec, registry=registry).state_dict()
     except (CodecError, PluginError):
         raise
     except Exception:  # a builder that needs real tensors: the real build below reports its own errors
@@ -279,16 +291,15 @@ def _check_planned_module(spec: ArchitectureSpec, declared: dict[str, tuple[int,
                              f"{list(declared[name])} but the architecture builds {list(t.shape)}")
 
 
-def _build_module(spec_dict: Any, declared: dict[str, tuple[int, ...]],
-                  file_bytes: int) -> tuple[ArchitectureSpec, torch.nn.Module]:
+def _build_module(spec_dict: Any, declared: dict[str, tuple[int, ...]], file_bytes: int,
+                  registry: MethodRegistry) -> tuple[ArchitectureSpec, torch.nn.Module]:
     try:
         spec = ArchitectureSpec.from_dict(as_dict(spec_dict, "architecture"))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise CodecError("the .sqz header's architecture description is incomplete") from exc
-    _check_planned_module(spec, declared, file_bytes)
+    _check_planned_module(spec, declared, file_bytes, registry)
     try:
-        arch = importlib.import_module("squeezestudio.core.model.architecture_spec")
-        module = arch.build_module(spec)
+        module = build_module(spec, registry=registry)
     except (CodecError, PluginError):
         raise  # a missing plugin is actionable as it is: install it
     except SqueezeStudioError as exc:
@@ -312,8 +323,12 @@ def _handle_fields(header: dict[str, Any]) -> tuple[InputSpec, list[str], str]:
 
 def decode_container(data: bytes, source_path: Optional[Path] = None,
                      progress: Optional[ProgressCallback] = None,
-                     cancel: Optional[CancelToken] = None) -> CompressedModel:
-    """Validate and decode a whole .sqz file into a :class:`CompressedModel`."""
+                     cancel: Optional[CancelToken] = None, *, registry: MethodRegistry) -> CompressedModel:
+    """Validate and decode a whole .sqz file into a :class:`CompressedModel`.
+
+    ``registry`` holds the methods that replay architecture modifications and
+    decode custom encodings.
+    """
     data = bytes(data)
     header = read_header(data)
     tensors = _load_tensors(data)
@@ -325,7 +340,7 @@ def decode_container(data: bytes, source_path: Optional[Path] = None,
     input_spec, class_names, name = _handle_fields(header)
     extras = {k: as_dict(field(header, k, "top level"), k) for k in ("recipe", "metrics", "provenance")}
     spec, module = _build_module(field(header, "architecture", "top level"),
-                                 _declared_shapes(layers_meta, raw_meta), len(data))
+                                 _declared_shapes(layers_meta, raw_meta), len(data), registry)
     state = module.state_dict()
     declared = set(layers_meta) | set(raw_meta)
     if set(layers_meta) & set(raw_meta) or declared != set(state):
@@ -355,7 +370,7 @@ def decode_container(data: bytes, source_path: Optional[Path] = None,
         if leftover:
             raise CodecError(f"the .sqz file declares a stream {leftover[0]} of {pname} that its encoding does not use")
         encodings[pname] = enc
-        new_state[pname] = torch.from_numpy(np.ascontiguousarray(_decoded(pname, enc))).to(target.dtype)
+        new_state[pname] = torch.from_numpy(np.ascontiguousarray(_decoded(pname, enc, registry))).to(target.dtype)
     new_state.update(unpack_raw(raw_meta, raw, state))
     try:
         module.load_state_dict(new_state, strict=True)

@@ -31,6 +31,7 @@ from torch import nn
 
 from squeezestudio.core.errors import DataError
 from squeezestudio.core.progress import CancelToken, ProgressCallback, check, report
+from squeezestudio.core.compression.substitution.calibration import capture_layer_io
 
 if TYPE_CHECKING:
     from squeezestudio.core.compression.state import CompressionState
@@ -181,8 +182,6 @@ def fit_to_original(state: "CompressionState", layer: str, new: nn.Module, image
     each new layer also corrects the drift of the ones before it; targets come
     from :meth:`CompressionState.original_module`, never from a changed copy.
     """
-    from squeezestudio.core.compression.substitution.calibration import capture_layer_io
-
     inputs = capture_layer_io(state.module, layer, images, want_outputs=False, cancel=cancel).inputs
     targets = capture_layer_io(state.original_module(), layer, images, want_inputs=False, cancel=cancel).outputs
     n = min(inputs.shape[0], targets.shape[0])

@@ -19,6 +19,8 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
+from squeezestudio.core.compression.registry import MethodRegistry
+from squeezestudio.core.compression.replay import build_module
 from squeezestudio.core.errors import ArchitectureMismatchError, ModelLoadError, UntrustedCodeError
 from squeezestudio.core.io.loading.detect import read_safetensors_header, safetensors_metadata
 from squeezestudio.core.io.loading.finishing import count_outputs
@@ -183,8 +185,11 @@ def _planned_state(build: Any) -> Optional[dict[str, torch.Tensor]]:
 
 
 def build_for_spec(spec: ArchitectureSpec, tensors: Mapping[str, torch.Tensor],
-                   source: str) -> nn.Module:
-    """The module ``spec`` describes, holding ``tensors`` as its weights."""
+                   source: str, registry: MethodRegistry) -> nn.Module:
+    """The module ``spec`` describes, holding ``tensors`` as its weights.
+
+    ``registry`` replays the architecture's modifications (e.g. Fire substitution).
+    """
     if spec.kind == "zoo" and not spec.modifications:
         entry = zoo_entry(spec.name)
         kw = spec.kwargs
@@ -196,15 +201,10 @@ def build_for_spec(spec: ArchitectureSpec, tensors: Mapping[str, torch.Tensor],
             raise ModelLoadError(f"the architecture recorded in {source} is malformed ({exc})") from exc
         load_tensors_into(module, tensors, source, assign=True)
         return module
-    try:
-        from squeezestudio.core.model.architecture_spec import build_module
-    except ImportError as exc:
-        raise ModelLoadError(f"{source} records a {spec.kind} architecture that this "
-                             f"installation cannot rebuild") from exc
-    planned = _planned_state(lambda: build_module(spec))
+    planned = _planned_state(lambda: build_module(spec, registry=registry))
     if planned is not None:  # refuse a description that does not fit the weights before allocating it
         _require_fit(planned, tensors, source)
-    module = build_module(spec)
+    module = build_module(spec, registry=registry)
     load_tensors_into(module, tensors, source)
     return module
 
@@ -223,7 +223,7 @@ def _recorded_class_names(meta: Optional[CheckpointMetadata], num_classes: Optio
 def handle_from_tensors(tensors: dict[str, torch.Tensor], meta: Optional[CheckpointMetadata], *,
                         path: Path, source_format: str, arch: Optional[str] = None,
                         arch_kwargs: Optional[Mapping[str, Any]] = None,
-                        input_spec: Optional[InputSpec] = None) -> ModelHandle:
+                        input_spec: Optional[InputSpec] = None, registry: MethodRegistry) -> ModelHandle:
     """Build the handle for a state_dict: choose the architecture, load, fill in metadata.
 
     ``class_names`` are those recorded in the file (possibly none); ``dispatch``
@@ -253,7 +253,7 @@ def handle_from_tensors(tensors: dict[str, torch.Tensor], meta: Optional[Checkpo
         name, kwargs = infer_zoo_architecture(shapes, source)
         spec = ArchitectureSpec(kind="zoo", name=name, kwargs=kwargs)
         inferred = True
-    module = build_for_spec(spec, tensors, source).eval()
+    module = build_for_spec(spec, tensors, source, registry).eval()
     zoo_kw = spec.kwargs if spec.kind == "zoo" else {}
     if input_spec is None and meta is not None and meta.input_spec is not None and not inferred:
         input_spec = meta.input_spec

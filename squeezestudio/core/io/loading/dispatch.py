@@ -16,10 +16,13 @@ from typing import Any, Mapping, Optional, Sequence, Union
 import torch
 from torch import nn
 
+from squeezestudio.core.compression.codec import load_sqz
+from squeezestudio.core.compression.registry import MethodRegistry
 from squeezestudio.core.errors import ModelLoadError, UntrustedCodeError
 from squeezestudio.core.io.loading import checkpoint, detect, trusted
 from squeezestudio.core.io.loading.finishing import finish_handle
 from squeezestudio.core.io.loading.tensor_checks import check_tensor_budget, refuse_unusable_dtypes
+from squeezestudio.core.io.loading.onnx_import import load_onnx
 from squeezestudio.core.model.handle import InputSpec, ModelHandle
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -80,7 +83,7 @@ def _load_python(file: Path, factory: str, *, trust: bool, weights: Optional[Pat
 
 def _load_file(path: Path, *, arch: Optional[str], arch_kwargs: Optional[Mapping[str, Any]],
                trust: bool, weights: Optional[PathLike],
-               input_spec: Optional[InputSpec]) -> ModelHandle:
+               input_spec: Optional[InputSpec], registry: MethodRegistry) -> ModelHandle:
     kind = detect.detect_format(path)
     if weights is not None and kind not in (detect.TORCH_ZIP, detect.TORCH_LEGACY, detect.TORCHSCRIPT):
         raise ModelLoadError(f"separate weights only apply to Python, pickled or TorchScript "
@@ -106,26 +109,16 @@ def _load_file(path: Path, *, arch: Optional[str], arch_kwargs: Optional[Mapping
         tensors, meta = checkpoint.split_checkpoint(obj, path.name)
         handle = checkpoint.handle_from_tensors(tensors, meta, path=path, source_format="state_dict",
                                                 arch=arch, arch_kwargs=arch_kwargs,
-                                                input_spec=input_spec)
+                                                input_spec=input_spec, registry=registry)
         handle.trusted_code = ran_code
         return handle
     if kind == detect.SAFETENSORS:
         tensors, meta = checkpoint.read_safetensors(path)
         return checkpoint.handle_from_tensors(tensors, meta, path=path, source_format="safetensors",
                                               arch=arch, arch_kwargs=arch_kwargs,
-                                              input_spec=input_spec)
+                                              input_spec=input_spec, registry=registry)
     if kind == detect.SQZ:
-        try:
-            from squeezestudio.core.compression.codec import load_sqz
-        except ImportError as exc:
-            raise ModelLoadError(f"{path.name} is a .sqz file, which this installation "
-                                 f"cannot open") from exc
-        return load_sqz(path).handle
-    try:
-        from squeezestudio.core.io.loading.onnx_import import load_onnx
-    except ImportError as exc:
-        raise ModelLoadError(f"{path.name} is an ONNX file, which this installation "
-                             f"cannot open") from exc
+        return load_sqz(path, registry=registry).handle
     return load_onnx(path)
 
 
@@ -133,8 +126,12 @@ def load_model(path: PathLike, *, arch: Optional[str] = None,
                arch_kwargs: Optional[Mapping[str, Any]] = None,
                class_names: Optional[Sequence[str]] = None, trust: bool = False,
                weights: Optional[PathLike] = None,
-               input_spec: Optional[InputSpec] = None) -> ModelHandle:
+               input_spec: Optional[InputSpec] = None, registry: MethodRegistry) -> ModelHandle:
     """Open ``path`` (a model file, or ``"model.py:factory"``) as a :class:`ModelHandle`.
+
+    ``registry`` holds the compression methods that rebuild what a .sqz file
+    or a SqueezeStudio checkpoint records (architecture modifications, custom
+    encodings); the CLI and the GUI pass the application's registry.
 
     ``arch`` names a zoo architecture for a bare state_dict (or is itself
     ``"model.py:factory"``, with ``path`` then the weights); ``arch_kwargs``
@@ -157,7 +154,7 @@ def load_model(path: PathLike, *, arch: Optional[str] = None,
                               arch_kwargs=arch_kwargs, input_spec=input_spec)
     else:
         handle = _load_file(Path(path).expanduser(), arch=arch, arch_kwargs=arch_kwargs,
-                            trust=trust, weights=weights, input_spec=input_spec)
+                            trust=trust, weights=weights, input_spec=input_spec, registry=registry)
         if arch is not None and handle.source_format not in ("state_dict", "safetensors"):
             handle.warnings.append(f"the architecture {arch!r} was ignored: a "
                                    f"{handle.source_format} file defines its own")

@@ -21,6 +21,7 @@ from torch import nn
 from squeezestudio.core.errors import ArchitectureMismatchError, ModelLoadError
 from squeezestudio.core.io.loading.finishing import count_outputs
 from squeezestudio.core.io.loading.infer import infer_zoo_architecture, module_shapes
+from squeezestudio.core.model.architecture_spec import describe_architecture
 from squeezestudio.core.model.handle import ArchitectureSpec, InputSpec, ModelHandle, default_class_names
 from squeezestudio.core.model.zoo import input_spec_for
 
@@ -109,11 +110,6 @@ def describe_or_none(module: nn.Module, warnings: list[str]) -> Optional[Archite
     zoo_spec = _zoo_fallback(module)
     if zoo_spec is not None:  # one of our own zoo classes: the compact, exact description
         return zoo_spec
-    try:
-        from squeezestudio.core.model.architecture_spec import describe_architecture
-    except ImportError:
-        warnings.append(f"the model's architecture could not be recorded; {cost}")
-        return None
     try:
         return describe_architecture(module, fallback=None)
     except Exception as exc:  # noqa: BLE001 - describing arbitrary user modules may fail anyhow
