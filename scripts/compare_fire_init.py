@@ -19,19 +19,20 @@ cnds8 on the digits first (under a minute on two cores at 32x32, less with
 from __future__ import annotations
 
 import argparse
-import copy
+import re
 import time
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from squeezestudio.core.compression.substitution.batchnorm_recalibration import batchnorms_after, recalibrate_batchnorm
-from squeezestudio.core.compression.fire import FireConfig, substitute_conv
+from squeezestudio.core.compression.fire import FireConfig, FireMethod
+from squeezestudio.core.compression.state import CompressionState
 from squeezestudio.core.data.dataset import ImageDataset, PreprocessSpec
 from squeezestudio.core.data.digits import load_digits_split
 from squeezestudio.core.measure.evaluation import evaluate
 from squeezestudio.core.training.loop import TrainConfig, train_classifier
+from squeezestudio.core.model.handle import InputSpec, ModelHandle, default_class_names
 from squeezestudio.core.model.zoo import build_model
 from squeezestudio.core.compression.registry import default_registry
 
@@ -100,21 +101,20 @@ def main() -> None:
                 ("  + BN re-estimation", "fire", "svd+reconstruct", True, True),
                 ("1x1 centre tap", "1x1", "svd", False, False),
                 ("1x1 svd+recon, thru BN", "1x1", "svd+reconstruct", True, False)]
+    channels, height, width = val.images.shape[1:]  # the data is already preprocessed for the model
+    handle = ModelHandle(module=model, name="cnds8", source_format="zoo", class_names=default_class_names(10),
+                         input_spec=InputSpec(channels, height, width, (0.5,), (0.5,)))
     for label, strategy, init, through, recalibrate in variants:
         torch.manual_seed(0)
-        work = copy.deepcopy(model)
+        state = CompressionState.from_handle(handle, calibration=calibration)  # a private copy of the model
         config = FireConfig(strategy=strategy, init=init, bypass=True, squeeze_ratio=args.squeeze_ratio,
                             pct3x3=args.pct3x3, reconstruct_steps=args.steps,
-                            reconstruct_seconds=args.seconds, fit_through=through)
+                            reconstruct_seconds=args.seconds, fit_through=through, recalibrate_bn=recalibrate)
         started = time.perf_counter()
-        errors = []
-        for name in names:
-            outcome = substitute_conv(work, name, config, calibration=calibration, reference=model)
-            if outcome.reconstruction is not None:
-                r = outcome.reconstruction
-                errors.append(f"{r.before_error:.2f}->{r.after_error:.2f}")
-        if recalibrate:
-            recalibrate_batchnorm(work, calibration, batchnorms_after(work, names))
+        FireMethod().apply(state, {name: config for name in names})  # the same path as a recipe
+        fits = re.findall(r"reconstruction error[^0-9]*([0-9.e+-]+) -> ([0-9.e+-]+)", "\n".join(state.log))
+        errors = [f"{float(a):.2f}->{float(b):.2f}" for a, b in fits]
+        work = state.module
         result = evaluate(work.eval(), val)
         print(f"{label:<26}{100 * result.top1:>8.2f}{_parameters(work):>12,}  {' '.join(errors) or '-'}"
               f"  [{time.perf_counter() - started:.0f} s]", flush=True)

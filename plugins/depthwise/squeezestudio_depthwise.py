@@ -19,14 +19,7 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from squeezestudio.core.compression.substitution.calibration import calibration_images
-from squeezestudio.core.compression.substitution.reconstruction import fit_to_original
-from squeezestudio.core.compression.substitution.module_surgery import get_module, replace_module
-from squeezestudio.core.compression.config import param
-from squeezestudio.core.compression.method import ORDER_ARCHITECTURE, CompressionMethod
-from squeezestudio.core.compression.state import CompressionState
-from squeezestudio.core.errors import ArchitectureMismatchError, CodecError
-from squeezestudio.core.progress import CancelToken, ProgressCallback, check, report, scaled
+from squeezestudio.plugin_api import ArchitectureMismatchError, Substitute, SubstitutionMethod, param
 
 
 @dataclass(frozen=True)
@@ -74,13 +67,12 @@ def init_from_conv(pair: nn.Sequential, conv: nn.Conv2d, multiplier: int) -> flo
     return float((s[:, :r] ** 2).sum()) / total if total > 0 else 1.0
 
 
-class DepthwiseSeparableMethod(CompressionMethod):
-    """Plugin method ``depthwise``."""
+class DepthwiseSeparableMethod(SubstitutionMethod):
+    """Plugin method ``depthwise``: the substitution template with MobileNet's layer pair."""
 
     name = "depthwise"
     label = "Depthwise-separable substitution"
     description = "Replaces a kxk convolution by a depthwise kxk and a pointwise 1x1 convolution, as in MobileNets."
-    order = ORDER_ARCHITECTURE
     config_class = DepthwiseConfig
     layer_types = (nn.Conv2d,)
     paper = "Howard et al., MobileNets: Efficient Convolutional Neural Networks for Mobile Vision Applications, 2017"
@@ -89,41 +81,20 @@ class DepthwiseSeparableMethod(CompressionMethod):
         return (isinstance(module, nn.Conv2d) and module.groups == 1 and module.kernel_size != (1, 1)
                 and module.padding_mode == "zeros" and not isinstance(module.padding, str))
 
-    def apply(self, state: CompressionState, layer_configs: dict[str, Any],
-              progress: Optional[ProgressCallback] = None, cancel: Optional[CancelToken] = None) -> None:
-        calibration = calibration_images(getattr(state, "calibration", None))
-        total = max(1, len(layer_configs))
-        for i, (layer, raw) in enumerate(layer_configs.items()):
-            check(cancel)
-            config = self.config_for(layer, raw)
-            conv = get_module(state.module, layer)
-            if not self.applies_to(conv):
-                state.log.append(f"depthwise: left {layer} alone: it is not an ungrouped zero-padded kxk Conv2d")
-                continue
-            g = geometry(conv)
-            pair = build_separable(g, config.multiplier).to(conv.weight.device, conv.weight.dtype)
-            kept = init_from_conv(pair, conv, config.multiplier)
-            text = f"depthwise: {layer}: {conv.weight.numel()} -> {sum(p.weight.numel() for p in pair)} weights, " \
-                   f"SVD start keeps {kept:.1%} of the energy"
-            if calibration is not None and config.reconstruct_steps > 0:
-                fit = fit_to_original(state, layer, pair, calibration, steps=config.reconstruct_steps,
-                                      time_budget_s=config.reconstruct_seconds,
-                                      progress=scaled(progress, i / total, (i + 1) / total), cancel=cancel)
-                text += f", reconstruction error {fit.before_error:.4g} -> {fit.after_error:.4g}"
-            replace_module(state.module, layer, pair)
-            state.record_substitution(layer, {"method": self.name, "layer": layer, "conv": g,
-                                       "multiplier": config.multiplier})
-            state.log.append(text)
-            report(progress, (i + 1) / total, f"depthwise: {layer}")
+    def skip_reason(self, module: nn.Module, config: DepthwiseConfig) -> Optional[str]:
+        return None if self.applies_to(module) else "it is not an ungrouped zero-padded kxk Conv2d"
 
-    def rebuild(self, module: nn.Module, modification: dict[str, Any]) -> nn.Module:
-        try:
-            layer, g, m = str(modification["layer"]), dict(modification["conv"]), int(modification["multiplier"])
-        except (KeyError, TypeError, ValueError):
-            raise CodecError("a depthwise-separable substitution recorded in the file is incomplete") from None
-        current = get_module(module, layer)
+    def build(self, layer: str, module: nn.Module, config: DepthwiseConfig) -> Substitute:
+        g = geometry(module)  # type: ignore[arg-type]
+        return Substitute(build_separable(g, config.multiplier), {"conv": g, "multiplier": config.multiplier})
+
+    def init(self, new: nn.Module, old: nn.Module, config: DepthwiseConfig) -> str:
+        kept = init_from_conv(new, old, config.multiplier)  # type: ignore[arg-type]
+        return f"SVD start keeps {kept:.1%} of the energy"
+
+    def rebuild_layer(self, current: nn.Module, record: dict[str, Any]) -> nn.Module:
+        g, m = dict(record["conv"]), int(record["multiplier"])
         if not isinstance(current, nn.Conv2d) or geometry(current) != g or m < 1:
-            raise ArchitectureMismatchError(f"layer {layer!r} is not the convolution the depthwise substitution "
-                                            "was recorded for")
-        replace_module(module, layer, build_separable(g, m).to(current.weight.device, current.weight.dtype))
-        return module
+            raise ArchitectureMismatchError(f"layer {record['layer']!r} is not the convolution the depthwise "
+                                            "substitution was recorded for")
+        return build_separable(g, m)

@@ -34,12 +34,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from squeezestudio.core.compression.config import param
-from squeezestudio.core.compression.encoding import CustomPayload, WeightEncoding
-from squeezestudio.core.compression.method import ORDER_SHARE, CompressionMethod, FinetuneHooks
-from squeezestudio.core.compression.state import CompressionState
-from squeezestudio.core.errors import CodecError
-from squeezestudio.core.progress import CancelToken, ProgressCallback, check, report
+from squeezestudio.plugin_api import (
+    ORDER_SHARE,
+    CancelToken,
+    check,
+    CodecError,
+    CompressionMethod,
+    CompressionState,
+    CustomPayload,
+    FinetuneHooks,
+    param,
+    ProgressCallback,
+    report,
+    WeightEncoding,
+)
 
 METHOD = "freshnets"
 _M64 = np.uint64(0xFFFFFFFFFFFFFFFF)

@@ -13,8 +13,10 @@
 At full rank the pair equals the original layer (up to float rounding). The
 replacement is an ``nn.Sequential`` of ordinary layers, so later methods
 (pruning, clustering, quantization) compress the factors like any layer, and
-the .sqz codec counts their parameters as ordinary tensors. Each replacement
-is recorded (``state.record_modification``) and replayed by :meth:`rebuild`.
+the .sqz codec counts their parameters as ordinary tensors. The substitution
+template (:class:`SubstitutionMethod`) does the bookkeeping: it records each
+replacement for .sqz replay and keeps the pre-substitution model, so a later
+substitution (Fire, depthwise...) on the same model still fits to the original.
 """
 
 from __future__ import annotations
@@ -25,12 +27,7 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from squeezestudio.core.compression.substitution.module_surgery import get_module, replace_module
-from squeezestudio.core.compression.config import param
-from squeezestudio.core.compression.method import ORDER_ARCHITECTURE, CompressionMethod
-from squeezestudio.core.compression.state import CompressionState
-from squeezestudio.core.errors import ArchitectureMismatchError, CodecError
-from squeezestudio.core.progress import CancelToken, ProgressCallback, check, report
+from squeezestudio.plugin_api import ArchitectureMismatchError, Substitute, SubstitutionMethod, param
 
 
 @dataclass(frozen=True)
@@ -98,14 +95,12 @@ def build_factors(module: nn.Module, kind: str, rank: int) -> nn.Sequential:
 
 
 @torch.no_grad()
-def factorize(module: nn.Module, kind: str, rank: int) -> tuple[nn.Sequential, float]:
-    """The replacement at ``rank``, initialised from the SVD, and the share of energy it keeps."""
+def init_from_svd(new: nn.Sequential, module: nn.Module, kind: str, rank: int) -> float:
+    """Set the factors ``new`` (built for ``rank``) from the SVD of ``module``; the share of energy kept."""
     u, s, vh = torch.linalg.svd(_matrix(module, kind), full_matrices=False)
-    rank = max(1, min(rank, s.numel()))
     root = s[:rank].sqrt()
     left = u[:, :rank] * root            # rows of the matrix
     right = root[:, None] * vh[:rank]    # columns of the matrix
-    new = build_factors(module, kind, rank).to(module.weight.device)
     first, second = new[0], new[1]
     if kind == "linear":
         first.weight.copy_(right)
@@ -120,17 +115,22 @@ def factorize(module: nn.Module, kind: str, rank: int) -> tuple[nn.Sequential, f
     if module.bias is not None:
         second.bias.copy_(module.bias.detach())
     total = float((s ** 2).sum())
-    kept = float((s[:rank] ** 2).sum()) / total if total > 0 else 1.0
-    return new.to(module.weight.dtype), kept
+    return float((s[:rank] ** 2).sum()) / total if total > 0 else 1.0
 
 
-class LowRankMethod(CompressionMethod):
-    """Plugin method ``lowrank``."""
+def factorize(module: nn.Module, kind: str, rank: int) -> tuple[nn.Sequential, float]:
+    """The replacement at ``rank``, initialised from the SVD, and the share of energy it keeps."""
+    rank = max(1, min(rank, min(_matrix(module, kind).shape)))
+    new = build_factors(module, kind, rank).to(module.weight.device, module.weight.dtype)
+    return new, init_from_svd(new, module, kind, rank)
+
+
+class LowRankMethod(SubstitutionMethod):
+    """Plugin method ``lowrank``: the substitution template with an SVD factorisation."""
 
     name = "lowrank"
     label = "Low-rank factorisation"
     description = "Replaces a layer by two thinner layers from a truncated SVD of its weight."
-    order = ORDER_ARCHITECTURE
     config_class = LowRankConfig
     layer_types = (nn.Conv2d, nn.Linear)
     paper = ("Jaderberg et al., Speeding up Convolutional Neural Networks with Low Rank Expansions, BMVC 2014; "
@@ -142,51 +142,36 @@ class LowRankMethod(CompressionMethod):
         return (isinstance(module, nn.Conv2d) and module.groups == 1 and module.padding_mode == "zeros"
                 and not isinstance(module.padding, str))
 
-    def apply(self, state: CompressionState, layer_configs: dict[str, Any],
-              progress: Optional[ProgressCallback] = None, cancel: Optional[CancelToken] = None) -> None:
-        for i, (layer, raw) in enumerate(layer_configs.items()):
-            check(cancel)
-            report(progress, i / max(1, len(layer_configs)), f"lowrank: {layer}")
-            self._one(state, layer, self.config_for(layer, raw))
-        report(progress, 1.0, "lowrank: done")
-
-    def _one(self, state: CompressionState, layer: str, config: LowRankConfig) -> None:
-        module = get_module(state.module, layer)
+    def skip_reason(self, module: nn.Module, config: LowRankConfig) -> Optional[str]:
         if not self.applies_to(module):
-            state.log.append(f"lowrank: left {layer} alone: only Linear and ungrouped zero-padded Conv2d are factorised")
-            return
+            return "only Linear and ungrouped zero-padded Conv2d are factorised"
         before = module.weight.numel()
         if before < config.min_params:
-            state.log.append(f"lowrank: left {layer} alone: {before} weights < min_params {config.min_params}")
-            return
+            return f"{before} weights < min_params {config.min_params}"
         kind = kind_of(module, config)
-        s = torch.linalg.svdvals(_matrix(module, kind))
-        rank = choose_rank(s, config)
+        rank = choose_rank(torch.linalg.svdvals(_matrix(module, kind)), config)
         after = factor_params(module, kind, rank)
         if config.only_if_smaller and after >= before:
-            state.log.append(f"lowrank: left {layer} alone: rank {rank} needs {after} weights, not fewer than {before}")
-            return
-        record = {"method": self.name, "layer": layer, "kind": kind, "rank": rank,
-                  "weight_shape": list(module.weight.shape)}
-        new, kept = factorize(module, kind, rank)
-        replace_module(state.module, layer, new)
-        for key in (f"{layer}.weight", f"{layer}.bias"):
-            state.encodings.pop(key, None)
-        state.record_modification(record)
-        state.log.append(f"lowrank: {layer} -> {kind} rank {rank} ({before} -> {after} weights, "
-                         f"{kept:.1%} of the energy kept)")
+            return f"rank {rank} needs {after} weights, not fewer than {before}"
+        return None
 
-    def rebuild(self, module: nn.Module, modification: dict[str, Any]) -> nn.Module:
-        """Replace the recorded layer by uninitialised factors of the recorded rank."""
-        try:
-            layer, kind, rank = str(modification["layer"]), str(modification["kind"]), int(modification["rank"])
-            shape = [int(d) for d in modification["weight_shape"]]
-        except (KeyError, TypeError, ValueError):
-            raise CodecError("a low-rank factorisation recorded in the file is incomplete") from None
-        current = get_module(module, layer)
+    def build(self, layer: str, module: nn.Module, config: LowRankConfig) -> Substitute:
+        kind = kind_of(module, config)
+        rank = choose_rank(torch.linalg.svdvals(_matrix(module, kind)), config)
+        return Substitute(build_factors(module, kind, rank),
+                          {"kind": kind, "rank": rank, "weight_shape": list(module.weight.shape)})
+
+    def init(self, new: nn.Module, old: nn.Module, config: LowRankConfig) -> str:
+        kind = kind_of(old, config)
+        rank = new[0].weight.shape[0] if kind != "linear" else new[0].out_features  # type: ignore[index]
+        kept = init_from_svd(new, old, kind, rank)  # type: ignore[arg-type]
+        return f"{kind} rank {rank}, {kept:.1%} of the energy kept"
+
+    def rebuild_layer(self, current: nn.Module, record: dict[str, Any]) -> nn.Module:
+        kind, rank = str(record["kind"]), int(record["rank"])
+        shape = [int(d) for d in record["weight_shape"]]
         if not isinstance(current, (nn.Linear, nn.Conv2d)) or list(current.weight.shape) != shape \
                 or kind not in ("linear", "spatial", "channel") or rank < 1:
-            raise ArchitectureMismatchError(f"layer {layer!r} is not the layer the low-rank factorisation "
-                                            "was recorded for")
-        replace_module(module, layer, build_factors(current, kind, rank).to(current.weight.device))
-        return module
+            raise ArchitectureMismatchError(f"layer {record['layer']!r} is not the layer the low-rank "
+                                            "factorisation was recorded for")
+        return build_factors(current, kind, rank)

@@ -16,11 +16,18 @@ from typing import Any, Optional
 
 import numpy as np
 
-from squeezestudio.core.compression.config import param
-from squeezestudio.core.compression.encoding import WeightEncoding
-from squeezestudio.core.compression.method import ORDER_SHARE, CompressionMethod, FinetuneHooks
-from squeezestudio.core.compression.state import CompressionState
-from squeezestudio.core.progress import CancelToken, ProgressCallback, check, report
+from squeezestudio.plugin_api import (
+    ORDER_SHARE,
+    CancelToken,
+    check,
+    CompressionMethod,
+    CompressionState,
+    FinetuneHooks,
+    param,
+    ProgressCallback,
+    report,
+    WeightEncoding,
+)
 
 
 @dataclass(frozen=True)

@@ -21,14 +21,7 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from squeezestudio.core.compression.substitution.calibration import calibration_images
-from squeezestudio.core.compression.substitution.reconstruction import fit_to_original
-from squeezestudio.core.compression.substitution.module_surgery import get_module, replace_module
-from squeezestudio.core.compression.config import param
-from squeezestudio.core.compression.method import ORDER_ARCHITECTURE, CompressionMethod
-from squeezestudio.core.compression.state import CompressionState
-from squeezestudio.core.errors import ArchitectureMismatchError, CodecError
-from squeezestudio.core.progress import CancelToken, ProgressCallback, check, report, scaled
+from squeezestudio.plugin_api import ArchitectureMismatchError, Substitute, SubstitutionMethod, param
 
 
 @dataclass(frozen=True)
@@ -80,13 +73,12 @@ def init_from_conv(new: nn.Sequential, conv: nn.Conv2d, groups: int, shuffle: bo
     return float((grouped ** 2).sum()) / total if total > 0 else 1.0
 
 
-class ChannelShuffleMethod(CompressionMethod):
-    """Plugin method ``shuffle``."""
+class ChannelShuffleMethod(SubstitutionMethod):
+    """Plugin method ``shuffle``: the substitution template with ShuffleNet's grouped layer."""
 
     name = "shuffle"
     label = "Grouped convolution + channel shuffle"
     description = "Replaces a convolution by a channel shuffle and a grouped convolution, as in ShuffleNet."
-    order = ORDER_ARCHITECTURE
     config_class = ShuffleConfig
     layer_types = (nn.Conv2d,)
     paper = "Zhang et al., ShuffleNet: An Extremely Efficient Convolutional Neural Network for Mobile Devices, CVPR 2018"
@@ -94,48 +86,28 @@ class ChannelShuffleMethod(CompressionMethod):
     def applies_to(self, module: nn.Module) -> bool:
         return isinstance(module, nn.Conv2d) and module.groups == 1
 
-    def apply(self, state: CompressionState, layer_configs: dict[str, Any],
-              progress: Optional[ProgressCallback] = None, cancel: Optional[CancelToken] = None) -> None:
-        calibration = calibration_images(getattr(state, "calibration", None))
-        total = max(1, len(layer_configs))
-        for i, (layer, raw) in enumerate(layer_configs.items()):
-            check(cancel)
-            config = self.config_for(layer, raw)
-            conv = get_module(state.module, layer)
-            if not self.applies_to(conv):
-                state.log.append(f"shuffle: left {layer} alone: it is not an ungrouped Conv2d")
-                continue
-            if conv.in_channels % config.groups or conv.out_channels % config.groups:
-                state.log.append(f"shuffle: left {layer} alone: {conv.in_channels} input and {conv.out_channels} "
-                                 f"output channels are not both divisible by {config.groups} groups")
-                continue
-            g = geometry(conv)
-            new = build_grouped(g, config.groups, config.shuffle).to(conv.weight.device, conv.weight.dtype)
-            kept = init_from_conv(new, conv, config.groups, config.shuffle)
-            text = f"shuffle: {layer}: {conv.weight.numel()} -> {new[1].weight.numel()} weights, " \
-                   f"block start keeps {kept:.1%} of the energy"
-            if calibration is not None and config.reconstruct_steps > 0:
-                fit = fit_to_original(state, layer, new, calibration, steps=config.reconstruct_steps,
-                                      time_budget_s=config.reconstruct_seconds,
-                                      progress=scaled(progress, i / total, (i + 1) / total), cancel=cancel)
-                text += f", reconstruction error {fit.before_error:.4g} -> {fit.after_error:.4g}"
-            replace_module(state.module, layer, new)
-            state.record_substitution(layer, {"method": self.name, "layer": layer, "conv": g, "groups": config.groups,
-                                       "shuffle": config.shuffle})
-            state.log.append(text)
-            report(progress, (i + 1) / total, f"shuffle: {layer}")
+    def skip_reason(self, module: nn.Module, config: ShuffleConfig) -> Optional[str]:
+        if not self.applies_to(module):
+            return "it is not an ungrouped Conv2d"
+        assert isinstance(module, nn.Conv2d)
+        if module.in_channels % config.groups or module.out_channels % config.groups:
+            return (f"{module.in_channels} input and {module.out_channels} output channels are not both "
+                    f"divisible by {config.groups} groups")
+        return None
 
-    def rebuild(self, module: nn.Module, modification: dict[str, Any]) -> nn.Module:
-        try:
-            layer, g = str(modification["layer"]), dict(modification["conv"])
-            groups, shuffle = int(modification["groups"]), bool(modification["shuffle"])
-        except (KeyError, TypeError, ValueError):
-            raise CodecError("a channel-shuffle substitution recorded in the file is incomplete") from None
-        current = get_module(module, layer)
+    def build(self, layer: str, module: nn.Module, config: ShuffleConfig) -> Substitute:
+        g = geometry(module)  # type: ignore[arg-type]
+        return Substitute(build_grouped(g, config.groups, config.shuffle),
+                          {"conv": g, "groups": config.groups, "shuffle": config.shuffle})
+
+    def init(self, new: nn.Module, old: nn.Module, config: ShuffleConfig) -> str:
+        kept = init_from_conv(new, old, config.groups, config.shuffle)  # type: ignore[arg-type]
+        return f"block start keeps {kept:.1%} of the energy"
+
+    def rebuild_layer(self, current: nn.Module, record: dict[str, Any]) -> nn.Module:
+        g, groups, shuffle = dict(record["conv"]), int(record["groups"]), bool(record["shuffle"])
         if not isinstance(current, nn.Conv2d) or geometry(current) != g or groups < 2 \
                 or g["in"] % groups or g["out"] % groups:
-            raise ArchitectureMismatchError(f"layer {layer!r} is not the convolution the shuffle substitution "
-                                            "was recorded for")
-        replace_module(module, layer, build_grouped(g, groups, shuffle).to(current.weight.device,
-                                                                           current.weight.dtype))
-        return module
+            raise ArchitectureMismatchError(f"layer {record['layer']!r} is not the convolution the shuffle "
+                                            "substitution was recorded for")
+        return build_grouped(g, groups, shuffle)

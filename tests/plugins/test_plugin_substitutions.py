@@ -8,6 +8,8 @@ import torch
 from torch import nn
 
 from plugin_helpers import TinyCNN, assert_same_outputs, make_state, sqz_round_trip
+from squeezestudio.core.compression.pipeline import apply_recipe_to_state
+from squeezestudio.core.compression.recipe import Recipe
 from squeezestudio_depthwise import DepthwiseConfig, build_separable
 from squeezestudio_depthwise import geometry as dw_geometry
 from squeezestudio_depthwise import init_from_conv as dw_init
@@ -99,3 +101,27 @@ def test_shuffle_with_calibration_reduces_the_layer_error(registry) -> None:
     line = next(text for text in state.log if text.startswith("shuffle: conv2"))
     before, after = (float(v) for v in line.split("reconstruction error ")[1].split(" -> "))
     assert after < before
+
+
+def test_two_substitutions_mixed_fit_to_the_original_and_round_trip(tmp_path: Path, registry) -> None:
+    """lowrank then depthwise on one model: both recorded, the second fitted to the untouched original."""
+    torch.manual_seed(7)
+    model = TinyCNN()
+    original_fc1 = model.fc1.weight.detach().clone()
+    state = make_state(model)
+    state.calibration = torch.randn(32, 3, 8, 8)
+    recipe = Recipe(architecture=[{"method": "lowrank", "layer": "fc1", "rank": 4, "min_params": 0},
+                                  {"method": "depthwise", "layer": "conv2", "reconstruct_steps": 40}])
+    apply_recipe_to_state(state, recipe, registry=registry)
+    assert [m["method"] for m in state.architecture.modifications] == ["lowrank", "depthwise"]
+    assert isinstance(state.layer("fc1"), nn.Sequential) and state.layer("conv2")[0].groups == 8
+    # The depthwise pair was fitted against the model before ANY substitution (fc1 still one Linear).
+    original = state.original_module()
+    assert isinstance(original.fc1, nn.Linear) and torch.equal(original.fc1.weight, original_fc1)
+    assert isinstance(original.conv2, nn.Conv2d)
+    line = next(text for text in state.log if text.startswith("depthwise: conv2"))
+    before, after = (float(v) for v in line.split("reconstruction error ")[1].split(" -> "))
+    assert after < before
+    loaded = sqz_round_trip(state, tmp_path)
+    assert [type(loaded.fc1), type(loaded.conv2)] == [nn.Sequential, nn.Sequential]
+    assert_same_outputs(state.module, loaded, state.calibration[:4])

@@ -27,12 +27,22 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from squeezestudio.core.compression.substitution.module_surgery import get_module, replace_module
-from squeezestudio.core.compression.config import make_config, param
-from squeezestudio.core.compression.method import ORDER_ARCHITECTURE, CompressionMethod
-from squeezestudio.core.compression.state import CompressionState
-from squeezestudio.core.errors import ArchitectureMismatchError, CodecError, RecipeError
-from squeezestudio.core.progress import CancelToken, ProgressCallback, check, report
+from squeezestudio.plugin_api import (
+    ORDER_ARCHITECTURE,
+    ArchitectureMismatchError,
+    CancelToken,
+    check,
+    CodecError,
+    CompressionMethod,
+    CompressionState,
+    get_module,
+    make_config,
+    param,
+    ProgressCallback,
+    RecipeError,
+    replace_module,
+    report,
+)
 from squeezestudio_structured.dependencies import Unprunable, channel_uses, trace
 from squeezestudio_structured.surgery import LayerCut, empty_layer, new_sizes, shrink
 

@@ -23,8 +23,10 @@ letting errors compound. It fits through the BatchNorm/activation that follow
 the convolution (``fit_through``), and can afterwards re-estimate the running
 statistics of the BatchNorms downstream (``recalibrate_bn``).
 
-Every substitution is recorded with ``state.record_modification`` so loading
-a .sqz replays it through :meth:`FireMethod.rebuild` before the weights load.
+The per-layer steps (skip, build, start, fit, record) are the
+:class:`~squeezestudio.core.compression.substitution.substitution_method.SubstitutionMethod`
+template; this module supplies Fire's parts, so loading a .sqz replays each
+substitution through :meth:`FireMethod.rebuild_layer` before the weights load.
 """
 
 from __future__ import annotations
@@ -35,19 +37,18 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from squeezestudio.core.compression.substitution.calibration import calibration_images, capture_layer_io
+from squeezestudio.core.compression.config import param
+from squeezestudio.core.compression.state import CompressionState
+from squeezestudio.core.compression.substitution.batchnorm_recalibration import batchnorms_after, recalibrate_batchnorm
+from squeezestudio.core.compression.substitution.calibration import capture_layer_io
 from squeezestudio.core.compression.substitution.fire_module import (
     ConvGeometry, bypass_allowed, fire_channels, make_fire, make_pointwise, unsupported_reason)
-from squeezestudio.core.compression.substitution.batchnorm_recalibration import batchnorms_after, recalibrate_batchnorm
-from squeezestudio.core.compression.substitution.reconstruction import (
-    ReconstructionResult, TailFit, following_tail, reconstruct_layer)
-from squeezestudio.core.compression.substitution.module_surgery import get_module, replace_module
+from squeezestudio.core.compression.substitution.module_surgery import get_module
+from squeezestudio.core.compression.substitution.reconstruction import TailFit, following_tail, reconstruct_layer
+from squeezestudio.core.compression.substitution.substitution_method import Substitute, SubstitutionMethod
 from squeezestudio.core.compression.substitution.svd_init import init_fire_from_conv, init_pointwise_from_conv
-from squeezestudio.core.compression.config import param
-from squeezestudio.core.compression.method import ORDER_ARCHITECTURE, CompressionMethod
-from squeezestudio.core.compression.state import CompressionState
-from squeezestudio.core.errors import ArchitectureMismatchError, CodecError
-from squeezestudio.core.progress import CancelToken, ProgressCallback, check, report, scaled
+from squeezestudio.core.errors import ArchitectureMismatchError
+from squeezestudio.core.progress import CancelToken, ProgressCallback
 
 INIT_CHOICES = ("random", "svd", "svd+reconstruct")
 STRATEGY_CHOICES = ("fire", "1x1")
@@ -86,19 +87,6 @@ class FireConfig:
                                          "convolution rather than its raw output")
     recalibrate_bn: bool = param(False, help="after substituting, re-estimate the running statistics of "
                                              "later BatchNorm layers on the calibration images")
-
-
-@dataclass(frozen=True)
-class FireOutcome:
-    """What happened to one layer (``skipped`` holds the reason when nothing did)."""
-
-    layer: str
-    skipped: Optional[str] = None
-    modification: Optional[dict[str, Any]] = None
-    parameters_before: int = 0
-    parameters_after: int = 0
-    kept_energy: Optional[float] = None
-    reconstruction: Optional[ReconstructionResult] = None
 
 
 def skip_reason(module: nn.Module) -> Optional[str]:
@@ -141,74 +129,13 @@ def plan_modification(name: str, geometry: ConvGeometry, config: FireConfig) -> 
     return record
 
 
-def substitute_conv(model: nn.Module, name: str, config: FireConfig, *,
-                    calibration: Optional[torch.Tensor] = None,
-                    reference: Optional[nn.Module] = None, log: Optional[list[str]] = None,
-                    progress: Optional[ProgressCallback] = None,
-                    cancel: Optional[CancelToken] = None) -> FireOutcome:
-    """Replace, initialise and (optionally) reconstruct one convolution of ``model``.
-
-    ``reference`` is the unmodified model whose layer outputs the
-    reconstruction targets; inputs come from ``model`` itself, so each new
-    layer also learns to undo the drift of the layers replaced before it.
-    """
-    lines = log if log is not None else []
-    conv = get_module(model, name)
-    reason = skip_reason(conv)
-    if reason is not None:
-        lines.append(f"fire: left {name} alone: {reason}")
-        return FireOutcome(layer=name, skipped=reason)
-    assert isinstance(conv, nn.Conv2d)
-    geometry = ConvGeometry.from_conv(conv)
-    record = plan_modification(name, geometry, config)
-    if config.strategy == "fire" and config.bypass and not record["bypass"]:
-        lines.append(f"fire: warning: no bypass on {name}: it needs equal in/out channels, "
-                     "stride 1 and 'same' padding with an odd kernel")
-    new = build_replacement(geometry, record).to(conv.weight.device, conv.weight.dtype)
-    kept = None
-    fitted: Optional[nn.Module] = None
-    if config.init != "random":
-        if config.strategy == "fire":
-            kept = init_fire_from_conv(new, conv).kept_energy  # type: ignore[arg-type]
-        else:
-            init_pointwise_from_conv(new, conv)
-    result = None
-    if config.init == "svd+reconstruct":
-        if calibration is None or reference is None:
-            lines.append(f"fire: {name}: no calibration images, so 'svd+reconstruct' is plain 'svd'")
-        else:
-            tail = following_tail(reference, name) if config.fit_through else []
-            inputs = capture_layer_io(model, name, calibration, want_outputs=False, cancel=cancel).inputs
-            targets = capture_layer_io(reference, tail[-1] if tail else name, calibration,
-                                       want_inputs=False, cancel=cancel).outputs
-            assert inputs is not None and targets is not None
-            n = min(inputs.shape[0], targets.shape[0])
-            fitted = TailFit(new, [get_module(model, t) for t in tail]) if tail else new
-            result = reconstruct_layer(fitted, inputs[:n], targets[:n], steps=config.reconstruct_steps,
-                                       time_budget_s=config.reconstruct_seconds, lr=config.reconstruct_lr,
-                                       progress=progress, cancel=cancel)
-    replace_module(model, name, new)
-    before = sum(p.numel() for p in conv.parameters())
-    after = sum(p.numel() for p in new.parameters())
-    text = f"fire: {name} -> {config.strategy} ({before} -> {after} parameters, init {config.init}"
-    if kept is not None:
-        text += f", low-rank start keeps {kept:.1%} of the kernel energy"
-    if result is not None:
-        where = " after BatchNorm/activation" if isinstance(fitted, TailFit) else ""
-        text += f", reconstruction error{where} {result.before_error:.4g} -> {result.after_error:.4g}"
-    lines.append(text + ")")
-    return FireOutcome(layer=name, modification=record, parameters_before=before,
-                       parameters_after=after, kept_energy=kept, reconstruction=result)
-
-
-class FireMethod(CompressionMethod):
+class FireMethod(SubstitutionMethod):
     """Fire-module substitution (SqueezeNet strategies 1 and 2, ResSquVGG bypass)."""
 
     name = "fire"
     label = "Fire module"
     description = ("Replace a kxk convolution by a squeeze/expand Fire module (or a 1x1 "
                    "convolution), started from a low-rank factorisation of its kernel.")
-    order = ORDER_ARCHITECTURE
     config_class = FireConfig
     layer_types = (nn.Conv2d,)
     paper = "Iandola et al., SqueezeNet: AlexNet-level accuracy with 50x fewer parameters (2016)"
@@ -216,47 +143,73 @@ class FireMethod(CompressionMethod):
     def applies_to(self, module: nn.Module) -> bool:
         return isinstance(module, nn.Conv2d) and skip_reason(module) is None
 
-    def apply(self, state: CompressionState, layer_configs: dict[str, Any],
-              progress: Optional[ProgressCallback] = None,
-              cancel: Optional[CancelToken] = None) -> None:
-        configs = {name: self.config_for(name, c) for name, c in layer_configs.items()}
-        calibration = calibration_images(state.calibration)
-        reference = None
-        if calibration is not None and any(c.init == "svd+reconstruct" for c in configs.values()):
-            reference = state.original_module()
-        total = max(1, len(configs))
-        replaced: list[str] = []
-        for i, (name, config) in enumerate(configs.items()):
-            check(cancel)
-            report(progress, i / total, f"fire: {name}")
-            outcome = substitute_conv(state.module, name, config, calibration=calibration,
-                                      reference=reference, log=state.log,
-                                      progress=scaled(progress, i / total, (i + 1) / total),
-                                      cancel=cancel)
-            if outcome.modification is not None:
-                state.record_substitution(name, outcome.modification)
-                replaced.append(name)
-        wants_recalibration = any(configs[n].recalibrate_bn for n in replaced)
-        if wants_recalibration and calibration is None:
-            state.log.append("fire: no calibration images, so BatchNorm statistics were not re-estimated")
-        elif wants_recalibration:
-            count = recalibrate_batchnorm(state.module, calibration, batchnorms_after(state.module, replaced),
-                                          cancel=cancel)
-            state.log.append(f"fire: re-estimated the statistics of {count} BatchNorm layer(s) "
-                             f"on {calibration.shape[0]} calibration images")
-        report(progress, 1.0, "fire: done")
+    def skip_reason(self, module: nn.Module, config: Any) -> Optional[str]:
+        return skip_reason(module)
 
-    def rebuild(self, module: nn.Module, modification: dict[str, Any]) -> nn.Module:
-        """Redo a recorded substitution with uninitialised weights (the .sqz loads them)."""
-        try:
-            name = str(modification["layer"])
-            geometry = ConvGeometry.from_dict(modification["conv"])
-            new = build_replacement(geometry, modification)
-        except (KeyError, TypeError, ValueError):
-            raise CodecError("a Fire substitution recorded in the file is incomplete") from None
-        current = get_module(module, name)
+    def build(self, layer: str, module: nn.Module, config: FireConfig) -> Substitute:
+        assert isinstance(module, nn.Conv2d)
+        geometry = ConvGeometry.from_conv(module)
+        record = plan_modification(layer, geometry, config)
+        notes = []
+        if config.strategy == "fire" and config.bypass and not record["bypass"]:
+            notes.append(f"warning: no bypass on {layer}: it needs equal in/out channels, "
+                         "stride 1 and 'same' padding with an odd kernel")
+        return Substitute(build_replacement(geometry, record), record, notes)
+
+    def init(self, new: nn.Module, old: nn.Module, config: FireConfig) -> str:
+        text = f"{config.strategy}, init {config.init}"
+        if config.init == "random":
+            return text
+        if config.strategy == "fire":
+            kept = init_fire_from_conv(new, old).kept_energy  # type: ignore[arg-type]
+            return text + f", low-rank start keeps {kept:.1%} of the kernel energy"
+        init_pointwise_from_conv(new, old)  # type: ignore[arg-type]
+        return text
+
+    def fit(self, state: CompressionState, layer: str, new: nn.Module, calibration: torch.Tensor,
+            config: FireConfig, progress: Optional[ProgressCallback] = None,
+            cancel: Optional[CancelToken] = None) -> Optional[str]:
+        """Sequential reconstruction, through the BatchNorm/activation after the layer when asked.
+
+        Inputs come from the current model (earlier layers already replaced),
+        targets from the original model, so each layer corrects the drift of
+        those before it.
+        """
+        if config.init != "svd+reconstruct":
+            return None
+        reference = state.original_module()
+        tail = following_tail(reference, layer) if config.fit_through else []
+        inputs = capture_layer_io(state.module, layer, calibration, want_outputs=False, cancel=cancel).inputs
+        targets = capture_layer_io(reference, tail[-1] if tail else layer, calibration,
+                                   want_inputs=False, cancel=cancel).outputs
+        assert inputs is not None and targets is not None
+        n = min(inputs.shape[0], targets.shape[0])
+        fitted = TailFit(new, [get_module(state.module, t) for t in tail]) if tail else new
+        result = reconstruct_layer(fitted, inputs[:n], targets[:n], steps=config.reconstruct_steps,
+                                   time_budget_s=config.reconstruct_seconds, lr=config.reconstruct_lr,
+                                   progress=progress, cancel=cancel)
+        where = " after BatchNorm/activation" if tail else ""
+        return f"reconstruction error{where} {result.before_error:.4g} -> {result.after_error:.4g}"
+
+    def finish(self, state: CompressionState, replaced: dict[str, Any], calibration: Optional[torch.Tensor],
+               cancel: Optional[CancelToken] = None) -> None:
+        """Say when 'svd+reconstruct' had no images; re-estimate BatchNorm statistics downstream if asked."""
+        if calibration is None and any(c.init == "svd+reconstruct" for c in replaced.values()):
+            state.log.append("fire: no calibration images, so 'svd+reconstruct' is plain 'svd'")
+        if not any(c.recalibrate_bn for c in replaced.values()):
+            return
+        if calibration is None:
+            state.log.append("fire: no calibration images, so BatchNorm statistics were not re-estimated")
+            return
+        count = recalibrate_batchnorm(state.module, calibration, batchnorms_after(state.module, list(replaced)),
+                                      cancel=cancel)
+        state.log.append(f"fire: re-estimated the statistics of {count} BatchNorm layer(s) "
+                         f"on {calibration.shape[0]} calibration images")
+
+    def rebuild_layer(self, current: nn.Module, record: dict[str, Any]) -> nn.Module:
+        geometry = ConvGeometry.from_dict(record["conv"])
+        new = build_replacement(geometry, record)
         if not isinstance(current, nn.Conv2d) or ConvGeometry.from_conv(current) != geometry:
             raise ArchitectureMismatchError(
-                f"layer {name!r} is not the convolution the Fire substitution was recorded for")
-        replace_module(module, name, new.to(current.weight.device, current.weight.dtype))
-        return module
+                f"layer {record['layer']!r} is not the convolution the Fire substitution was recorded for")
+        return new
