@@ -13,6 +13,8 @@ from typing import Any
 
 from squeezestudio.cli.common import (add_data_arguments, add_model_arguments, check_outputs, load_data_for,
                                       load_model_from_args, print_warnings)
+from squeezestudio.core.errors import DataError, RecipeError
+from squeezestudio.core.training.retrain_defaults import RETRAIN_DEFAULTS, retrain_section
 
 FIRE_KEYS = {"sr": "squeeze_ratio", "squeeze_ratio": "squeeze_ratio", "pct3x3": "pct3x3",
              "bypass": "bypass", "init": "init", "strategy": "strategy"}
@@ -44,10 +46,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     t = p.add_argument_group("retraining")
     t.add_argument("--finetune", type=int, metavar="EPOCHS", default=0,
                    help="fine-tune this many epochs, keeping the compression")
-    t.add_argument("--train-data", default="digits:train", help="training data for --finetune")
-    t.add_argument("--lr", type=float, default=5e-4, help="fine-tuning learning rate")
-    t.add_argument("--distill", metavar="T,ALPHA", help="distil from the original model (temperature, weight)")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--train-data", help="training images for --finetune and for fitting substituted layers "
+                   "(default: digits' training split when --data is digits; never the evaluation data)")
+    t.add_argument("--lr", type=float, default=RETRAIN_DEFAULTS.lr,
+                   help=f"fine-tuning learning rate (default {RETRAIN_DEFAULTS.lr:g})")
+    t.add_argument("--distill", metavar="T[,ALPHA]",
+                   help="distil from the original model: temperature, weight of the match "
+                        f"(default weight {RETRAIN_DEFAULTS.distill_alpha:g})")
+    t.add_argument("--seed", type=int, default=RETRAIN_DEFAULTS.seed)
     o = p.add_argument_group("outputs")
     o.add_argument("-o", "--output", help="write the compressed checkpoint (.sqz)")
     o.add_argument("--dense", help="also write a dense PyTorch state_dict (.pt)")
@@ -60,7 +66,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def _fire_entry(text: str) -> dict[str, Any]:
     from squeezestudio.core.compression.recipe import parse_option_value
-    from squeezestudio.core.errors import RecipeError
 
     layer, _, rest = text.partition(":")
     entry: dict[str, Any] = {"method": "fire", "layer": layer.strip()}
@@ -97,49 +102,44 @@ def build_recipe(args: argparse.Namespace, handle) -> Any:
 
 def finetune_section(args: argparse.Namespace) -> dict[str, Any]:
     """The recipe's ``finetune`` section from ``--finetune/--lr/--distill/--seed`` (the GUI writes the same)."""
-    from squeezestudio.core.errors import RecipeError
-
-    section: dict[str, Any] = {"epochs": args.finetune, "lr": args.lr, "seed": args.seed, "shift_augment": 1}
+    temperature = alpha = None
     if args.distill:
         try:
             t_text, _, a_text = args.distill.partition(",")
-            section["distill_temperature"], section["distill_alpha"] = float(t_text), float(a_text or 0.5)
+            temperature, alpha = float(t_text), (float(a_text) if a_text.strip() else None)
         except ValueError:
             raise RecipeError(f"--distill takes TEMPERATURE,ALPHA such as 4,0.7, not {args.distill!r}") from None
-    return section
+    section = retrain_section(args.finetune, lr=args.lr, seed=args.seed, distill_temperature=temperature,
+                              distill_alpha=alpha)
+    return section or {}
 
 
-def _calibration(args: argparse.Namespace, handle, recipe, data):
-    """Images Fire substitution is fitted on: the training split for digits, else the evaluation data."""
-    if not recipe.architecture or data is None:
-        return None
-    from squeezestudio.core.data.dataset import PreprocessSpec
-    from squeezestudio.core.data.folders import load_dataset
-
-    spec = PreprocessSpec.from_input_spec(handle.input_spec)
-    source = args.train_data if args.data.startswith("digits") else args.data
-    return load_dataset(source, spec).images[:256]
 
 
 def run(args: argparse.Namespace) -> int:
     # lazy: the core imports torch (about 7 s cold); `--help` should not wait for it
     from squeezestudio.cli.terminal_progress import TerminalProgress
     from squeezestudio.core.compression.registry import default_registry
+    from squeezestudio.core.data.calibration import calibration_images, training_source
     from squeezestudio.core.measure.evaluation import evaluate
     from squeezestudio.core.io.exports import export
     from squeezestudio.core.measure.measure_recipe import measure_recipe, retrain_config
     from squeezestudio.core.printable import printable, printable_lines
 
     check_outputs(args.output, args.dense, args.safetensors, args.onnx, args.save_recipe, args.report)
-    registry = default_registry()
     handle = load_model_from_args(args)
     print_warnings(handle)
     recipe = build_recipe(args, handle)
     retrain = retrain_config(recipe)  # checks the section before any data is loaded
+    registry = default_registry()
     data = load_data_for(handle, args.data) if args.data and args.data != "none" else None
-    train = load_data_for(handle, args.train_data, "loading training data") if retrain is not None else None
+    source = training_source(args.data, args.train_data)
+    if retrain is not None and source is None:
+        raise DataError("retraining needs training data apart from the evaluation data; pass --train-data")
+    needs_train = retrain is not None or (recipe.architecture and source is not None)
+    train = load_data_for(handle, source, "loading training data") if needs_train else None
     before = evaluate(handle.module, data, batch_size=args.batch_size) if data is not None else None
-    calibration = _calibration(args, handle, recipe, data)
+    calibration = calibration_images(train, data) if recipe.architecture else None
     # The same core path as every point in the GUI: compress -> retrain -> evaluate -> exact .sqz size.
     with TerminalProgress("compressing" if retrain is None else "compressing and retraining") as bar:
         measured = measure_recipe(handle, recipe, data, registry=registry, train_data=train, teacher=handle.module,

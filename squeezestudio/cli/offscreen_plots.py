@@ -1,77 +1,135 @@
-"""PNG plots for command-line runs, drawn by the same widgets the desktop app uses.
+"""PNG plots for command-line runs (``sweep``, ``sensitivity``), drawn with Pillow.
 
-Qt renders offscreen when no display is available, so ``sweep`` and
-``sensitivity`` produce images on a headless machine too.
+No Qt and no GUI module: the CLI calls only the core and this small renderer,
+so the images come out on any headless machine. Each plot is a scatter or a
+set of lines on linear axes with ticks, a legend and, for the trade-off plot,
+the Pareto frontier (:func:`squeezestudio.core.session.experiments.pareto_frontier`,
+the one the desktop app draws).
 """
 
 from __future__ import annotations
 
-import os
-import sys
+import io
+import math
 from pathlib import Path
 from typing import Optional, Sequence
 
+from PIL import Image, ImageDraw, ImageFont
 
-def _application():
-    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from PySide6.QtWidgets import QApplication
+from squeezestudio.core.atomic_write import atomic_write_bytes
+from squeezestudio.core.session.experiments import format_bytes, pareto_frontier
 
-    return QApplication.instance() or QApplication([])
+WIDTH, HEIGHT = 1200, 800
+MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 110, 40, 60, 90
+PALETTE = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
+           (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207))
+GREY, BLACK, FRONTIER = (200, 200, 200), (0, 0, 0), (214, 39, 40)
+
+
+def _ticks(low: float, high: float, count: int = 6) -> list[float]:
+    """Round tick values covering ``[low, high]``."""
+    if not high > low:
+        high = low + 1.0
+    step = 10 ** math.floor(math.log10((high - low) / count))
+    for factor in (1, 2, 5, 10):
+        if (high - low) / (step * factor) <= count:
+            step *= factor
+            break
+    first = math.floor(low / step) * step
+    return [first + i * step for i in range(int(math.ceil((high - first) / step)) + 1)]
+
+
+class _Axes:
+    """Data-to-pixel mapping plus the frame, grid, ticks and labels of one plot."""
+
+    def __init__(self, draw: ImageDraw.ImageDraw, xs: Sequence[float], ys: Sequence[float], *,
+                 invert_x: bool = False, x_format=lambda v: f"{v:g}", y_format=lambda v: f"{v:g}") -> None:
+        self.draw, self.font = draw, ImageFont.load_default()
+        self.xt, self.yt = _ticks(min(xs, default=0.0), max(xs, default=1.0)), _ticks(min(ys, default=0.0),
+                                                                                       max(ys, default=1.0))
+        self.x0, self.x1, self.y0, self.y1 = self.xt[0], self.xt[-1], self.yt[0], self.yt[-1]
+        self.invert_x = invert_x
+        self.left, self.right = MARGIN_LEFT, WIDTH - MARGIN_RIGHT
+        self.top, self.bottom = MARGIN_TOP, HEIGHT - MARGIN_BOTTOM
+        for v in self.xt:
+            x = self.px(v, self.y0)[0]
+            draw.line([(x, self.top), (x, self.bottom)], fill=GREY)
+            draw.text((x - 15, self.bottom + 8), x_format(v), fill=BLACK, font=self.font)
+        for v in self.yt:
+            y = self.px(self.x0, v)[1]
+            draw.line([(self.left, y), (self.right, y)], fill=GREY)
+            draw.text((self.left - 60, y - 6), y_format(v), fill=BLACK, font=self.font)
+        draw.rectangle([self.left, self.top, self.right, self.bottom], outline=BLACK)
+
+    def px(self, x: float, y: float) -> tuple[float, float]:
+        fx = (x - self.x0) / ((self.x1 - self.x0) or 1.0)
+        fx = 1.0 - fx if self.invert_x else fx
+        fy = (y - self.y0) / ((self.y1 - self.y0) or 1.0)
+        return self.left + fx * (self.right - self.left), self.bottom - fy * (self.bottom - self.top)
+
+    def labels(self, title: str, x_label: str, y_label: str) -> None:
+        self.draw.text((self.left, 20), title, fill=BLACK, font=self.font)
+        self.draw.text(((self.left + self.right) / 2 - 60, HEIGHT - 40), x_label, fill=BLACK, font=self.font)
+        self.draw.text((10, self.top - 30), y_label, fill=BLACK, font=self.font)
+
+    def legend(self, entries: Sequence[tuple[str, tuple[int, int, int]]]) -> None:
+        for i, (text, colour) in enumerate(entries):
+            y = self.top + 10 + 16 * i
+            self.draw.rectangle([self.right - 190, y, self.right - 180, y + 10], fill=colour)
+            self.draw.text((self.right - 174, y - 1), text[:28], fill=BLACK, font=self.font)
+
+
+def _dot(draw: ImageDraw.ImageDraw, xy: tuple[float, float], colour: tuple[int, int, int], r: int = 5) -> None:
+    draw.ellipse([xy[0] - r, xy[1] - r, xy[0] + r, xy[1] + r], fill=colour, outline=BLACK)
+
+
+def _save(image: Image.Image, path: Path) -> int:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return atomic_write_bytes(path, buffer.getvalue())
 
 
 def save_tradeoff_png(rows: Sequence, path: Path, metric: str = "top1") -> int:
-    """The size-vs-accuracy scatter with the Pareto frontier, as the GUI draws it."""
-    from squeezestudio.core.session.experiments import Experiment, ExperimentLog, new_experiment_id
-
-    app = _application()
-    from squeezestudio.gui.qt_tradeoff_plot import QtTradeoffPlot
-
-    log = ExperimentLog([Experiment(id=new_experiment_id(), recipe=r.recipe, label=r.label,
-                                    size_bytes=r.size_bytes, metrics=dict(r.metrics),
-                                    is_original=(r.label == "original")) for r in rows])
-    plot = QtTradeoffPlot(log)
-    plot.resize(900, 600)
-    plot.set_metric(metric)
-    plot.refresh()
-    app.processEvents()
-    return plot.export_png(str(path))
+    """Size against ``metric`` for sweep rows, the Pareto frontier joined; returns bytes written."""
+    points = [(float(r.size_bytes), r.metrics.get(metric), r.label) for r in rows]
+    shown = [(x, float(y), label) for x, y, label in points if y is not None]
+    image = Image.new("RGB", (WIDTH, HEIGHT), "white")
+    draw = ImageDraw.Draw(image)
+    axes = _Axes(draw, [p[0] for p in shown], [p[1] for p in shown], x_format=lambda v: format_bytes(int(v)),
+                 y_format=lambda v: f"{v * 100:.0f}%")
+    front = sorted(pareto_frontier([(x, y) for x, y, _ in shown]), key=lambda i: shown[i][0])
+    if len(front) > 1:
+        draw.line([axes.px(shown[i][0], shown[i][1]) for i in front], fill=FRONTIER, width=2)
+    for i, (x, y, label) in enumerate(shown):
+        _dot(draw, axes.px(x, y), FRONTIER if i in front else PALETTE[0])
+    axes.labels(f"{metric} against the exact .sqz size ({len(shown)} points)", ".sqz size", metric)
+    axes.legend([("Pareto frontier", FRONTIER), ("other points", PALETTE[0])])
+    return _save(image, path)
 
 
 def save_curves_png(curves: dict[str, list[tuple[float, Optional[float]]]], path: Path, *,
                     title: str, x_label: str, baseline: Optional[float] = None,
                     invert_x: bool = False) -> int:
-    """One line per layer (e.g. top-1 vs sparsity), with the baseline as a dashed line."""
-    from squeezestudio.core.atomic_write import atomic_write_bytes
-
-    _application()
-    import pyqtgraph as pg
-    from pyqtgraph.exporters import ImageExporter
-    from PySide6.QtCore import QBuffer, QByteArray, QIODevice, Qt
-
-    pg.setConfigOptions(antialias=True, background="w", foreground="k")
-    widget = pg.PlotWidget(title=title)
-    widget.resize(900, 600)
-    item = widget.getPlotItem()
-    item.setLabel("bottom", x_label)
-    item.setLabel("left", "top-1 accuracy")
-    item.showGrid(x=True, y=True, alpha=0.3)
-    item.addLegend(offset=(10, 10))
-    if invert_x:
-        item.invertX(True)
+    """One line per layer (e.g. top-1 against sparsity), the baseline dashed; returns bytes written."""
+    xs = [x for pts in curves.values() for x, y in pts if y is not None]
+    ys = [y for pts in curves.values() for x, y in pts if y is not None] + ([baseline] if baseline is not None else [])
+    image = Image.new("RGB", (WIDTH, HEIGHT), "white")
+    draw = ImageDraw.Draw(image)
+    axes = _Axes(draw, xs, ys, invert_x=invert_x, y_format=lambda v: f"{v * 100:.0f}%")
+    entries = []
     for i, (layer, pts) in enumerate(curves.items()):
-        xs = [x for x, y in pts if y is not None]
-        ys = [y for x, y in pts if y is not None]
-        pen = pg.mkPen(pg.intColor(i, hues=max(len(curves), 1)), width=2)
-        item.plot(xs, ys, pen=pen, symbol="o", symbolSize=6, symbolBrush=pen.color(), name=layer)
+        colour = PALETTE[i % len(PALETTE)]
+        line = [axes.px(x, y) for x, y in sorted(pts) if y is not None]
+        if len(line) > 1:
+            draw.line(line, fill=colour, width=2)
+        for xy in line:
+            _dot(draw, xy, colour, r=4)
+        entries.append((layer, colour))
     if baseline is not None:
-        item.addLine(y=baseline, pen=pg.mkPen("k", style=Qt.PenStyle.DashLine))
-    exporter = ImageExporter(item)
-    exporter.parameters()["width"] = 1200
-    image = exporter.export(toBytes=True)
-    data = QByteArray()
-    buffer = QBuffer(data)
-    buffer.open(QIODevice.OpenModeFlag.WriteOnly)
-    image.save(buffer, "PNG")
-    buffer.close()
-    return atomic_write_bytes(path, bytes(data.data()))
+        y = axes.px(axes.x0, baseline)[1]
+        for x in range(int(axes.left), int(axes.right), 16):
+            draw.line([(x, y), (min(x + 8, axes.right), y)], fill=BLACK, width=1)
+        entries.append(("original model", BLACK))
+    axes.labels(title, x_label, "top-1 accuracy")
+    axes.legend(entries)
+    return _save(image, path)

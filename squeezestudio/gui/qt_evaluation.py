@@ -15,9 +15,9 @@ from PySide6.QtCore import QObject, Signal
 
 from squeezestudio.core.errors import UntrustedCodeError
 from squeezestudio.core.session.experiments import Experiment, format_bytes
-from squeezestudio.core.session.studio_session import StudioSession, recipe_to_dict
+from squeezestudio.core.session.studio_session import StudioSession
 from squeezestudio.gui.qt_worker import JobManager
-from squeezestudio.gui.qt_layer_rows import layer_rows
+from squeezestudio.core.compression.layer_table import layer_table
 
 
 class NeedsTrust:
@@ -33,8 +33,8 @@ def rows_for(handle: Any, experiment: Optional[Experiment] = None) -> list[Any]:
 
     if experiment is not None and experiment.compressed is not None:
         cm = experiment.compressed
-        return layer_rows(inspect_model(cm.handle), cm.encodings, experiment.size_report, experiment.size_bytes)
-    return layer_rows(inspect_model(handle))
+        return layer_table(inspect_model(cm.handle), cm.encodings, experiment.size_report)
+    return layer_table(inspect_model(handle))
 
 
 class EvaluationRunner(QObject):
@@ -118,20 +118,12 @@ class EvaluationRunner(QObject):
         if not self.ready():
             self.message.emit("Open a model and a data set (File > Open data) to evaluate.")
             return
-        wanted = recipe_to_dict(recipe)
-        if not any(wanted.get(k) for k in ("methods", "layers", "architecture")):
-            original = self.session.experiments.original()
-            if original is not None:  # compressing nothing is the original model
-                self.jobs.cancel("evaluate")
-                self.experimentReady.emit(original)
-                self.inspect()
-                return
-        for experiment in reversed(self.session.experiments.list()):
-            if not experiment.is_original and experiment.recipe == wanted:
-                self.jobs.cancel("evaluate")
-                self.experimentReady.emit(experiment)
-                self.inspect(experiment)
-                return
+        known = self.session.known_result(recipe)
+        if known is not None:
+            self.jobs.cancel("evaluate")
+            self.experimentReady.emit(known)
+            self.inspect(None if known.is_original else known)
+            return
         self._run("evaluate", recipe)
 
     def _run(self, key: str, recipe: Any, *, original: bool = False) -> None:

@@ -21,34 +21,17 @@ from PySide6.QtWidgets import (
     QVBoxLayout, QWidget)
 
 from squeezestudio.core.errors import SqueezeStudioError
+from squeezestudio.core.io.export_formats import EXPORT_FORMATS, ExportFormat
 
 ExportFn = Callable[[str, Path], int]
 
-
-@dataclass(frozen=True)
-class ExportFormat:
-    """How a format is offered to the user and which file-name ending it gets."""
-
-    label: str
-    suffix: str
-
-
-EXPORT_FORMATS: dict[str, ExportFormat] = {
-    "sqz": ExportFormat("Compressed model (.sqz)", ".sqz"),
-    "pt": ExportFormat("Dense PyTorch weights (.pt)", ".pt"),
-    "safetensors": ExportFormat("Dense weights, safetensors (.safetensors)", ".safetensors"),
-    "onnx": ExportFormat("ONNX model (.onnx)", ".onnx"),
-    "recipe": ExportFormat("Compression recipe (.yaml)", ".recipe.yaml"),
-    "report_json": ExportFormat("Size and accuracy report (.json)", ".report.json"),
-    "report_csv": ExportFormat("Size and accuracy report (.csv)", ".report.csv"),
-}
-"""Known formats; any other name passed in is offered as ``name`` with the ending ``.name``."""
 
 _BAD_NAME_CHARS = set('/\\:*?"<>|\0')
 
 
 def format_info(fmt: str) -> ExportFormat:
-    return EXPORT_FORMATS.get(fmt, ExportFormat(fmt, f".{fmt}"))
+    """The core's description of ``fmt``; any other name is offered as ``name`` with the ending ``.name``."""
+    return EXPORT_FORMATS.get(fmt, ExportFormat(fmt, fmt, f".{fmt}"))
 
 
 def output_path(folder: Path, base_name: str, fmt: str) -> Path:

@@ -13,7 +13,8 @@ from typing import Any
 
 from squeezestudio.core.compression.registry import MethodRegistry
 from squeezestudio.core.errors import ExportError
-from squeezestudio.core.io.exports import EXPORT_FORMATS, export
+from squeezestudio.core.io.export_formats import EXPORT_FORMATS
+from squeezestudio.core.io.exports import export
 
 FORMATS = tuple(EXPORT_FORMATS)
 

@@ -17,7 +17,7 @@ from PySide6.QtCore import QAbstractTableModel, QItemSelectionModel, QModelIndex
 from PySide6.QtWidgets import QAbstractItemView, QCheckBox, QHBoxLayout, QLabel, QSplitter, QTableView, QVBoxLayout, QWidget
 
 from squeezestudio.core.session.experiments import format_bytes
-from squeezestudio.gui.qt_layer_rows import COLUMNS, HEADERS, LayerRow
+from squeezestudio.core.compression.layer_table import COLUMNS, HEADERS, LayerRow
 
 PRUNED_COLOR = (170, 170, 170)
 SELECTED_PEN = (220, 40, 40)

@@ -17,9 +17,8 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (QCheckBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QLabel,
                                QMenu, QSpinBox, QToolButton, QWidget)
 
-DEFAULT_LR = 5e-4
-DEFAULT_TEMPERATURE = 4.0
-DEFAULT_ALPHA = 0.7
+from squeezestudio.core.training.retrain_defaults import RETRAIN_DEFAULTS, retrain_section
+
 SHOWN_KEYS = ("epochs", "lr", "distill_temperature", "distill_alpha")
 
 TIPS = {
@@ -63,16 +62,16 @@ class QtRetrainingControls(QGroupBox):
         self.lr.setDecimals(5)
         self.lr.setRange(1e-5, 1.0)
         self.lr.setSingleStep(1e-4)
-        self.lr.setValue(DEFAULT_LR)
+        self.lr.setValue(RETRAIN_DEFAULTS.lr)
         self.distill = QCheckBox("from the original model")
         self.temperature = QDoubleSpinBox()
         self.temperature.setRange(0.5, 50.0)
         self.temperature.setSingleStep(0.5)
-        self.temperature.setValue(DEFAULT_TEMPERATURE)
+        self.temperature.setValue(RETRAIN_DEFAULTS.distill_temperature)
         self.alpha = QDoubleSpinBox()
         self.alpha.setRange(0.0, 1.0)
         self.alpha.setSingleStep(0.05)
-        self.alpha.setValue(DEFAULT_ALPHA)
+        self.alpha.setValue(RETRAIN_DEFAULTS.distill_alpha)
         self.note = QLabel(retraining_note(None))
         self.note.setWordWrap(True)
         self.open_button = QToolButton()
@@ -103,15 +102,10 @@ class QtRetrainingControls(QGroupBox):
     # -- recipe section <-> widgets ---------------------------------------
     def finetune_dict(self) -> Optional[dict[str, Any]]:
         """The recipe's ``finetune`` section, or None when retraining is off (0 epochs)."""
-        if self.epochs.value() == 0:
-            return None
-        out: dict[str, Any] = dict(self._extra)
-        out["epochs"] = int(self.epochs.value())
-        out["lr"] = float(self.lr.value())
-        if self.distill.isChecked():
-            out["distill_temperature"] = float(self.temperature.value())
-            out["distill_alpha"] = float(self.alpha.value())
-        return out
+        distill = self.distill.isChecked()
+        return retrain_section(self.epochs.value(), lr=float(self.lr.value()),
+                               distill_temperature=float(self.temperature.value()) if distill else None,
+                               distill_alpha=float(self.alpha.value()) if distill else None, extra=self._extra)
 
     def set_finetune_dict(self, section: Optional[dict[str, Any]]) -> None:
         """Show ``section`` (undo, a clicked point, a loaded recipe) without emitting ``changed``."""
@@ -119,12 +113,13 @@ class QtRetrainingControls(QGroupBox):
         self._quiet = True
         try:
             self.epochs.setValue(int(section.get("epochs") or 0))
-            self.lr.setValue(float(section.get("lr") or DEFAULT_LR))
+            self.lr.setValue(float(section.get("lr") or RETRAIN_DEFAULTS.lr))
             temperature = section.get("distill_temperature")
             self.distill.setChecked(temperature is not None)
-            self.temperature.setValue(float(temperature if temperature is not None else DEFAULT_TEMPERATURE))
+            self.temperature.setValue(float(temperature if temperature is not None
+                                            else RETRAIN_DEFAULTS.distill_temperature))
             alpha = section.get("distill_alpha")
-            self.alpha.setValue(float(alpha if alpha is not None else DEFAULT_ALPHA))
+            self.alpha.setValue(float(alpha if alpha is not None else RETRAIN_DEFAULTS.distill_alpha))
             self._extra = {k: v for k, v in section.items() if k not in SHOWN_KEYS}
         finally:
             self._quiet = False

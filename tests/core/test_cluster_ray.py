@@ -112,7 +112,7 @@ def wait_for_task(timeout: float = 60.0) -> int:
 def test_sweep_on_ray_gives_the_local_rows_and_files(cluster, tmp_path):
     handle, data = tiny()
     points = grid("prune.sparsity=0.5,0.9", "cluster.bits=none,4")
-    local = [measure_point(handle, data, label, recipe) for label, recipe in sweep_points(points)]
+    local = [measure_point(handle, data, label, recipe, registry=default_registry()) for label, recipe in sweep_points(points)]
     arrivals = []
     result = run_sweep_on_ray(cluster, handle, data, points, log=PointLog(tmp_path / "s.points"),
                               on_point=arrivals.append)

@@ -197,3 +197,30 @@ def test_the_scanner_finds_string_imports_fallbacks_and_registry_users(bad_tree:
     assert any("io/codec.py:4" in p and "ImportError" in p for p in found)
     assert any("plugins/p/p.py:1" in p for p in found)
     assert default_registry_users(bad_tree) == ["squeezestudio/core/model/spec.py"]
+
+
+def test_the_cli_imports_the_gui_only_in_the_commands_that_open_it() -> None:
+    """``sweep``/``sensitivity`` draw their PNGs with Pillow; only ``gui`` and ``screenshot`` start Qt."""
+    launchers = {"cmd_gui.py", "cmd_screenshot.py"}
+    found = [f"{p.name}:{line} imports {target}"
+             for p in sorted((ROOT / "squeezestudio" / "cli").glob("*.py")) if p.name not in launchers
+             for line, target in imported_modules(p, ROOT)
+             if target.startswith(("squeezestudio.gui", "PySide6", "pyqtgraph"))]
+    assert found == []
+
+
+def test_architecture_doc_names_every_module_and_only_paths_that_exist() -> None:
+    """docs/ARCHITECTURE.md matches the tree: each module is listed, each listed path is there."""
+    import re
+
+    doc = (ROOT / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    package = ROOT / "squeezestudio"
+    missing = [str(p.relative_to(package)) for p in sorted(package.rglob("*.py"))
+               if p.name not in ("__init__.py", "__main__.py") and p.name not in doc
+               and not (p.parent.name == "gui" and p.name.startswith("qt_"))  # `gui/qt_*.py`
+               and not (p.parent.name == "cli" and p.name.startswith("cmd_"))]  # `cli/cmd_*.py`
+    assert missing == []
+    listed = set(re.findall(r"`((?:core|cli|gui)/[\w/]+(?:\.py|/))`", doc))
+    assert listed and [p for p in sorted(listed) if not (package / p).exists()] == []
+    for layer in LAYERS:
+        assert f"`core/{layer}/`" in doc

@@ -289,3 +289,15 @@ def test_evaluating_with_retraining_differs_from_without_and_labels_it():
     session.open_data("/my/photos")  # a user's data set without a training set: a sentence, no point
     with pytest.raises(SqueezeStudioError, match="retraining needs training data"):
         session.evaluate_recipe(retrain)
+
+
+def test_a_recipe_already_measured_is_reused_and_compressing_nothing_is_the_original():
+    session = StudioSession(registry=default_registry())
+    assert session.known_result(_recipe(0.5)) is None and session.known_result(None) is None
+    original = session.add_experiment(Experiment(id="o", recipe={}, label="original", size_bytes=100,
+                                                 is_original=True))
+    first = session.add_experiment(Experiment(id="a", recipe=recipe_to_dict(_recipe(0.5)), label="a", size_bytes=60))
+    newer = session.add_experiment(Experiment(id="b", recipe=recipe_to_dict(_recipe(0.5)), label="b", size_bytes=61))
+    assert session.known_result(None) is original and session.known_result({"methods": {}}) is original
+    assert session.known_result(_recipe(0.5)) is newer and newer is not first
+    assert session.known_result(_recipe(0.6)) is None

@@ -118,3 +118,12 @@ def test_export_refuses_a_missing_folder_or_bad_name(qtbot, tmp_path):
     assert dialog.export_now() == [] and "plain file name" in dialog.status_label.text()
     dialog.set_base_name("ok")
     assert dialog.export_button.isEnabled() and len(dialog.export_now()) == 1
+
+
+def test_the_export_dialog_offers_the_cores_formats_and_file_endings(tmp_path):
+    from squeezestudio.core.io import export_formats
+    from squeezestudio.gui import qt_export_dialog
+
+    assert qt_export_dialog.EXPORT_FORMATS is export_formats.EXPORT_FORMATS
+    for key in export_formats.EXPORT_FORMATS:
+        assert qt_export_dialog.output_path(tmp_path, "m", key) == export_formats.output_path(tmp_path, "m", key)

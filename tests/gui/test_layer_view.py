@@ -8,10 +8,14 @@ import torch
 from PySide6.QtCore import QPointF, Qt
 from torch import nn
 
-from squeezestudio.core.compression.encoding import WeightEncoding
+from squeezestudio.core.model.architecture_spec import describe_architecture
 from squeezestudio.core.model.inspection import inspect_model
 from squeezestudio.core.model.handle import InputSpec, ModelHandle
-from squeezestudio.gui.qt_layer_rows import COLUMNS, layer_rows, per_layer_bytes
+from squeezestudio.core.compression.codec import size_report
+from squeezestudio.core.compression.layer_table import COLUMNS, layer_table
+from squeezestudio.core.compression.pipeline import compress
+from squeezestudio.core.compression.recipe import Recipe
+from squeezestudio.core.compression.registry import build_registry
 from squeezestudio.gui.qt_layer_view import QtLayerView, bits_color
 
 
@@ -21,27 +25,17 @@ def tiny_handle() -> ModelHandle:
                            nn.Linear(8 * 4 * 4, 10))
     spec = InputSpec(channels=1, height=8, width=8, mean=(0.5,), std=(0.5,))
     return ModelHandle(module=module, name="tiny", input_spec=spec, class_names=[str(i) for i in range(10)],
-                       source_format="zoo")
+                       source_format="zoo", architecture=describe_architecture(module))
 
 
 def _rows(with_encoding=True):
+    """Rows of a really compressed model (the last layer pruned and clustered) with its real size report."""
     handle = tiny_handle()
-    encodings = {}
-    if with_encoding:
-        w = handle.module[5].weight.detach().numpy()
-        mask = np.zeros(w.size, dtype=bool)
-        mask[: w.size // 4] = True
-        encodings["5.weight"] = WeightEncoding(shape=w.shape, kind="codebook", mask=mask,
-                                               symbols=np.zeros(mask.sum(), dtype=np.uint8), bits=4,
-                                               codebook=np.zeros(16, dtype=np.float32))
-    report = {"layers": {"0.weight": {"final_bytes": 100}, "0.bias": {"final_bytes": 16},
-                         "5.weight": {"final_bytes": 700}}}
-
-    class Report:
-        def to_dict(self):
-            return report
-
-    return layer_rows(inspect_model(handle), encodings, Report() if with_encoding else None, total_bytes=2000)
+    if not with_encoding:
+        return layer_table(inspect_model(handle))
+    cm = compress(handle, Recipe(layers={"5": {"prune": {"sparsity": 0.75}, "cluster": {"bits": 4}}}),
+                  registry=build_registry(plugins=False))
+    return layer_table(inspect_model(cm.handle), cm.encodings, size_report(cm))
 
 
 def test_rows_merge_inspection_encodings_and_sizes():
@@ -49,24 +43,24 @@ def test_rows_merge_inspection_encodings_and_sizes():
     assert set(rows) == {"0", "2", "5"}
     linear = rows["5"]
     assert linear.params == 8 * 4 * 4 * 10 + 10
-    assert linear.pruned == 1280 - 1280 // 4 and linear.kept == linear.params - linear.pruned
+    assert linear.pruned == 960 and linear.kept == linear.params - linear.pruned
     assert linear.bits == 4.0 and rows["0"].bits == 32.0
-    assert rows["0"].compressed_bytes == 116 and linear.share == pytest.approx(0.35)
-    assert rows["2"].compressed_bytes is None
+    assert rows["0"].compressed_bytes is None  # an unencoded layer is stored raw, outside the layer rows
+    assert 0 < linear.compressed_bytes < 1280 * 4 // 4  # far below even the pruned float32 size
     plain = {r.name: r for r in _rows(with_encoding=False)}
     assert sum(r.share for r in plain.values()) == pytest.approx(1.0)
 
 
-def test_per_layer_bytes_accepts_objects():
-    class Row:
-        def __init__(self, name, final_bytes):
-            self.name, self.coded = name, final_bytes
-
-    class Report:
-        layers = [Row("a.weight", 10), Row("a.bias", 2), Row("b", 5)]
-
-    assert per_layer_bytes(Report()) == {"a": 12, "b": 5}
-    assert per_layer_bytes(None) == {}
+def test_the_size_report_gives_bytes_per_layer_that_sum_to_its_layer_rows():
+    handle = tiny_handle()
+    cm = compress(handle, Recipe(methods={"cluster": {"bits": 3}}), registry=build_registry(plugins=False))
+    sizes = size_report(cm)
+    per_layer = sizes.bytes_per_layer()
+    assert set(per_layer) == {"0", "2", "5"}
+    assert sum(per_layer.values()) == sum(row.coded for row in sizes.layers)
+    rows = {r.name: r for r in layer_table(inspect_model(cm.handle), cm.encodings, sizes)}
+    assert rows["2"].share == pytest.approx(per_layer["2"] / sizes.total_bytes)
+    assert {r.bits for r in rows.values()} == {3.0}
 
 
 def test_bits_colour_runs_from_blue_to_orange():

@@ -107,6 +107,11 @@ class WeightEncoding:
         return int(np.prod(self.shape)) if self.shape else 1
 
     @property
+    def stored_bits(self) -> int:
+        """Bits stored per kept weight before entropy coding: 32 dense, 16 half, else ``bits``."""
+        return {"float32": 32, "float16": 16}.get(self.kind, int(self.bits))
+
+    @property
     def kept(self) -> int:
         """Number of stored (non-pruned) positions."""
         return self.numel if self.mask is None else int(np.count_nonzero(self.mask))

@@ -1,4 +1,4 @@
-"""Every export format, behind one table used by the CLI and the GUI's export dialog.
+"""The writer of every export format in :data:`EXPORT_FORMATS` (the CLI and the GUI call :func:`export`).
 
 Each exporter writes atomically and returns the number of bytes written, which
 is what the user is shown (the file's real length, not an estimate).
@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
@@ -19,20 +18,11 @@ from squeezestudio.core.compression.codec import save_sqz, size_report
 from squeezestudio.core.compression.recipe import recipe_from_dict, save_recipe
 from squeezestudio.core.compression.registry import MethodRegistry
 from squeezestudio.core.errors import ExportError
+from squeezestudio.core.io.export_formats import EXPORT_FORMATS, ExportFormat, format_for_path  # noqa: F401 - re-exported
 from squeezestudio.core.io.export_onnx import export_onnx
 from squeezestudio.core.io.loading import save_safetensors, save_state_dict
 
 PathLike = Union[str, Path]
-
-
-@dataclass(frozen=True)
-class ExportFormat:
-    """One export format: a key (CLI/GUI), a label, a file suffix and its writer."""
-
-    key: str
-    label: str
-    suffix: str
-    write: Callable[[CompressedModel, Path, Optional[MethodRegistry]], int]
 
 
 def _write_sqz(cm: CompressedModel, path: Path, registry: Optional[MethodRegistry]) -> int:
@@ -86,26 +76,13 @@ def _write_report_csv(cm: CompressedModel, path: Path, registry: Optional[Method
     return atomic_write_bytes(path, text.encode())
 
 
-EXPORT_FORMATS: dict[str, ExportFormat] = {f.key: f for f in (
-    ExportFormat("sqz", "Compressed checkpoint (.sqz)", ".sqz", _write_sqz),
-    ExportFormat("pt", "Dense PyTorch state_dict (.pt)", ".pt", _write_pt),
-    ExportFormat("safetensors", "Dense safetensors", ".safetensors", _write_safetensors),
-    ExportFormat("onnx", "ONNX", ".onnx", _write_onnx),
-    ExportFormat("recipe", "Recipe (.yaml)", ".yaml", _write_recipe),
-    ExportFormat("report_json", "Report (.json)", ".json", _write_report_json),
-    ExportFormat("report_csv", "Report (.csv)", ".csv", _write_report_csv),
-)}
+Writer = Callable[[CompressedModel, Path, Optional[MethodRegistry]], int]
 
-
-def format_for_path(path: PathLike) -> Optional[str]:
-    """The export format a file name implies (``.yml`` counts as a recipe), or None."""
-    suffix = Path(path).suffix.lower()
-    if suffix == ".yml":
-        return "recipe"
-    for key, fmt in EXPORT_FORMATS.items():
-        if fmt.suffix == suffix:
-            return key
-    return None
+WRITERS: dict[str, Writer] = {
+    "sqz": _write_sqz, "pt": _write_pt, "safetensors": _write_safetensors, "onnx": _write_onnx,
+    "recipe": _write_recipe, "report_json": _write_report_json, "report_csv": _write_report_csv,
+}
+"""One writer per key of :data:`EXPORT_FORMATS` (a test checks they match)."""
 
 
 def export(cm: CompressedModel, fmt: str, path: PathLike, *, registry: Optional[MethodRegistry] = None) -> int:
@@ -116,4 +93,4 @@ def export(cm: CompressedModel, fmt: str, path: PathLike, *, registry: Optional[
     """
     if fmt not in EXPORT_FORMATS:
         raise ExportError(f"unknown export format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)}")
-    return EXPORT_FORMATS[fmt].write(cm, Path(path), registry)
+    return WRITERS[fmt](cm, Path(path), registry)

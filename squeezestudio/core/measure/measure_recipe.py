@@ -39,6 +39,7 @@ from squeezestudio.core.measure.evaluation import EvalResult, evaluate
 from squeezestudio.core.model.handle import ModelHandle
 from squeezestudio.core.progress import CancelToken, ProgressCallback, check, report, scaled
 from squeezestudio.core.training.finetune import finetune_compressed
+from squeezestudio.core.training.retrain_defaults import RETRAIN_DEFAULTS
 from squeezestudio.core.training.loop import TrainConfig, TrainResult, train_config_from_dict
 
 
@@ -62,6 +63,11 @@ class Measurement:
         return d
 
 
+# What a ``finetune`` section's missing fields mean: the retraining defaults, not training from scratch.
+RETRAIN_BASE = TrainConfig(epochs=0, lr=RETRAIN_DEFAULTS.lr, shift_augment=RETRAIN_DEFAULTS.shift_augment,
+                           seed=RETRAIN_DEFAULTS.seed, distill_alpha=RETRAIN_DEFAULTS.distill_alpha)
+
+
 def retrain_config(recipe: Any) -> Optional[TrainConfig]:
     """The recipe's retraining settings, or None when it does not retrain (no section, epochs 0).
 
@@ -71,7 +77,7 @@ def retrain_config(recipe: Any) -> Optional[TrainConfig]:
     section = recipe.get("finetune") if isinstance(recipe, dict) else getattr(recipe, "finetune", None)
     if not section:
         return None
-    config = train_config_from_dict(dict(section), TrainConfig(epochs=0))
+    config = train_config_from_dict(dict(section), RETRAIN_BASE)
     return config if config.epochs > 0 else None
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 from squeezestudio.core.atomic_write import PathLike, atomic_write_bytes
+from squeezestudio.core.data.calibration import CALIBRATION_IMAGES, calibration_images, training_source
 from squeezestudio.core.errors import SqueezeStudioError
 from squeezestudio.core.progress import CancelToken, ProgressCallback, report
 from squeezestudio.core.session.experiments import (Experiment, ExperimentLog, method_defaults, new_experiment_id,
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
     from squeezestudio.core.compression.registry import MethodRegistry
 
 UNDO_LIMIT = 100
-CALIBRATION_IMAGES = 256
 
 
 class Event:
@@ -172,9 +172,7 @@ class StudioSession:
     # -- training data (for retraining) --------------------------------
     def training_source(self) -> Optional[str]:
         """Retraining's data: digits' training split, else the user's training set; never the evaluation data."""
-        if (self.data_source or "").strip().lower().startswith("digits"):
-            return "digits:train"
-        return self.train_source
+        return training_source(self.data_source, self.train_source)
 
     def set_training_data(self, dataset: Any, source: str) -> None:
         """Retrain on ``dataset`` (loaded from ``source`` for the current model)."""
@@ -314,21 +312,34 @@ class StudioSession:
     def calibration_images(self, handle: Any = None, data: Any = None, count: int = CALIBRATION_IMAGES) -> Any:
         """Images for substitution methods (Fire): the training set (digits' split or the user's), else the data's.
 
-        Calibrating on training images keeps the evaluation data unseen; without a training set, the
-        evaluation data is all we have.
+        The rule is :func:`squeezestudio.core.data.calibration.calibration_images`, shared with the CLI.
         """
         handle = handle if handle is not None else self.handle
         data = data if data is not None else self.data
+        train = None
         if handle is not None and self.training_source() is not None:
             try:
                 train = self.training_data(handle)
             except SqueezeStudioError:
                 train = None
-            if train is not None and len(train):
-                return train.images[:count]
-        if data is None or not len(data):
+        images = calibration_images(train, data, count)
+        if images is None:
             raise SqueezeStudioError("open a data set before substituting layers: they are fitted on its images")
-        return data.images[:count]
+        return images
+
+    def known_result(self, recipe: Any) -> Optional[Experiment]:
+        """An experiment that already measured ``recipe``, so it need not be measured again.
+
+        A recipe that compresses nothing is the original model; otherwise the
+        newest experiment with an identical recipe. None: evaluate it.
+        """
+        wanted = recipe_to_dict(recipe)
+        if not any(wanted.get(k) for k in ("methods", "layers", "architecture")):
+            return self.experiments.original()
+        for experiment in reversed(self.experiments.list()):
+            if not experiment.is_original and experiment.recipe == wanted:
+                return experiment
+        return None
 
     def add_experiment(self, experiment: Experiment) -> Experiment:
         return self.experiments.append(experiment)

@@ -89,6 +89,14 @@ class SizeReport:
     container_bytes: int = 0
     total_bytes: int = 0
 
+    def bytes_per_layer(self) -> dict[str, int]:
+        """Bytes each layer's stored weights take in the file, keyed by layer (module) name."""
+        out: dict[str, int] = {}
+        for row in self.layers:
+            layer = row.name.rsplit(".", 1)[0] if "." in row.name else row.name
+            out[layer] = out.get(layer, 0) + int(row.coded)
+        return out
+
     def stage_bytes(self, stage: str) -> int:
         """Total bytes at ``stage``: layers + unencoded tensors + the file header."""
         return sum(getattr(row, stage) for row in self.layers) + self.raw_bytes + self.container_bytes
