@@ -17,10 +17,10 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from squeezestudio.core.compression.registry import default_registry
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from squeezestudio.core.compression.registry import default_registry
 
 
 def main() -> int:

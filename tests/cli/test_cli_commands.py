@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import re
 from pathlib import Path
 
@@ -92,7 +93,7 @@ def test_export_decodes_a_sqz_to_a_dense_checkpoint(capsys, tmp_path):
 def test_sweep_writes_csv_and_png_with_a_pareto_frontier(capsys, tmp_path):
     csv_path = tmp_path / "sweep.csv"
     run_cli(capsys, "sweep", DEMO, "--grid", "cluster.bits=none,3,6", "-o", str(csv_path))
-    rows = list(csv.DictReader(csv_path.open()))
+    rows = list(csv.DictReader(io.StringIO(csv_path.read_text())))
     assert [r["label"] for r in rows][0] == "original" and len(rows) == 4
     assert any(r["pareto"] == "True" for r in rows)
     png = csv_path.with_suffix(".png")
@@ -103,7 +104,7 @@ def test_sensitivity_writes_curves(capsys, tmp_path):
     out_csv = tmp_path / "s.csv"
     run_cli(capsys, "sensitivity", DEMO, "--layers", "features.0,classifier.1", "--sparsities", "0.5,0.9",
             "--bits", "4,2", "-o", str(out_csv))
-    rows = list(csv.DictReader(out_csv.open()))
+    rows = list(csv.DictReader(io.StringIO(out_csv.read_text())))
     assert len(rows) == 2 * 2 * 2
     assert {r["layer"] for r in rows} == {"features.0", "classifier.1"}
     assert (tmp_path / "s-prune.png").is_file() and (tmp_path / "s-quantize.png").is_file()

@@ -86,7 +86,8 @@ def test_animated_gif_uses_first_frame(tmp_path):
     frames = [Image.new("L", (8, 8), 0), Image.new("L", (8, 8), 255)]
     path = tmp_path / "anim.gif"
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=50, loop=0)
-    assert Image.open(path).n_frames == 2
+    with Image.open(path) as image:
+        assert image.n_frames == 2
     out = load_image(path)
     assert np.asarray(out.convert("L")).max() < 10
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 
 import numpy as np
 import pytest
@@ -98,7 +99,7 @@ def test_log_dict_round_trip_and_csv(tmp_path):
     path = tmp_path / "points.csv"
     written = log.to_csv(path)
     assert written == path.stat().st_size
-    rows = list(csv.DictReader(path.open()))
+    rows = list(csv.DictReader(io.StringIO(path.read_text())))
     assert [r["id"] for r in rows] == ["e0", "e1"]
     assert rows[1]["size_bytes"] == "321" and float(rows[1]["top1"]) == 0.75
     assert rows[1]["top5"] == "" and rows[0]["is_original"] == "1"

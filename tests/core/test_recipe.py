@@ -113,7 +113,10 @@ def test_validation_messages(data: dict, message: str) -> None:
 def test_conflict_resolved_by_disabling_one_method() -> None:
     recipe = recipe_from_dict({"methods": {"cluster": {}},
                                "layers": {"classifier.1": {"cluster": None, "quantize": {"bits": 8}}}})
-    validate(recipe, NAMES, REGISTRY)
+    validate(recipe, NAMES, REGISTRY)  # no RecipeError: the override removes the clash
+    plan = layer_plan(recipe, NAMES)
+    assert plan["classifier.1"] == {"quantize": {"bits": 8}}
+    assert plan["features.0"] == plan["features.3"] == {"cluster": {}}
 
 
 def test_resolve_gives_typed_configs_in_method_order() -> None:

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import csv
 import io
+import struct
 
 import pytest
 
 from squeezestudio.core.compression.codec import encode_sqz, size_report
+from safetensors.torch import load as load_safetensors
+
 from squeezestudio.core.compression.codec.size_report import STAGES
+from squeezestudio.core.compression.codec.sqz_layout import RAW, STREAMS
 
 from test_sqz_cases import CASES, make_cm, CODEC_REGISTRY  # sibling module
 
@@ -16,10 +20,17 @@ from test_sqz_cases import CASES, make_cm, CODEC_REGISTRY  # sibling module
 
 @pytest.mark.parametrize("entropy", [False, True])
 @pytest.mark.parametrize("case", CASES)
-def test_total_is_the_encoded_length(case: str, entropy: bool) -> None:
+def test_the_report_accounts_for_the_files_own_parts(case: str, entropy: bool) -> None:
+    """Read back independently: the layer rows are the streams tensor, the raw tensors the raw one, the rest header."""
     cm = make_cm(case, entropy)
     report = size_report(cm, registry=CODEC_REGISTRY)
-    assert report.total_bytes == len(encode_sqz(cm, registry=CODEC_REGISTRY))
+    data = encode_sqz(cm, registry=CODEC_REGISTRY)
+    tensors = load_safetensors(data)
+    (header_length,) = struct.unpack("<Q", data[:8])
+    assert sum(row.coded for row in report.layers) == tensors[STREAMS].numel()
+    assert report.raw_bytes == tensors[RAW].numel()
+    assert report.container_bytes == 8 + header_length
+    assert 8 + header_length + tensors[STREAMS].numel() + tensors[RAW].numel() == len(data) == report.total_bytes
     assert report.stage_bytes("coded") == report.total_bytes
     assert report.container_bytes > 0 and report.raw_tensors == 7  # conv/fc bias, BN x4 + counter
     assert report.raw_bytes == 4 * (16 + 10 + 4 * 16) + 8

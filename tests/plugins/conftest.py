@@ -6,13 +6,10 @@ import pytest
 
 from plugin_helpers import PLUGINS
 from squeezestudio.core.compression.plugin_folder import register_folder_plugins
-from squeezestudio.core.compression.registry import build_registry, default_registry
+from squeezestudio.core.compression.registry import build_registry
 
-
-# At import (before the test modules are collected): loading a .sqz looks methods up in the
-# default registry, and the tests import the plugin modules by name, which needs their folders
-# on sys.path -- both are what registering the repository's plugins folder does.
-register_folder_plugins(default_registry(), PLUGINS)
+# The tests import the plugin modules by name: pyproject.toml's pytest ``pythonpath`` puts their
+# folders on sys.path. Nothing is registered at import; a test gets its registry from a fixture.
 
 
 @pytest.fixture()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
@@ -41,7 +42,11 @@ def unsafe_torch_load(path: Path) -> Any:
 def load_torchscript(path: Path) -> nn.Module:
     """A TorchScript module (``torch.jit.load`` has no safe mode: trusted files only)."""
     try:
-        return torch.jit.load(str(path), map_location="cpu")
+        with warnings.catch_warnings():
+            # torch 2.13 deprecates torch.jit.load in favour of torch.export, which cannot read
+            # TorchScript files: there is no other way to open them, so the warning is silenced here.
+            warnings.filterwarnings("ignore", message=".*torch.jit.load.*is deprecated", category=DeprecationWarning)
+            return torch.jit.load(str(path), map_location="cpu")
     except Exception as exc:  # noqa: BLE001 - the TorchScript runtime raises many types
         raise ModelLoadError(f"{path.name} could not be loaded as TorchScript "
                              f"({type(exc).__name__}: {str(exc)[:160]})") from exc
