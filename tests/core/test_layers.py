@@ -224,3 +224,11 @@ def test_architecture_doc_names_every_module_and_only_paths_that_exist() -> None
     assert listed and [p for p in sorted(listed) if not (package / p).exists()] == []
     for layer in LAYERS:
         assert f"`core/{layer}/`" in doc
+
+
+def test_plugins_use_only_the_public_plugin_api() -> None:
+    found = [f"{p.relative_to(ROOT)}:{line} imports {target}"
+             for p in sorted((ROOT / "plugins").rglob("*.py"))
+             for line, target in imported_modules(p, ROOT)
+             if target.startswith("squeezestudio.") and not target.startswith("squeezestudio.plugin_api")]
+    assert found == []
