@@ -113,7 +113,8 @@ def convert_onnx(model: onnx.ModelProto, allow_many_inputs: bool = False,
     outputs = [o.name for o in graph.output] if keep_all_outputs else [graph.output[0].name]
     output = outputs[0]
     live = _live_nodes(graph, outputs)
-    _check_supported([n for n in live if not _all_constant(n, _constant_names(live, consts))])
+    computable = _constant_names(live, consts)  # once: computing it per node made conversion quadratic
+    _check_supported([n for n in live if not _all_constant(n, computable)])
     ctx = ConversionContext(model, _infer_shapes(model))
     ctx.consts.update(consts)
     for value in inputs:
@@ -238,9 +239,31 @@ def _dims(type_proto: onnx.TypeProto) -> list[Optional[int]]:
             for d in type_proto.tensor_type.shape.dim]
 
 
+def _without_weights(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The graph with its initializers declared as typed inputs instead of holding data: shape
+    inference then does not copy (possibly gigabytes of) weights through protobuf."""
+    light = onnx.ModelProto()
+    light.CopyFrom(model) if not model.graph.initializer else _copy_structure(model, light)
+    return light
+
+
+def _copy_structure(model: onnx.ModelProto, light: onnx.ModelProto) -> None:
+    light.ir_version = model.ir_version
+    light.opset_import.extend(model.opset_import)
+    graph = light.graph
+    graph.node.extend(model.graph.node)
+    graph.output.extend(model.graph.output)
+    graph.value_info.extend(model.graph.value_info)
+    declared = {i.name for i in model.graph.input}
+    graph.input.extend(model.graph.input)
+    for tensor in model.graph.initializer:
+        if tensor.name not in declared:
+            graph.input.append(onnx.helper.make_tensor_value_info(tensor.name, tensor.data_type, list(tensor.dims)))
+
+
 def _infer_shapes(model: onnx.ModelProto) -> dict[str, list[Optional[int]]]:
     try:
-        inferred = onnx.shape_inference.infer_shapes(model)
+        inferred = onnx.shape_inference.infer_shapes(_without_weights(model))
     except Exception:  # shapes only refine the conversion; without them we still convert
         inferred = model
     shapes: dict[str, list[Optional[int]]] = {}
