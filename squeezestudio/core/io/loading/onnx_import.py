@@ -57,7 +57,8 @@ class OnnxConversion:
         """The trainable module, weights loaded, in eval mode."""
         module = build_graph_module(self.graph)
         state = {k: torch.from_numpy(np.array(v, copy=True)) for k, v in self.state.items()}
-        module.load_state_dict(state, strict=True)
+        # assign: the fresh copies become the parameters (no second copy of every weight)
+        module.load_state_dict(state, strict=True, assign=True)
         return module.eval()
 
 

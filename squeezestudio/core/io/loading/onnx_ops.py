@@ -80,7 +80,9 @@ def _gemm(ctx: ConversionContext, node: onnx.NodeProto) -> None:
         ctx.call(node, "squeezestudio.onnx_gemm", [ctx.ref(node.input[0]), ctx.ref(node.input[1]), c_ref,
                                                    alpha, beta, trans_a, trans_b])
         return
-    weight = (b if trans_b else b.T) * alpha
+    weight = b if trans_b else b.T
+    if alpha != 1.0:
+        weight = weight * alpha
     x = ctx.ref(node.input[0])
     if trans_a:
         x = ctx.builder.add_node("call_function", "torch.permute", [x, [1, 0]], hint=f"{node.output[0]}_a")
