@@ -40,7 +40,7 @@ from squeezestudio.core.compression.method import ORDER_ARCHITECTURE
 from squeezestudio.core.compression.pipeline import compress
 from squeezestudio.core.compression.plugin_folder import register_folder_plugins, repository_plugins_folder
 from squeezestudio.core.compression.recipe import recipe_from_dict
-from squeezestudio.core.compression.registry import default_registry
+from squeezestudio.core.compression.registry import build_registry
 from squeezestudio.core.errors import SqueezeStudioError
 from squeezestudio.core.io.export_onnx import export_onnx
 from squeezestudio.core.model.handle import ModelHandle
@@ -88,10 +88,9 @@ def run_cell(handle: ModelHandle, method: str, registry, onnx: str, folder: Path
     layers = changed_layers(handle.module, module)
     params = sum(p.numel() for p in module.parameters())
     path = folder / f"{handle.name}-{method}.sqz"
-    size = save_sqz(result, path)
+    size = save_sqz(result, path, registry=registry)
     x = handle.input_spec.example(2)
-    # load_sqz replays architecture changes through the default registry, which main() fills with the plugins
-    reload = float((outputs(load_sqz(path).handle.module, x) - outputs(module, x)).abs().max())
+    reload = float((outputs(load_sqz(path, registry=registry).handle.module, x) - outputs(module, x)).abs().max())
     onnx_cell = "-" if onnx in ("none", "base") else "same graph"
     if onnx == "all" or (onnx == "arch" and registry.get(method).order == ORDER_ARCHITECTURE):
         try:
@@ -111,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--onnx", choices=("none", "base", "arch", "all"), default="arch")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
-    registry = default_registry()
+    registry = build_registry(plugins=False)
     register_folder_plugins(registry, repository_plugins_folder())
     methods = args.method or list(registry.names())
     print(f"input 3x{args.size}x{args.size}, 10 classes, random weights; torch {torch.__version__}, "

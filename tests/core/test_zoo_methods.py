@@ -19,24 +19,23 @@ from squeezestudio.core.compression.codec import load_sqz, save_sqz
 from squeezestudio.core.compression.pipeline import compress
 from squeezestudio.core.compression.plugin_folder import register_folder_plugins, repository_plugins_folder
 from squeezestudio.core.compression.recipe import recipe_from_dict
-from squeezestudio.core.compression.registry import build_registry, default_registry
+from squeezestudio.core.compression.registry import build_registry
 from squeezestudio.core.model.zoo import zoo_handle
 
 
 @pytest.fixture(scope="module")
 def registry():
-    """Built-ins plus the repository's plugins; the default registry gets them too (``load_sqz`` uses it)."""
-    register_folder_plugins(default_registry(), repository_plugins_folder())
+    """Built-ins plus the repository's plugins (compress and load_sqz both get it)."""
     reg = build_registry(plugins=False)
     register_folder_plugins(reg, repository_plugins_folder())
     return reg
 
 
-def _same_after_reload(result, tmp_path: Path) -> int:
+def _same_after_reload(result, tmp_path: Path, registry) -> int:
     path = tmp_path / "model.sqz"
-    size = save_sqz(result, path)
+    size = save_sqz(result, path, registry=registry)
     x = result.handle.input_spec.example(2)
-    a, b = result.handle.module.eval(), load_sqz(path).handle.module.eval()
+    a, b = result.handle.module.eval(), load_sqz(path, registry=registry).handle.module.eval()
     with torch.no_grad():
         assert torch.allclose(a(x), b(x), atol=1e-6, rtol=0)
     return size
@@ -68,7 +67,7 @@ def test_substitutions_inside_densenet_then_pruning_and_quantization(registry, t
     weight = module.get_submodule(layer).weight.detach()
     assert float((weight == 0).float().mean()) >= 0.5
     assert all(len(torch.unique(row)) <= 256 for row in weight)  # 1,152 weights per filter, 8-bit levels
-    _same_after_reload(result, tmp_path)
+    _same_after_reload(result, tmp_path, registry)
 
 
 def test_structured_then_weight_sharing_plugins_on_mobilenet_v3(registry, tmp_path: Path) -> None:
@@ -86,4 +85,4 @@ def test_structured_then_weight_sharing_plugins_on_mobilenet_v3(registry, tmp_pa
     assert kinds["features.0.0.weight"] == "custom"  # FreshNets buckets
     assert len(set(module.classifier[0].weight.detach().abs().flatten().tolist())) <= 8  # 0 and 2^k levels
     assert len(torch.unique(module.features[12][0].weight.detach())) <= 16  # 4-bit clusters
-    assert _same_after_reload(result, tmp_path) < 0.1 * sum(p.numel() for p in handle.module.parameters()) * 4
+    assert _same_after_reload(result, tmp_path, registry) < 0.1 * sum(p.numel() for p in handle.module.parameters()) * 4

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from squeezestudio.core.errors import ArchitectureMismatchError
+from squeezestudio.core.compression.registry import build_registry
 from squeezestudio.core.io.loading import load_model
 from squeezestudio.core.io.loading.infer import infer_zoo_architecture, module_shapes
 from squeezestudio.core.model.zoo import build_model
@@ -115,7 +116,7 @@ def test_saved_state_dict_loads_unchanged_and_is_recognised(tmp_path: Path) -> N
     model = build_model("mobilenet_v3_small", num_classes=10).eval()
     path = tmp_path / "mobilenet_v3_small.pth"
     torch.save(model.state_dict(), path)
-    handle = load_model(path)
+    handle = load_model(path, registry=build_registry(plugins=False))
     assert handle.name == "mobilenet_v3_small" and handle.num_classes == 10
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
