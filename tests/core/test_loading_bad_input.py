@@ -171,7 +171,7 @@ def test_damaged_safetensors_header(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"arch": "resnet50"}, "unknown architecture 'resnet50'"),
+    ({"arch": "resnet101"}, "unknown architecture 'resnet101'"),
     ({"arch": "lenet5", "arch_kwargs": {"width": 2}}, "unknown architecture argument"),
     ({"arch_kwargs": {"num_classes": 4}}, "need an architecture"),
     ({"class_names": ["a", "a", "b", "c"]}, "duplicates"),

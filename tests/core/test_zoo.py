@@ -27,6 +27,10 @@ def _params(module: nn.Module) -> int:
     ("squeezenet1_0", 1_248_424), ("squeezenet1_1", 1_235_496), ("alexnet", 61_100_840),
     ("vgg11", 132_863_336), ("vgg16", 138_357_544), ("resnet18", 11_689_512),
     ("lenet300_100", 266_610),
+    # torchvision's published figures (the "num_params" of its weight tables)
+    ("resnet34", 21_797_672), ("resnet50", 25_557_032), ("mobilenet_v2", 3_504_872),
+    ("mobilenet_v3_small", 2_542_856), ("mobilenet_v3_large", 5_483_032), ("shufflenet_v2_x1_0", 2_278_604),
+    ("efficientnet_b0", 5_288_548), ("densenet121", 7_978_856),
 ])
 def test_parameter_counts_match_published_models(name: str, expected: int) -> None:
     assert _params(_meta(name, num_classes=1000 if name != "lenet300_100" else 10)) == expected
@@ -159,5 +163,5 @@ def test_bad_zoo_arguments_are_reported(kwargs: dict, message: str) -> None:
 
 def test_unknown_architecture_lists_the_choices() -> None:
     with pytest.raises(ModelLoadError, match="squeezenet1_1") as info:
-        build_model("resnet50")
-    assert "resnet50" in str(info.value)
+        build_model("resnet101")
+    assert "resnet101" in str(info.value) and "densenet121" in str(info.value)

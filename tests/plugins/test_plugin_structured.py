@@ -1,4 +1,4 @@
-"""structured: ratio 0 is the identity; 0.5 shrinks Fire concats and ResNet blocks into working models."""
+"""structured: ratio 0 is the identity; 0.5 shrinks Fire concats and ResNet blocks (across the residual)."""
 
 from __future__ import annotations
 
@@ -96,24 +96,42 @@ def test_flatten_into_linear_drops_each_channels_features(registry, tmp_path: Pa
     assert_same_outputs(state.module, loaded, torch.randn(2, 3, 8, 8))
 
 
-def test_resnet_block_prunes_inside_and_skips_the_residual(registry, tmp_path: Path) -> None:
+def test_resnet_block_prunes_inside_and_across_the_residual(registry, tmp_path: Path) -> None:
     torch.manual_seed(5)
     model = TinyResNet()
     randomize_bn(model)
     state = make_state(model)
     params = _params(state.module)
     registry.get("structured").apply(state, {n: {"ratio": 0.5} for n in _convs(state.module)})
-    block = state.module.block
-    assert block.conv1.out_channels == 8 and block.bn1.num_features == 8 and block.conv2.in_channels == 8
-    assert block.conv2.out_channels == 16 and state.module.conv1.out_channels == 16
-    assert any("left block.conv2 alone" in line and "residual" in line for line in state.log)
-    assert any("left conv1 alone" in line for line in state.log)
-    assert _params(state.module) < params
+    m = state.module
+    assert m.block.conv1.out_channels == 8 and m.block.bn1.num_features == 8 and m.block.conv2.in_channels == 8
+    # the stem and the block's second conv are added together: they lose the same 8 channels
+    assert m.conv1.out_channels == m.block.conv2.out_channels == m.bn1.num_features == 8
+    assert m.block.conv1.in_channels == 8 and m.fc.in_features == 8
+    assert any("coupled" in line and "conv1" in line and "block.conv2" in line for line in state.log)
+    assert _params(state.module) < 0.4 * params
     x = torch.randn(2, 3, 8, 8)
-    with torch.no_grad():
-        assert torch.isfinite(state.module(x)).all()
     loaded = sqz_round_trip(state, tmp_path)
     assert_same_outputs(state.module, loaded, x)
+
+
+def test_dead_channels_across_a_residual_are_removed_exactly(registry) -> None:
+    """Channels that are zero in the stem and in the block they are added to carry nothing."""
+    torch.manual_seed(6)
+    model = TinyResNet()
+    randomize_bn(model)
+    dead = list(range(0, 16, 2))
+    with torch.no_grad():
+        for conv, bn in ((model.conv1, model.bn1), (model.block.conv2, model.block.bn2)):
+            conv.weight[dead] = 0.0
+            bn.weight[dead] = 0.0
+            bn.bias[dead] = 0.0
+    reference = TinyResNet()
+    reference.load_state_dict(model.state_dict())
+    state = make_state(model)
+    registry.get("structured").apply(state, {"conv1": {"ratio": 0.5}})  # block.conv2 goes with it
+    assert state.module.block.conv2.out_channels == 8 and state.module.block.conv1.out_channels == 16
+    assert_same_outputs(state.module, reference.eval(), torch.randn(3, 3, 8, 8), atol=1e-5)
 
 
 @pytest.mark.parametrize("bad", [{"ratio": 1.5}, {"ratio": "lots"}])

@@ -17,7 +17,11 @@ from torch import nn
 from squeezestudio.core.model.zoo.alexnet import AlexNet
 from squeezestudio.core.model.zoo.cnds import CNDS8, CNDS8_SLIM_CONFIG
 from squeezestudio.core.model.zoo.lenet import LeNet5, LeNet300100
-from squeezestudio.core.model.zoo.resnet import ResNet
+from squeezestudio.core.model.zoo.densenet import DenseNet
+from squeezestudio.core.model.zoo.efficientnet import EfficientNet
+from squeezestudio.core.model.zoo.mobilenet import V3_LARGE, V3_SMALL, MobileNetV2, MobileNetV3
+from squeezestudio.core.model.zoo.resnet import Bottleneck, ResNet
+from squeezestudio.core.model.zoo.shufflenet import ShuffleNetV2
 from squeezestudio.core.model.zoo.squeezenet import SqueezeNet, SqueezeNetMini
 from squeezestudio.core.model.zoo.vgg import VGG, VGG_CONFIGS
 
@@ -73,6 +77,35 @@ def _entries() -> dict[str, ZooEntry]:
         ZooEntry("resnet18", "ResNet-18",
                  lambda n, c, s: ResNet((2, 2, 2, 2), num_classes=n, in_channels=c),
                  min_input_size=1, first_weight="conv1.weight", last_weight="fc.weight", **imagenet),
+        ZooEntry("resnet34", "ResNet-34",
+                 lambda n, c, s: ResNet((3, 4, 6, 3), num_classes=n, in_channels=c),
+                 min_input_size=1, first_weight="conv1.weight", last_weight="fc.weight", **imagenet),
+        ZooEntry("resnet50", "ResNet-50",
+                 lambda n, c, s: ResNet((3, 4, 6, 3), num_classes=n, in_channels=c, block=Bottleneck),
+                 min_input_size=1, first_weight="conv1.weight", last_weight="fc.weight", **imagenet),
+        ZooEntry("mobilenet_v2", "MobileNetV2",
+                 lambda n, c, s: MobileNetV2(num_classes=n, in_channels=c),
+                 min_input_size=1, first_weight="features.0.0.weight", last_weight="classifier.1.weight",
+                 **imagenet),
+        ZooEntry("mobilenet_v3_small", "MobileNetV3 small",
+                 lambda n, c, s: MobileNetV3(V3_SMALL, 1024, num_classes=n, in_channels=c),
+                 min_input_size=1, first_weight="features.0.0.weight", last_weight="classifier.3.weight",
+                 **imagenet),
+        ZooEntry("mobilenet_v3_large", "MobileNetV3 large",
+                 lambda n, c, s: MobileNetV3(V3_LARGE, 1280, num_classes=n, in_channels=c),
+                 min_input_size=1, first_weight="features.0.0.weight", last_weight="classifier.3.weight",
+                 **imagenet),
+        ZooEntry("shufflenet_v2_x1_0", "ShuffleNetV2 1.0x",
+                 lambda n, c, s: ShuffleNetV2(num_classes=n, in_channels=c),
+                 min_input_size=1, first_weight="conv1.0.weight", last_weight="fc.weight", **imagenet),
+        ZooEntry("efficientnet_b0", "EfficientNet-B0",
+                 lambda n, c, s: EfficientNet(num_classes=n, in_channels=c),
+                 min_input_size=1, first_weight="features.0.0.weight", last_weight="classifier.1.weight",
+                 **imagenet),
+        ZooEntry("densenet121", "DenseNet-121",
+                 lambda n, c, s: DenseNet(num_classes=n, in_channels=c),
+                 min_input_size=29, first_weight="features.conv0.weight", last_weight="classifier.weight",
+                 **imagenet),
         ZooEntry("lenet5", "LeNet-5",
                  lambda n, c, s: LeNet5(num_classes=n, in_channels=c, input_size=s),
                  default_num_classes=10, default_in_channels=1, default_input_size=28,
