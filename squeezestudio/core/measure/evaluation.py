@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from squeezestudio.core.data.dataset import ImageDataset
-from squeezestudio.core.errors import DataError, SqueezeStudioError
+from squeezestudio.core.errors import DataError
+from squeezestudio.core.model.outputs import as_logits, class_scores, model_logits, output_kind_of
 from squeezestudio.core.progress import CancelToken, ProgressCallback, check, report
 
 
@@ -51,22 +52,6 @@ class EvalResult:
         for k, v in self.topk.items():
             d.setdefault(f"top{k}", v)
         return d
-
-
-def _logits(output: Any) -> torch.Tensor:
-    """The class scores from whatever a model returns (tensor, tuple, or dict with ``logits``)."""
-    if isinstance(output, dict):
-        output = output.get("logits", next(iter(output.values()), None))
-    elif isinstance(output, (tuple, list)) and output:
-        output = output[0]
-    if not isinstance(output, torch.Tensor):
-        raise SqueezeStudioError(f"the model returned {type(output).__name__}, not a tensor of class scores")
-    if output.dim() > 2 and all(s == 1 for s in output.shape[2:]):
-        output = output.flatten(1)
-    if output.dim() != 2:
-        raise SqueezeStudioError(f"the model's output has shape {tuple(output.shape)}; "
-                                 "expected (batch, classes)")
-    return output
 
 
 def _input_kind(model: nn.Module) -> tuple[torch.device, torch.dtype]:
@@ -115,7 +100,7 @@ def reference_predictions(model: nn.Module, data: ImageDataset, *, batch_size: i
         for start in range(0, len(data), batch_size):
             check(cancel)
             x = data.images[start:start + batch_size].to(device=device, dtype=dtype)
-            preds[start:start + x.shape[0]] = _logits(model(x)).argmax(dim=1).cpu()
+            preds[start:start + x.shape[0]] = model_logits(model, x).argmax(dim=1).cpu()
     return preds
 
 
@@ -145,6 +130,7 @@ def evaluate(model: nn.Module, data: ImageDataset, *, batch_size: int = 256,
     ks = sorted({int(k) for k in topk} | {1})
     labels_all = data.labels
     device, dtype = _input_kind(model)
+    kind = output_kind_of(model)
     # Per batch only the forward pass, one topk, one copy and the loss run; the
     # accuracy and agreement counts are computed once over the stored indices.
     top_all: Optional[torch.Tensor] = None
@@ -162,7 +148,7 @@ def evaluate(model: nn.Module, data: ImageDataset, *, batch_size: int = 256,
             t0 = time.perf_counter()
             out = model(x)
             forward_s += time.perf_counter() - t0
-            logits = _logits(out)
+            logits = as_logits(class_scores(out), kind)
             stop = start + x.shape[0]
             if top_all is None:
                 num_outputs = int(logits.shape[1])
@@ -174,7 +160,7 @@ def evaluate(model: nn.Module, data: ImageDataset, *, batch_size: int = 256,
                 y = labels_all[start:stop].to(device=logits.device, dtype=torch.int64)
                 loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
             if reference is not None:
-                ref_all[start:stop] = _logits(reference(x)).argmax(dim=1)
+                ref_all[start:stop] = model_logits(reference, x).argmax(dim=1)
             n_batches += 1
             report(progress, stop / n, f"evaluated {stop}/{n} images")
     assert top_all is not None
@@ -206,7 +192,7 @@ def predict_topk(model: nn.Module, images: torch.Tensor, k: int = 5) -> tuple[to
         raise DataError(f"k must be at least 1, not {k}")
     device, dtype = _input_kind(model)
     with _EvalMode(model), torch.inference_mode():
-        logits = _logits(model(images.to(device=device, dtype=dtype)))
+        logits = model_logits(model, images.to(device=device, dtype=dtype))
         probs = torch.softmax(logits.float(), dim=1)
         top = probs.topk(min(k, probs.shape[1]), dim=1)
     return top.values, top.indices
