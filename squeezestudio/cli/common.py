@@ -59,9 +59,16 @@ def preprocess_options_from_args(args: argparse.Namespace) -> dict:
 
 def add_data_arguments(parser: argparse.ArgumentParser, default: str = "digits") -> None:
     parser.add_argument("--data", default=default,
-                        help="validation data: 'digits' (built in), an image folder with one "
-                             f"sub-folder per class, or a CSV of path,label (default: {default})")
-    parser.add_argument("--batch-size", type=int, default=256, help="evaluation batch size")
+                        help="validation data: 'digits' (built in), an image folder with one sub-folder per "
+                             "class, a folder of loose images (unlabelled: agreement with the original and "
+                             "output divergence are measured, not accuracy), a CSV of path,label, or 'none' "
+                             f"(size only, where the command allows it) (default: {default})")
+    parser.add_argument("--limit", type=int, metavar="N",
+                        help="evaluate a fixed, seeded subset of N images (classes in proportion)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="evaluation batch size (default: chosen by measuring)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                        help="where evaluation runs: auto uses a CUDA GPU when torch sees one (default auto)")
 
 
 def load_model_from_args(args: argparse.Namespace) -> "ModelHandle":
@@ -73,6 +80,10 @@ def load_model_from_args(args: argparse.Namespace) -> "ModelHandle":
 
     from squeezestudio.core.model.labels import read_labels_file
 
+    from squeezestudio.core.devices import set_default_device
+
+    if getattr(args, "device", None):
+        set_default_device(args.device)
     path = args.model if getattr(args, "model", None) else str(demo_model_path())
     labels = read_labels_file(args.labels) if getattr(args, "labels", None) else None
     return load_model(path, arch=getattr(args, "arch", None), trust=getattr(args, "trust", False),
@@ -80,11 +91,13 @@ def load_model_from_args(args: argparse.Namespace) -> "ModelHandle":
                       preprocess=preprocess_options_from_args(args))
 
 
-def load_data_for(handle: "ModelHandle", source: str, label: str = "loading data") -> "ImageDataset":
-    """The data set preprocessed the way the model expects, classes matched to the model's."""
+def load_data_for(handle: "ModelHandle", source: str, label: str = "loading data",
+                  args: "argparse.Namespace | None" = None) -> "ImageDataset":
+    """The data set preprocessed the way the model expects, classes matched to the model's (``--limit`` applied)."""
     from squeezestudio.cli.terminal_progress import TerminalProgress
     from squeezestudio.core.data.dataset import PreprocessSpec
     from squeezestudio.core.data.folders import class_names_from_data, load_dataset, match_classes
+    from squeezestudio.core.data.subsets import limited
 
     spec = PreprocessSpec.from_input_spec(handle.input_spec)
     with TerminalProgress(label) as bar:
@@ -95,6 +108,8 @@ def load_data_for(handle: "ModelHandle", source: str, label: str = "loading data
         print(f"skipped {printable(skipped.path)}: {printable(skipped.reason)}")
     if len(data.skipped) > 10:
         print(f"... and {len(data.skipped) - 10} more files skipped")
+    if getattr(args, "limit", None):
+        data = limited(data, args.limit)
     names = class_names_from_data(handle.class_names, data)
     if names is not None:
         handle.class_names = names  # the model had none: the folders name its classes

@@ -117,7 +117,7 @@ def layer_sensitivity(handle: ModelHandle, data: ImageDataset, *,
                       registry: MethodRegistry, layers: Optional[Sequence[str]] = None,
                       prune_levels: Sequence[float] = PRUNE_LEVELS,
                       quant_bits: Sequence[int] = QUANT_BITS, cluster_bits: Sequence[int] = (),
-                      batch_size: int = 256,
+                      batch_size: Optional[int] = None,
                       progress: Optional[ProgressCallback] = None,
                       cancel: Optional[CancelToken] = None) -> SensitivityResult:
     """Prune, then quantize (then cluster), each layer alone at each level and measure accuracy.

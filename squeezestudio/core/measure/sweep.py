@@ -106,7 +106,7 @@ def measure_point(handle: ModelHandle, data: ImageDataset, label: str, recipe: A
 
 def run_sweep(handle: ModelHandle, data: ImageDataset, points: Sequence[tuple[str, Any]], *,
               registry: MethodRegistry,
-              batch_size: int = 256, progress: Optional[ProgressCallback] = None,
+              batch_size: Optional[int] = None, progress: Optional[ProgressCallback] = None,
               cancel: Optional[CancelToken] = None) -> list[SweepRow]:
     """Measure every ``(label, recipe)`` point; the original model is measured first."""
     rows: list[SweepRow] = []

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Any, Mapping, Optional
-
-import torch
+from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 from squeezestudio.core.errors import PreprocessingError
+
+if TYPE_CHECKING:
+    import torch
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -57,8 +58,10 @@ class InputSpec:
     grayscale: bool = False
     layout: str = "nchw"
 
-    def example(self, batch: int = 1) -> torch.Tensor:
+    def example(self, batch: int = 1) -> "torch.Tensor":
         """A random NCHW input of the right shape (for tracing, MAC counting, export)."""
+        import torch  # lazily: project files read specs in the window's first paint, before torch (~1.6 s)
+
         return torch.randn(batch, self.channels, self.height, self.width)
 
     def file_shape(self, batch: int = 1) -> tuple[int, int, int, int]:
