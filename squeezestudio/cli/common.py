@@ -63,8 +63,9 @@ def add_data_arguments(parser: argparse.ArgumentParser, default: str = "digits")
                              "class, a folder of loose images (unlabelled: agreement with the original and "
                              "output divergence are measured, not accuracy), a CSV of path,label, or 'none' "
                              f"(size only, where the command allows it) (default: {default})")
-    parser.add_argument("--limit", type=int, metavar="N",
-                        help="evaluate a fixed, seeded subset of N images (classes in proportion)")
+    parser.add_argument("--limit", dest="subset", type=int, metavar="N",
+                        help="evaluate a fixed, seeded subset of N images (classes in proportion); the safety "
+                             "limits are `squeezestudio --limit NAME=N COMMAND`")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="evaluation batch size (default: chosen by measuring)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
@@ -108,8 +109,8 @@ def load_data_for(handle: "ModelHandle", source: str, label: str = "loading data
         print(f"skipped {printable(skipped.path)}: {printable(skipped.reason)}")
     if len(data.skipped) > 10:
         print(f"... and {len(data.skipped) - 10} more files skipped")
-    if getattr(args, "limit", None):
-        data = limited(data, args.limit)
+    if getattr(args, "subset", None):
+        data = limited(data, args.subset)
     names = class_names_from_data(handle.class_names, data)
     if names is not None:
         handle.class_names = names  # the model had none: the folders name its classes
