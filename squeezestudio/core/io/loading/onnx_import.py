@@ -74,7 +74,7 @@ def load_onnx(path: "str | os.PathLike[str]", options: Optional[Mapping[str, Any
     """
     file = Path(path)
     model = load_onnx_model(file)
-    conversion = convert_onnx(model, layout=(options or {}).get("layout"), strip_final_softmax=True)
+    conversion = convert_onnx(model, layout=(options or {}).get("layout") or "auto", strip_final_softmax=True)
     module = conversion.build()
     meta = {p.key: p.value for p in model.metadata_props}
     spec, warnings = _input_spec(conversion.input_shape, meta, conversion.layout, file.name)
@@ -115,9 +115,9 @@ def convert_onnx(model: onnx.ModelProto, allow_many_inputs: bool = False,
     A classifier has one input and one output; ``allow_many_inputs`` and
     ``keep_all_outputs`` (used to run ONNX's operator test cases) convert
     graphs with several inputs (the module takes them in order) and return
-    a tuple of all outputs. ``layout`` (``"nchw"``/``"nhwc"``) says how the
-    image input is laid out; by default an input shaped ``[N, H, W, 1|3]`` is
-    NHWC. The converted module always takes NCHW: an NHWC graph gets a
+    a tuple of all outputs. ``layout`` (``"nchw"``/``"nhwc"``, default NCHW)
+    says how the image input is laid out; ``"auto"`` takes an input shaped
+    ``[N, H, W, 1|3]`` as NHWC. The converted module always takes NCHW: an NHWC graph gets a
     transpose in front. With ``strip_final_softmax`` a final
     Softmax/LogSoftmax over the classes is left out (``final_activation``
     records it) so that the module returns logits.
@@ -145,7 +145,7 @@ def convert_onnx(model: onnx.ModelProto, allow_many_inputs: bool = False,
     ctx = ConversionContext(model, shapes)
     ctx.consts.update(consts)
     image_dims = _dims(inputs[0].type) if inputs else []
-    layout = _layout(image_dims, layout) if len(inputs) == 1 else "nchw"
+    layout = _layout(image_dims, layout or "nchw") if len(inputs) == 1 else "nchw"
     for value in inputs:
         ctx.values[value.name] = ctx.builder.add_node("placeholder", None, name=ctx.builder.node_name(value.name))
         widened = _check_input_type(value, ctx)
@@ -174,9 +174,9 @@ def convert_onnx(model: onnx.ModelProto, allow_many_inputs: bool = False,
                           final_activation=final_activation)
 
 
-def _layout(dims: list[Optional[int]], requested: Optional[str]) -> str:
-    """``"nhwc"`` for ``[N, H, W, 1|3]`` inputs (or when asked), else ``"nchw"``."""
-    if requested is not None:
+def _layout(dims: list[Optional[int]], requested: str) -> str:
+    """``requested``, or for ``"auto"``: ``"nhwc"`` for ``[N, H, W, 1|3]`` inputs, else ``"nchw"``."""
+    if requested != "auto":
         if requested == "nhwc" and len(dims) not in (0, 4):
             raise ModelLoadError(f"the model's input has {len(dims)} dimensions, so it cannot be NHWC images")
         return requested
