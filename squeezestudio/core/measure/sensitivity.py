@@ -104,7 +104,7 @@ def sensitivity_jobs(names: Sequence[str], prune_levels: Sequence[float] = PRUNE
 
 
 def measure_sensitivity_job(handle: ModelHandle, data: ImageDataset, job: SensitivityJob, *,
-                            registry: MethodRegistry, batch_size: int = 256, cancel: Optional[CancelToken] = None) -> SensitivityPoint:
+                            registry: MethodRegistry, batch_size: Optional[int] = None, cancel: Optional[CancelToken] = None) -> SensitivityPoint:
     """Compress one layer alone at one level and measure it (local scans and cluster workers)."""
     layer, method, level = job
     options = {"sparsity": level} if method == "prune" else {"bits": int(level)}

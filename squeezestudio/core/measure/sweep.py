@@ -86,7 +86,7 @@ def sweep_points(points: Sequence[tuple[str, Any]]) -> list[tuple[str, Any]]:
 
 
 def measure_point(handle: ModelHandle, data: ImageDataset, label: str, recipe: Any, *,
-                  registry: MethodRegistry, batch_size: int = 256, with_file: bool = True, progress: Optional[ProgressCallback] = None,
+                  registry: MethodRegistry, batch_size: Optional[int] = None, with_file: bool = True, progress: Optional[ProgressCallback] = None,
                   cancel: Optional[CancelToken] = None) -> tuple[SweepRow, Optional[bytes]]:
     """One sweep row and (``with_file``) the .sqz bytes it measured (the row's size is their length).
 
