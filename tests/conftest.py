@@ -9,6 +9,8 @@ os.environ.setdefault("QTWEBENGINE_DISABLE_SANDBOX", "1")
 
 import pytest  # noqa: E402
 
+pytest_plugins = ["third_party_fixtures"]  # ONNX models and image folders built like third-party ones
+
 
 @pytest.fixture(autouse=True)
 def _seeded_torch():

@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     recipe = build_recipe(args, handle)
     retrain = retrain_config(recipe)  # checks the section before any data is loaded
     registry = default_registry()
-    data = load_data_for(handle, args.data) if args.data and args.data != "none" else None
+    data = load_data_for(handle, args.data, args=args) if args.data and args.data != "none" else None
     source = training_source(args.data, args.train_data)
     if retrain is not None and source is None:
         raise DataError("retraining needs training data apart from the evaluation data; pass --train-data")

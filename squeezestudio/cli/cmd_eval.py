@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
 
     handle = load_model_from_args(args)
     print_warnings(handle)
-    data = load_data_for(handle, args.data)
+    data = load_data_for(handle, args.data, args=args)
     reference = None
     if args.reference:
         reference = load_model(args.reference, arch=args.arch, trust=args.trust, registry=default_registry()).module

@@ -22,6 +22,7 @@ def run(args: argparse.Namespace) -> int:
     from squeezestudio.core.atomic_write import atomic_write_bytes
     from squeezestudio.core.model.inspection import inspect_model
     from squeezestudio.core.printable import printable, printable_lines
+    from squeezestudio.core.model.outputs import describe_outputs
 
     check_outputs(args.csv, args.json)
     handle = load_model_from_args(args)
@@ -30,6 +31,8 @@ def run(args: argparse.Namespace) -> int:
     spec = handle.input_spec
     print(f"{printable(handle.name)} ({handle.source_format}), input {spec.channels}x{spec.height}x{spec.width}, "
           f"{handle.num_classes} classes")
+    print(f"preprocessing: {spec.describe()}")
+    print(f"output: {describe_outputs(handle)}")
     print(printable_lines(report.to_table()))
     if args.csv:
         atomic_write_bytes(Path(args.csv), report.to_csv().encode())

@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     target, failed = cluster_target(args), []
     handle = load_model_from_args(args)
     print_warnings(handle)
-    data = load_data_for(handle, args.data)
+    data = load_data_for(handle, args.data, args=args)
     layers = [s.strip() for s in args.layers.split(",")] if args.layers else None
     out = Path(args.output)
     options = dict(layers=layers, prune_levels=levels, quant_bits=[int(b) for b in bits],

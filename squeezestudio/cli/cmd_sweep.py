@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     check_outputs(args.output, args.png or str(Path(args.output).with_suffix(".png")))
     handle = load_model_from_args(args)
     print_warnings(handle)
-    data = load_data_for(handle, args.data)
+    data = load_data_for(handle, args.data, args=args)
     points = grid_recipes(axes, load_recipe(args.recipe) if args.recipe else None)
     out = Path(args.output)
     with TerminalProgress(f"sweeping {len(points)} points") as bar:

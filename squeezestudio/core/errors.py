@@ -37,6 +37,10 @@ class DataError(SqueezeStudioError):
     """A data set cannot be used: empty, unreadable, or classes do not match the model."""
 
 
+class PreprocessingError(DataError):
+    """A preprocessing spec is invalid or contradicts the model (channels, crop larger than resize)."""
+
+
 class ImageDecodeError(DataError):
     """A file is not a usable image (corrupt, not an image, a decompression bomb)."""
 

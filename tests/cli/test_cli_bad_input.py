@@ -161,3 +161,64 @@ def test_data_with_a_different_number_of_classes(capsys, tmp_path, lenet_checkpo
 def test_bad_recipe_value(capsys, lenet_checkpoint):
     code, _, err = run_cli(capsys, "compress", str(lenet_checkpoint), "--cluster-bits", "12")
     assert_clean_error(code, err, "bits")
+
+
+# -- preprocessing, labels and data a third-party model meets (issue 13) -----------------
+
+def test_preprocessing_with_the_wrong_channel_count(capsys, tmp_path, nhwc_set):
+    spec = tmp_path / "gray.yaml"
+    spec.write_text("channels: 1\n")
+    code, _, err = run_cli(capsys, "eval", str(nhwc_set.model), "--data", str(nhwc_set.folder),
+                           "--preprocess", str(spec))
+    assert_clean_error(code, err, "1-channel", "takes 3 channel")
+    code, _, err = run_cli(capsys, "eval", str(nhwc_set.model), "--data", str(nhwc_set.folder),
+                           "--mean", "0.5,0.5")
+    assert_clean_error(code, err, "mean has 2 values")
+
+
+def test_crop_larger_than_resize(capsys, nhwc_set):
+    code, _, err = run_cli(capsys, "classify", str(nhwc_set.model), str(nhwc_set.paths[0]),
+                           "--resize", "30", "--crop", "40")
+    assert_clean_error(code, err, "larger than the resize")
+
+
+def test_input_size_an_onnx_file_does_not_declare(capsys, nhwc_set):
+    code, _, err = run_cli(capsys, "classify", str(nhwc_set.model), str(nhwc_set.paths[0]), "--input-size", "64")
+    assert_clean_error(code, err, "declares 40x40")
+
+
+def test_labels_file_with_the_wrong_number_of_names(capsys, tmp_path, softmax_set):
+    labels = tmp_path / "labels.txt"
+    labels.write_text("cat\ndog\n")
+    code, _, err = run_cli(capsys, "classify", str(softmax_set.model), str(softmax_set.paths[0]),
+                           "--labels", str(labels))
+    assert_clean_error(code, err, "2 class names", "5 outputs")
+
+
+def test_folder_of_mixed_sizes_and_modes_is_read(capsys, softmax_set):
+    # PNG/JPEG, RGB/L/RGBA/P, every image its own size: nothing skipped, nothing refused.
+    code, out, err = run_cli(capsys, "eval", str(softmax_set.model), "--data", str(softmax_set.folder),
+                             "--resize", "32,32")
+    assert code == 0, err
+    assert "skipped" not in out
+    assert f"examples     {len(softmax_set.paths)}" in out
+
+
+def test_unlabelled_folder_for_retraining(capsys, lenet_checkpoint, softmax_set):
+    code, _, err = run_cli(capsys, "compress", str(lenet_checkpoint), "--prune", "0.5", "--finetune", "1",
+                           "--train-data", str(softmax_set.paths[0].parent))
+    assert_clean_error(code, err, "retraining needs labelled data")
+
+
+def test_nhwc_model_with_a_wrong_declared_shape(capsys, tmp_path, nhwc_set):
+    model = onnx.load(str(nhwc_set.model))
+    model.graph.input[0].type.tensor_type.shape.dim[3].dim_value = 1  # says 1 channel; the graph needs 3
+    bad = tmp_path / "bad_nhwc.onnx"
+    onnx.save(model, str(bad))
+    code, _, err = run_cli(capsys, "inspect", str(bad))
+    assert_clean_error(code, err, "40x40x1 (NHWC)", "declared input shape")
+
+
+def test_layout_flag_on_a_pytorch_checkpoint(capsys, lenet_checkpoint):
+    code, _, err = run_cli(capsys, "inspect", str(lenet_checkpoint), "--layout", "nhwc")
+    assert_clean_error(code, err, "applies to ONNX files")

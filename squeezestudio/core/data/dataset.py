@@ -7,7 +7,7 @@ evaluation (every point on the trade-off plot) costs only the forward passes.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Union
 
 import torch
 
@@ -16,11 +16,15 @@ from squeezestudio.core.model.handle import InputSpec
 
 @dataclass(frozen=True)
 class PreprocessSpec:
-    """How a decoded image becomes a model input.
+    """How a decoded image becomes a model input (the data stage's view of :class:`InputSpec`).
 
-    ``resize`` scales the shorter side to that many pixels before a center crop
-    to ``height x width`` (``center_crop=False`` resizes straight to
-    ``height x width``). ``channels`` 1 converts to grayscale, 3 to RGB.
+    ``resize``: None scales the image just enough to cover ``height x width``;
+    an int scales the shorter side to that many pixels; ``(h, w)`` resizes to
+    exactly that size. A center crop to ``height x width`` follows
+    (``center_crop=False`` resizes straight to ``height x width``).
+    ``channels`` 1 converts to grayscale, 3 to RGB (``grayscale`` makes the
+    three channels gray). Pixels / 255 * ``pixel_scale``, then
+    ``(x - mean) / std``; ``channel_order`` "bgr" swaps red and blue.
     """
 
     channels: int
@@ -28,15 +32,22 @@ class PreprocessSpec:
     width: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
-    resize: Optional[int] = None
+    resize: Optional[Union[int, tuple[int, int]]] = None
     center_crop: bool = True
+    pixel_scale: float = 1.0
+    channel_order: str = "rgb"
+    grayscale: bool = False
 
     @classmethod
-    def from_input_spec(cls, spec: InputSpec, resize: Optional[int] = None,
-                        center_crop: bool = True) -> "PreprocessSpec":
+    def from_input_spec(cls, spec: InputSpec) -> "PreprocessSpec":
         """The model's own preprocessing (overridable field by field with ``dataclasses.replace``)."""
+        resize: Optional[Union[int, tuple[int, int]]] = (
+            None if not spec.resize else int(spec.resize[0]) if len(spec.resize) == 1
+            else (int(spec.resize[0]), int(spec.resize[1])))
         return cls(channels=spec.channels, height=spec.height, width=spec.width,
-                   mean=tuple(spec.mean), std=tuple(spec.std), resize=resize, center_crop=center_crop)
+                   mean=tuple(spec.mean), std=tuple(spec.std), resize=resize,
+                   pixel_scale=float(spec.pixel_scale), channel_order=spec.channel_order,
+                   grayscale=bool(spec.grayscale))
 
 
 @dataclass(frozen=True)

@@ -104,6 +104,7 @@ def load_digits_split(split: Split = "val", spec: Optional[PreprocessSpec] = Non
     if spec.channels == 3:
         x = x.expand(-1, 3, -1, -1)
     mean, std = normalisation(spec)
+    x = x * float(spec.pixel_scale)
     x = ((x - torch.from_numpy(mean)) / torch.from_numpy(std)).contiguous()
     return ImageDataset(images=x, labels=torch.from_numpy(raw_labels[idx].copy()),
                         class_names=list(DIGIT_CLASS_NAMES), name=f"digits:{split}")

@@ -20,6 +20,7 @@ from squeezestudio.core.data.dataset import ImageDataset, PreprocessSpec, Skippe
 from squeezestudio.core.data.digits import load_digits_split
 from squeezestudio.core.data.images import check_spec, decode_size, is_image_file, load_image, preprocess
 from squeezestudio.core.errors import DataError, ImageDecodeError
+from squeezestudio.core.model.labels import has_placeholder_names
 from squeezestudio.core.progress import CancelToken, ProgressCallback, check, report
 
 _HEADER_WORDS = {"path", "file", "filename", "image", "label", "class", "target"}
@@ -235,17 +236,42 @@ def load_dataset(source: str, spec: PreprocessSpec, *, split: str = "val",
 def match_classes(dataset: ImageDataset, model_class_names: Sequence[str]) -> ImageDataset:
     """The data set with labels in the model's class order.
 
-    Raises :class:`DataError` when the class counts differ. Same names in a
-    different order -> labels remapped; different names -> labels kept as
-    indices (``class 3`` of the model is the data's fourth class).
+    Names found among the model's (same set reordered, or a subset of its
+    classes) -> labels remapped by name; integer names (``0``, ``7``...) below
+    the model's class count -> used as indices; otherwise, with as many
+    classes as the model, labels are kept as indices (``class 3`` of the
+    model is the data's fourth class). Anything else is a :class:`DataError`.
     """
     model_names = list(model_class_names)
     if dataset.labels is None:
         return replace(dataset, class_names=model_names)
-    if dataset.num_classes != len(model_names):
-        raise DataError(f"the data has {dataset.num_classes} classes but the model has {len(model_names)} "
-                        "outputs; use data with the model's classes")
-    if list(dataset.class_names) == model_names or set(dataset.class_names) != set(model_names):
+    data_names = list(dataset.class_names)
+    if data_names == model_names:
         return dataset
-    lookup = torch.tensor([model_names.index(n) for n in dataset.class_names], dtype=torch.int64)
+    if set(data_names) <= set(model_names):
+        lookup = torch.tensor([model_names.index(n) for n in data_names], dtype=torch.int64)
+    elif all(n.isdigit() and int(n) < len(model_names) for n in data_names):
+        lookup = torch.tensor([int(n) for n in data_names], dtype=torch.int64)
+    elif len(data_names) == len(model_names):
+        return replace(dataset, class_names=model_names)
+    else:
+        missing = next(n for n in data_names if n not in model_names)
+        raise DataError(f"the data has {len(data_names)} classes but the model has {len(model_names)} outputs, "
+                        f"and the class {missing!r} is not one of the model's class names; give the model's "
+                        "names with --labels FILE, or use data with the model's classes")
+    if dataset.labels.numel() and int(dataset.labels.max()) >= len(lookup):
+        raise DataError("a label of the data is outside its own class list")
     return replace(dataset, labels=lookup[dataset.labels], class_names=model_names)
+
+
+def class_names_from_data(model_class_names: Sequence[str], dataset: ImageDataset) -> Optional[list[str]]:
+    """The data's class names (folder names, CSV labels) for a model that carries only placeholders.
+
+    None unless the model's names are ``class 0..n-1``, the data is labelled
+    with as many named (not numbered) classes as the model has outputs.
+    """
+    names = list(dataset.class_names)
+    if (dataset.labels is None or not has_placeholder_names(model_class_names)
+            or len(names) != len(model_class_names) or all(n.isdigit() for n in names)):
+        return None
+    return names

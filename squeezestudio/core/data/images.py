@@ -154,14 +154,16 @@ def _high_depth_to_l(img: Image.Image) -> Image.Image:
 
 
 def _target_size(width: int, height: int, spec: PreprocessSpec) -> tuple[int, int]:
-    """Size to resize to before the center crop, so the crop is always covered."""
+    """Size to resize to before the center crop (an exact ``(h, w)`` resize, or scaled to cover the crop)."""
+    if isinstance(spec.resize, tuple):
+        return max(spec.resize[1], spec.width), max(spec.resize[0], spec.height)
     if spec.resize is not None:
         scale = spec.resize / min(width, height)
     else:
         scale = max(spec.width / width, spec.height / height)
     new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
     if new_w < spec.width or new_h < spec.height:
-        # ``resize`` smaller than the crop: enlarge just enough to cover it.
+        # A very elongated image whose shorter-side resize leaves the crop uncovered: enlarge to cover it.
         cover = max(spec.width / new_w, spec.height / new_h)
         new_w, new_h = max(spec.width, round(new_w * cover)), max(spec.height, round(new_h * cover))
     return new_w, new_h
@@ -169,7 +171,8 @@ def _target_size(width: int, height: int, spec: PreprocessSpec) -> tuple[int, in
 
 def decode_size(spec: PreprocessSpec) -> int:
     """The smallest side a decoded image needs for ``spec`` (the ``min_size`` of :func:`load_image`)."""
-    return max(spec.height, spec.width, spec.resize or 0)
+    resize = max(spec.resize) if isinstance(spec.resize, tuple) else spec.resize or 0
+    return max(spec.height, spec.width, resize)
 
 
 def check_spec(spec: PreprocessSpec) -> None:
@@ -184,8 +187,13 @@ def check_spec(spec: PreprocessSpec) -> None:
                             f"{spec.channels} channels")
     if any(s == 0 for s in spec.std):
         raise DataError("the normalisation std must not contain 0")
-    if spec.resize is not None and spec.resize < 1:
+    sizes = spec.resize if isinstance(spec.resize, tuple) else () if spec.resize is None else (spec.resize,)
+    if any(int(r) < 1 for r in sizes):
         raise DataError(f"the resize size must be a positive number of pixels, not {spec.resize}")
+    if spec.pixel_scale <= 0:
+        raise DataError(f"the pixel scale must be positive, not {spec.pixel_scale}")
+    if spec.channel_order not in ("rgb", "bgr"):
+        raise DataError(f"the channel order must be rgb or bgr, not {spec.channel_order!r}")
 
 
 def normalisation(spec: PreprocessSpec) -> tuple[np.ndarray, np.ndarray]:
@@ -197,16 +205,14 @@ def normalisation(spec: PreprocessSpec) -> tuple[np.ndarray, np.ndarray]:
     return mean, std
 
 
-def preprocess(image: Image.Image, spec: PreprocessSpec) -> torch.Tensor:
-    """Turn a decoded image into a normalised ``(C, H, W)`` float32 tensor.
+def prepare_pixels(image: Image.Image, spec: PreprocessSpec) -> np.ndarray:
+    """The geometry and colour steps of :func:`preprocess`: a ``(C, H, W)`` uint8 array.
 
-    Grayscale or RGB per ``spec.channels``; shorter side resized to
-    ``spec.resize`` (or just enough to cover the target when ``resize`` is
-    None) then center-cropped, or a straight resize when ``center_crop`` is
-    False; scaled to [0, 1]; then ``(x - mean) / std`` per channel.
+    What the model sees before scaling and normalisation (the GUI previews
+    it; a disk cache can hold it at one byte per value).
     """
     check_spec(spec)
-    want = "L" if spec.channels == 1 else "RGB"
+    want = "L" if spec.channels == 1 or spec.grayscale else "RGB"
     img = image if image.mode in ("L", "RGB") else to_8bit(image)
     if img.mode != want:
         img = img.convert(want)
@@ -220,8 +226,32 @@ def preprocess(image: Image.Image, spec: PreprocessSpec) -> torch.Tensor:
             img = img.crop((left, top, left + spec.width, top + spec.height))
     elif img.size != (spec.width, spec.height):
         img = img.resize((spec.width, spec.height), resample)
-    arr = np.asarray(img, dtype=np.float32)
-    arr = arr[None, :, :] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+    arr = np.asarray(img, dtype=np.uint8)
+    if arr.ndim == 2:
+        arr = arr[None, :, :]
+        if spec.channels == 3:
+            arr = np.repeat(arr, 3, axis=0)
+    else:
+        arr = arr.transpose(2, 0, 1)
+        if spec.channel_order == "bgr":
+            arr = arr[::-1]
+    return np.ascontiguousarray(arr)
+
+
+def normalise_pixels(pixels: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """uint8 ``(..., C, H, W)`` -> float32 ``pixels / 255 * pixel_scale``, then ``(x - mean) / std``."""
     mean, std = normalisation(spec)
-    out = (arr * np.float32(1.0 / 255.0) - mean) / std
-    return torch.from_numpy(np.ascontiguousarray(out, dtype=np.float32))
+    scale = np.float32(spec.pixel_scale / 255.0)
+    return np.ascontiguousarray((pixels.astype(np.float32) * scale - mean) / std, dtype=np.float32)
+
+
+def preprocess(image: Image.Image, spec: PreprocessSpec) -> torch.Tensor:
+    """Turn a decoded image into a normalised ``(C, H, W)`` float32 tensor.
+
+    Grayscale or RGB per ``spec.channels`` (``grayscale`` makes RGB gray);
+    resized per ``spec.resize`` (or just enough to cover the target when it is
+    None) then center-cropped, or a straight resize when ``center_crop`` is
+    False; channels swapped for BGR; scaled to ``[0, pixel_scale]``; then
+    ``(x - mean) / std`` per channel.
+    """
+    return torch.from_numpy(normalise_pixels(prepare_pixels(image, spec), spec))

@@ -28,6 +28,7 @@ from squeezestudio.core.atomic_write import atomic_write_with
 from squeezestudio.core.errors import ExportError
 from squeezestudio.core.io.loading.onnx_import import META_CLASS_NAMES, META_INPUT_SPEC
 from squeezestudio.core.model.handle import ModelHandle
+from squeezestudio.core.model.outputs import OriginalOutput
 
 __all__ = ["export_onnx", "TOLERANCE"]
 
@@ -37,11 +38,11 @@ _MAX_PROTO_BYTES = 2**31 - 1  # protobuf's limit; classifiers we compress are fa
 
 def export_onnx(handle: ModelHandle, path: "str | os.PathLike[str]", *, opset: Optional[int] = None) -> int:
     """Write ``handle``'s model to ``path`` as ONNX; returns the number of bytes written."""
-    module = handle.module
+    module = original_interface(handle)
     was_training = module.training
     module.eval()
     try:
-        example = handle.input_spec.example(2)
+        example = _file_example(handle, 2)
         with torch.no_grad():
             expected = module(example)
         proto = _export(module, example, opset)
@@ -60,6 +61,18 @@ def export_onnx(handle: ModelHandle, path: "str | os.PathLike[str]", *, opset: O
         tmp.write_bytes(data)
 
     return atomic_write_with(path, write)
+
+
+def original_interface(handle: ModelHandle) -> torch.nn.Module:
+    """The handle's module with the file's own input layout and final activation (what is exported)."""
+    spec = handle.input_spec
+    if spec.layout == "nchw" and not handle.final_activation:
+        return handle.module
+    return OriginalOutput(handle.module, handle.final_activation, nhwc=spec.layout == "nhwc")
+
+
+def _file_example(handle: ModelHandle, batch: int) -> torch.Tensor:
+    return torch.randn(*handle.input_spec.file_shape(batch))
 
 
 def _export(module: torch.nn.Module, example: torch.Tensor, opset: Optional[int]) -> onnx.ModelProto:
@@ -126,7 +139,7 @@ def _verify(data: bytes, module: torch.nn.Module, handle: ModelHandle) -> None:
         onnx.checker.check_model(onnx.load_from_string(data))
     except onnx.checker.ValidationError as exc:
         raise ExportError(f"the exported ONNX model is invalid ({str(exc).splitlines()[0]})") from exc
-    x = handle.input_spec.example(3)
+    x = _file_example(handle, 3)
     was_training = module.training
     module.eval()
     try:

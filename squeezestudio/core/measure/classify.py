@@ -18,6 +18,7 @@ from torch import nn
 
 from squeezestudio.core.data.dataset import PreprocessSpec
 from squeezestudio.core.errors import DataError, SqueezeStudioError
+from squeezestudio.core.model.outputs import model_logits
 from squeezestudio.core.progress import CancelToken, ProgressCallback, check, report
 from squeezestudio.core.data.images import load_image, preprocess
 
@@ -115,7 +116,7 @@ def _topk(model_name: str, model: nn.Module, images: torch.Tensor, class_names: 
         with torch.no_grad():
             for start in range(0, images.shape[0], BATCH_SIZE):
                 check(cancel)
-                logits = model(images[start:start + BATCH_SIZE])
+                logits = model_logits(model, images[start:start + BATCH_SIZE])
                 if logits.ndim != 2 or logits.shape[1] != len(class_names):
                     raise DataError(
                         f"model '{model_name}' gives outputs of shape {tuple(logits.shape)} "

@@ -89,7 +89,7 @@ def _stages(retraining: bool) -> tuple[float, float, float]:
 def measure_recipe(handle: ModelHandle, recipe: Any, data: Optional[ImageDataset] = None, *,
                    registry: MethodRegistry,
                    train_data: Optional[ImageDataset] = None, teacher: Optional[nn.Module] = None,
-                   reference: Any = None, batch_size: int = 256,
+                   reference: Any = None, batch_size: Optional[int] = None,
                    calibration: Optional[torch.Tensor] = None, with_size_report: bool = False,
                    progress: Optional[ProgressCallback] = None,
                    cancel: Optional[CancelToken] = None) -> Measurement:

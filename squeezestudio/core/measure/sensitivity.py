@@ -104,7 +104,7 @@ def sensitivity_jobs(names: Sequence[str], prune_levels: Sequence[float] = PRUNE
 
 
 def measure_sensitivity_job(handle: ModelHandle, data: ImageDataset, job: SensitivityJob, *,
-                            registry: MethodRegistry, batch_size: int = 256, cancel: Optional[CancelToken] = None) -> SensitivityPoint:
+                            registry: MethodRegistry, batch_size: Optional[int] = None, cancel: Optional[CancelToken] = None) -> SensitivityPoint:
     """Compress one layer alone at one level and measure it (local scans and cluster workers)."""
     layer, method, level = job
     options = {"sparsity": level} if method == "prune" else {"bits": int(level)}
@@ -117,7 +117,7 @@ def layer_sensitivity(handle: ModelHandle, data: ImageDataset, *,
                       registry: MethodRegistry, layers: Optional[Sequence[str]] = None,
                       prune_levels: Sequence[float] = PRUNE_LEVELS,
                       quant_bits: Sequence[int] = QUANT_BITS, cluster_bits: Sequence[int] = (),
-                      batch_size: int = 256,
+                      batch_size: Optional[int] = None,
                       progress: Optional[ProgressCallback] = None,
                       cancel: Optional[CancelToken] = None) -> SensitivityResult:
     """Prune, then quantize (then cluster), each layer alone at each level and measure accuracy.

@@ -86,7 +86,7 @@ def sweep_points(points: Sequence[tuple[str, Any]]) -> list[tuple[str, Any]]:
 
 
 def measure_point(handle: ModelHandle, data: ImageDataset, label: str, recipe: Any, *,
-                  registry: MethodRegistry, batch_size: int = 256, with_file: bool = True, progress: Optional[ProgressCallback] = None,
+                  registry: MethodRegistry, batch_size: Optional[int] = None, with_file: bool = True, progress: Optional[ProgressCallback] = None,
                   cancel: Optional[CancelToken] = None) -> tuple[SweepRow, Optional[bytes]]:
     """One sweep row and (``with_file``) the .sqz bytes it measured (the row's size is their length).
 
@@ -106,7 +106,7 @@ def measure_point(handle: ModelHandle, data: ImageDataset, label: str, recipe: A
 
 def run_sweep(handle: ModelHandle, data: ImageDataset, points: Sequence[tuple[str, Any]], *,
               registry: MethodRegistry,
-              batch_size: int = 256, progress: Optional[ProgressCallback] = None,
+              batch_size: Optional[int] = None, progress: Optional[ProgressCallback] = None,
               cancel: Optional[CancelToken] = None) -> list[SweepRow]:
     """Measure every ``(label, recipe)`` point; the original model is measured first."""
     rows: list[SweepRow] = []

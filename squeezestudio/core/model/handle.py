@@ -16,50 +16,7 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    """What the model expects as input: an NCHW float tensor normalised per channel."""
-
-    channels: int = 3
-    height: int = 224
-    width: int = 224
-    mean: tuple[float, ...] = IMAGENET_MEAN
-    std: tuple[float, ...] = IMAGENET_STD
-
-    def example(self, batch: int = 1) -> torch.Tensor:
-        """A random input of the right shape (for tracing, MAC counting, export)."""
-        return torch.randn(batch, self.channels, self.height, self.width)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "channels": self.channels,
-            "height": self.height,
-            "width": self.width,
-            "mean": list(self.mean),
-            "std": list(self.std),
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "InputSpec":
-        """Read a spec recorded in a file; ``ValueError`` names the first impossible value."""
-        sizes = {}
-        for key in ("channels", "height", "width"):
-            value = d[key]
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"the input {key} must be a positive whole number, not {str(value)[:40]}")
-            sizes[key] = value
-        mean, std = d["mean"], d["std"]
-        if not isinstance(mean, (list, tuple)) or not isinstance(std, (list, tuple)) \
-                or len(mean) > 4096 or len(std) > 4096:
-            raise ValueError("the input mean and std must be short lists of numbers")
-        spec = cls(mean=tuple(float(x) for x in mean), std=tuple(float(x) for x in std), **sizes)
-        if not all(math.isfinite(x) for x in spec.mean + spec.std) or any(x == 0 for x in spec.std):
-            raise ValueError("the input mean and std must be finite numbers and the std never 0")
-        return spec
+from squeezestudio.core.model.input_spec import IMAGENET_MEAN, IMAGENET_STD, InputSpec  # noqa: F401 - the handle's input type
 
 
 @dataclass(frozen=True)
@@ -109,6 +66,11 @@ class ModelHandle:
     ``trusted_code`` is True when loading it executed code the user vouched for.
     ``architecture`` is how to rebuild the module without the original file
     (None for TorchScript, which cannot be described without its code).
+    ``output_kind`` is what ``module`` returns: ``"logits"``, ``"probabilities"``
+    or ``"log_probabilities"`` (see :mod:`squeezestudio.core.model.outputs`).
+    ``final_activation`` (``"softmax"``/``"log_softmax"``) was the last op of the
+    file's graph, removed at load so retraining and distillation see logits;
+    exports put it back so the file keeps its original output.
     """
 
     module: nn.Module
@@ -120,6 +82,8 @@ class ModelHandle:
     trusted_code: bool = False
     architecture: Optional[ArchitectureSpec] = None
     warnings: list[str] = field(default_factory=list)
+    output_kind: str = "logits"
+    final_activation: str = ""
 
     @property
     def num_classes(self) -> int:

@@ -17,6 +17,7 @@ from squeezestudio.core.atomic_write import PathLike
 from squeezestudio.core.bounded_parse import load_json, read_text_file
 from squeezestudio.core.errors import SqueezeStudioError
 from squeezestudio.core.limits import current_limits
+from squeezestudio.core.model.input_spec import InputSpec
 from squeezestudio.core.session.experiments import ExperimentLog
 
 PROJECT_FORMAT = "squeezestudio-project"
@@ -66,3 +67,25 @@ def read_project(path: PathLike) -> dict[str, Any]:
         raise SqueezeStudioError(f"{path} was written by a newer SqueezeStudio (version {d.get('version')})")
     ExperimentLog.from_dict(d)  # validates every entry
     return d
+
+
+def model_settings(handle: Any) -> dict[str, Any]:
+    """What the user set on the model (preprocessing, class names) that its file may not record."""
+    spec = getattr(handle, "input_spec", None)
+    if spec is None:  # no model, or a stand-in without one
+        return {}
+    return {"input_spec": spec.to_dict(), "class_names": [str(c) for c in handle.class_names]}
+
+
+def apply_model_settings(handle: Any, d: dict[str, Any]) -> None:
+    """Put a project's saved preprocessing and class names back on the reopened model."""
+    if getattr(handle, "input_spec", None) is None:
+        return
+    if isinstance(d.get("input_spec"), dict):
+        try:
+            handle.input_spec = InputSpec.from_dict(d["input_spec"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SqueezeStudioError(f"the project's preprocessing is invalid ({exc})") from None
+    names = d.get("class_names")
+    if isinstance(names, list) and len(names) == len(handle.class_names):
+        handle.class_names = [str(n) for n in names]

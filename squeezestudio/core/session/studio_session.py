@@ -27,7 +27,8 @@ from squeezestudio.core.progress import CancelToken, ProgressCallback, report
 from squeezestudio.core.session.experiments import (Experiment, ExperimentLog, method_defaults, new_experiment_id,
                                                     recipe_summary)
 from squeezestudio.core.session.project_files import (PROJECT_FORMAT, PROJECT_VERSION, AutosaveInfo,  # noqa: F401 - re-exported
-                                              default_autosave_dir, find_autosave, read_project)
+                                              apply_model_settings, default_autosave_dir, find_autosave,
+                                              model_settings, read_project)
 
 if TYPE_CHECKING:
     from squeezestudio.core.compression.registry import MethodRegistry
@@ -356,7 +357,7 @@ class StudioSession:
         return {"format": PROJECT_FORMAT, "version": PROJECT_VERSION, "saved_at": time.time(),
                 "model_path": self.model_path, "data_source": self.data_source, "train_source": self.train_source,
                 "recipe": recipe_to_dict(self.recipe), "selected_layer": self.selected_layer,
-                **self.experiments.to_dict()}
+                **model_settings(self.handle), **self.experiments.to_dict()}
 
     def save_project(self, path: PathLike) -> int:
         """Write the project as JSON (atomically); returns bytes written."""
@@ -371,6 +372,7 @@ class StudioSession:
         d = read_project(path)
         if d.get("model_path"):
             self.open_model(d["model_path"], trust=trust)
+            apply_model_settings(self.handle, d)
         if d.get("data_source") and self.handle is not None:
             self.open_data(d["data_source"])
         if d.get("train_source") and self.handle is not None:
@@ -411,6 +413,9 @@ def _metrics_of(result: Any) -> dict[str, Optional[float]]:
 
 def _default_data_loader(source: str, handle: Any) -> Any:
     from squeezestudio.core.data.dataset import PreprocessSpec  # lazy: torch (see the module's docstring)
-    from squeezestudio.core.data.folders import load_dataset, match_classes
+    from squeezestudio.core.data.folders import class_names_from_data, load_dataset, match_classes
     dataset = load_dataset(source, PreprocessSpec.from_input_spec(handle.input_spec))
+    names = class_names_from_data(handle.class_names, dataset)
+    if names is not None:
+        handle.class_names = names  # the model had none: the folders name its classes
     return match_classes(dataset, list(handle.class_names))

@@ -23,6 +23,7 @@ from torch import nn
 
 from squeezestudio.core.data.dataset import ImageDataset
 from squeezestudio.core.errors import DataError, RecipeError
+from squeezestudio.core.model.outputs import model_logits
 from squeezestudio.core.progress import CancelToken, Cancelled, ProgressCallback, report
 
 
@@ -66,7 +67,7 @@ def _accuracy(model: nn.Module, data: ImageDataset, batch_size: int = 512) -> fl
     model.eval()
     with torch.inference_mode():
         for x, y in data.batches(batch_size):
-            correct += int((model(x).argmax(1) == y).sum())
+            correct += int((model_logits(model, x).argmax(1) == y).sum())
     return correct / max(1, len(data))
 
 
@@ -179,7 +180,8 @@ def train_classifier(model: nn.Module, train: ImageDataset, val: Optional[ImageD
     result's ``cancelled`` flag says so.
     """
     if train.labels is None:
-        raise DataError("training needs labelled data")
+        raise DataError(f"retraining needs labelled data, but {train.name} has no labels (a folder of loose "
+                        "images); give a folder with one sub-folder per class or a CSV of path,label")
     _check_config(config)
     gen = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
@@ -214,9 +216,9 @@ def train_classifier(model: nn.Module, train: ImageDataset, val: Optional[ImageD
                 teacher_logits = None
                 if teacher is not None and config.distill_temperature is not None:
                     with torch.no_grad():
-                        teacher_logits = teacher(x)
+                        teacher_logits = model_logits(teacher, x)
                 opt.zero_grad(set_to_none=True)
-                loss = training_loss(model(x), y, teacher_logits, config)
+                loss = training_loss(model_logits(model, x), y, teacher_logits, config)
                 loss.backward()
                 for h in hooks:
                     if h.before_step is not None:

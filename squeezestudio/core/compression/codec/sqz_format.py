@@ -52,9 +52,10 @@ from squeezestudio.core.compression.encoding import CustomPayload, WeightEncodin
 from squeezestudio.core.bounded_parse import load_json
 from squeezestudio.core.compression.registry import MethodRegistry
 from squeezestudio.core.compression.replay import build_module
-from squeezestudio.core.errors import CodecError, PluginError, SqueezeStudioError
+from squeezestudio.core.errors import CodecError, PluginError, PreprocessingError, SqueezeStudioError
 from squeezestudio.core.limits import check_elements, current_limits, element_budget
 from squeezestudio.core.model.handle import ArchitectureSpec, InputSpec, ModelHandle
+from squeezestudio.core.model.outputs import output_semantics, restore_output_semantics
 from squeezestudio.core.progress import CancelToken, ProgressCallback, check, report
 
 FORMAT = "squeezestudio-sqz"
@@ -199,7 +200,7 @@ def encode_container(cm: CompressedModel, progress: Optional[ProgressCallback] =
     header = {
         "format": FORMAT, "version": VERSION,
         "architecture": handle.architecture.to_dict(), "input_spec": handle.input_spec.to_dict(),
-        "class_names": list(handle.class_names), "name": handle.name,
+        "class_names": list(handle.class_names), "name": handle.name, "outputs": output_semantics(handle),
         "recipe": cm.recipe, "metrics": cm.metrics, "provenance": cm.provenance,
         "layers": {name: {**s.meta, STREAMS: spans[name]} for name, s in layers.items()}, "raw": raw_meta,
         "checksum": _checksum(tensors),
@@ -313,7 +314,7 @@ def _build_module(spec_dict: Any, declared: dict[str, tuple[int, ...]], file_byt
 def _handle_fields(header: dict[str, Any]) -> tuple[InputSpec, list[str], str]:
     try:
         input_spec = InputSpec.from_dict(as_dict(field(header, "input_spec", "top level"), "input_spec"))
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, PreprocessingError) as exc:
         raise CodecError("the .sqz header's input description is incomplete or invalid") from exc
     names = field(header, "class_names", "top level")
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
@@ -379,6 +380,10 @@ def decode_container(data: bytes, source_path: Optional[Path] = None,
     module.eval()
     handle = ModelHandle(module=module, name=name, input_spec=input_spec, class_names=class_names,
                          source_format="sqz", source_path=source_path, architecture=spec)
+    try:
+        restore_output_semantics(handle, as_dict(header.get("outputs", {}), "outputs"))
+    except ValueError as exc:
+        raise CodecError(f"the .sqz header's output description is invalid ({exc})") from None
     report(progress, 1.0, "decoded")
     return CompressedModel(handle=handle, encodings=encodings, recipe=extras["recipe"],
                            metrics=extras["metrics"], provenance=extras["provenance"])

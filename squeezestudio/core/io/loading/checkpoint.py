@@ -43,6 +43,7 @@ from squeezestudio.core.model.handle import (
     ModelHandle,
     default_class_names,
 )
+from squeezestudio.core.model.outputs import restore_output_semantics
 from squeezestudio.core.model.zoo import input_spec_for, zoo_entry
 
 WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights")
@@ -274,6 +275,12 @@ def handle_from_tensors(tensors: dict[str, torch.Tensor], meta: Optional[Checkpo
         except Exception as exc:  # noqa: BLE001 - a rebuilt graph may fail in many ways
             raise ModelLoadError(f"the model rebuilt from {source} does not run on its recorded "
                                  f"input shape ({str(exc)[:160]})") from exc
-    return ModelHandle(module=module, name=(meta.name if meta and meta.name else path.stem),
-                       input_spec=input_spec, class_names=names, source_format=source_format,
-                       source_path=path, architecture=spec, warnings=warnings)
+    handle = ModelHandle(module=module, name=(meta.name if meta and meta.name else path.stem),
+                         input_spec=input_spec, class_names=names, source_format=source_format,
+                         source_path=path, architecture=spec, warnings=warnings)
+    if meta is not None and meta.outputs is not None:
+        try:
+            restore_output_semantics(handle, meta.outputs)
+        except ValueError as exc:
+            raise ModelLoadError(f"the SqueezeStudio metadata in {source} is malformed ({exc})") from None
+    return handle

@@ -83,7 +83,8 @@ def _load_python(file: Path, factory: str, *, trust: bool, weights: Optional[Pat
 
 def _load_file(path: Path, *, arch: Optional[str], arch_kwargs: Optional[Mapping[str, Any]],
                trust: bool, weights: Optional[PathLike],
-               input_spec: Optional[InputSpec], registry: MethodRegistry) -> ModelHandle:
+               input_spec: Optional[InputSpec], registry: MethodRegistry,
+               preprocess: Optional[Mapping[str, Any]] = None) -> ModelHandle:
     kind = detect.detect_format(path)
     if weights is not None and kind not in (detect.TORCH_ZIP, detect.TORCH_LEGACY, detect.TORCHSCRIPT):
         raise ModelLoadError(f"separate weights only apply to Python, pickled or TorchScript "
@@ -119,14 +120,15 @@ def _load_file(path: Path, *, arch: Optional[str], arch_kwargs: Optional[Mapping
                                               input_spec=input_spec, registry=registry)
     if kind == detect.SQZ:
         return load_sqz(path, registry=registry).handle
-    return load_onnx(path)
+    return load_onnx(path, preprocess)
 
 
 def load_model(path: PathLike, *, arch: Optional[str] = None,
                arch_kwargs: Optional[Mapping[str, Any]] = None,
                class_names: Optional[Sequence[str]] = None, trust: bool = False,
                weights: Optional[PathLike] = None,
-               input_spec: Optional[InputSpec] = None, registry: MethodRegistry) -> ModelHandle:
+               input_spec: Optional[InputSpec] = None, registry: MethodRegistry,
+               preprocess: Optional[Mapping[str, Any]] = None) -> ModelHandle:
     """Open ``path`` (a model file, or ``"model.py:factory"``) as a :class:`ModelHandle`.
 
     ``registry`` holds the compression methods that rebuild what a .sqz file
@@ -139,7 +141,10 @@ def load_model(path: PathLike, *, arch: Optional[str] = None,
     the factory). ``trust`` allows formats that run code. ``weights`` is a
     state_dict/safetensors file loaded into a factory-built, pickled or
     TorchScript model. ``class_names`` and ``input_spec`` override what the
-    file records. Raises a :class:`ModelLoadError` subclass on bad input.
+    file records. ``preprocess`` holds the user's preprocessing options
+    (parsed by :func:`~squeezestudio.core.model.input_spec.parse_preprocess_options`),
+    applied over what the file says and checked against the model. Raises a
+    :class:`ModelLoadError` subclass (or :class:`PreprocessingError`) on bad input.
     """
     python_arch = detect.split_python_target(arch) if arch is not None else None
     target = detect.split_python_target(path)
@@ -154,8 +159,9 @@ def load_model(path: PathLike, *, arch: Optional[str] = None,
                               arch_kwargs=arch_kwargs, input_spec=input_spec)
     else:
         handle = _load_file(Path(path).expanduser(), arch=arch, arch_kwargs=arch_kwargs,
-                            trust=trust, weights=weights, input_spec=input_spec, registry=registry)
+                            trust=trust, weights=weights, input_spec=input_spec, registry=registry,
+                            preprocess=preprocess)
         if arch is not None and handle.source_format not in ("state_dict", "safetensors"):
             handle.warnings.append(f"the architecture {arch!r} was ignored: a "
                                    f"{handle.source_format} file defines its own")
-    return finish_handle(handle, class_names=class_names, input_spec=input_spec)
+    return finish_handle(handle, class_names=class_names, input_spec=input_spec, preprocess=preprocess)

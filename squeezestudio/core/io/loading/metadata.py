@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from squeezestudio.core.bounded_parse import load_json
-from squeezestudio.core.errors import ModelLoadError
+from squeezestudio.core.errors import ModelLoadError, PreprocessingError
 from squeezestudio.core.limits import current_limits
 from squeezestudio.core.model.handle import ArchitectureSpec, InputSpec, ModelHandle
+from squeezestudio.core.model.outputs import output_semantics
 
 METADATA_KEY = "squeezestudio"
 FORMAT_TAG = "squeezestudio-checkpoint"
@@ -31,6 +32,7 @@ class CheckpointMetadata:
     architecture: Optional[ArchitectureSpec]
     class_names: Optional[list[str]]
     input_spec: Optional[InputSpec]
+    outputs: Optional[dict[str, Any]] = None
 
 
 def metadata_from_handle(handle: ModelHandle) -> dict[str, Any]:
@@ -42,6 +44,7 @@ def metadata_from_handle(handle: ModelHandle) -> dict[str, Any]:
         "class_names": [str(c) for c in handle.class_names],
         "input_spec": handle.input_spec.to_dict(),
         "architecture": handle.architecture.to_dict() if handle.architecture is not None else None,
+        "outputs": output_semantics(handle),
     }
     # A round trip through JSON proves every value is a plain type and copies it.
     return json.loads(json.dumps(meta))
@@ -82,11 +85,14 @@ def parse_metadata(raw: Any, source: str) -> CheckpointMetadata:
         class_names = _names(names, source) if names is not None else None
         ispec = raw.get("input_spec")
         input_spec = InputSpec.from_dict(ispec) if ispec is not None else None
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        outputs = raw.get("outputs")
+        if outputs is not None and not isinstance(outputs, dict):
+            raise TypeError("outputs is not a mapping")
+    except (KeyError, TypeError, ValueError, AttributeError, PreprocessingError) as exc:
         raise ModelLoadError(f"the SqueezeStudio metadata in {source} is malformed ({exc})") from exc
     name = raw.get("name", "")
     if not isinstance(name, str) or len(name) > current_limits().key_length:
         raise ModelLoadError(f"the SqueezeStudio metadata in {source} has a model name that is not a short "
                              f"string")
     return CheckpointMetadata(name=name, architecture=spec,
-                              class_names=class_names, input_spec=input_spec)
+                              class_names=class_names, input_spec=input_spec, outputs=outputs)

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 import numpy as np
 import onnx
@@ -23,17 +23,19 @@ import torch
 from onnx import numpy_helper
 from torch import nn
 
-from squeezestudio.core.errors import ModelLoadError, UnsupportedOperatorError
+from squeezestudio.core.errors import ModelLoadError, PreprocessingError, UnsupportedOperatorError
 from squeezestudio.core.model.graph_spec.module import build_graph_module
 from squeezestudio.core.model.graph_spec.values import Ref
-from squeezestudio.core.io.loading.onnx_context import ConversionContext, describe_node
+from squeezestudio.core.io.loading.onnx_context import ConversionContext, attributes, describe_node
 from squeezestudio.core.io.loading.onnx_folding import (TORCH_DTYPES, UNSIGNED_OUTPUTS, WIDENED_INPUTS,
                                                         constant_value, element_type_name, fold_node,
                                                         supported_array)
 from squeezestudio.core.io.loading.onnx_ops import CONVERTERS
 from squeezestudio.core.io.loading.onnx_safety import load_onnx_model
-from squeezestudio.core.model.handle import (IMAGENET_MEAN, IMAGENET_STD, ArchitectureSpec, InputSpec,
-                                             ModelHandle, default_class_names)
+from squeezestudio.core.model.handle import ArchitectureSpec, ModelHandle, default_class_names
+from squeezestudio.core.model.input_spec import (IMAGENET_MEAN, IMAGENET_STD, NORMALISATION_FLAGS, SIZE_FLAGS,
+                                                 InputSpec, apply_preprocess_options, options_from_metadata)
+from squeezestudio.core.model.outputs import LOGITS, detect_output_kind, mark_output_kind
 
 __all__ = ["load_onnx", "onnx_to_module", "convert_onnx", "OnnxConversion",
            "META_CLASS_NAMES", "META_INPUT_SPEC"]
@@ -52,6 +54,8 @@ class OnnxConversion:
     input_shape: list[Optional[int]]
     output_name: str
     warnings: list[str] = field(default_factory=list)
+    layout: str = "nchw"
+    final_activation: str = ""
 
     def build(self) -> nn.Module:
         """The trainable module, weights loaded, in eval mode."""
@@ -62,29 +66,41 @@ class OnnxConversion:
         return module.eval()
 
 
-def load_onnx(path: "str | os.PathLike[str]") -> ModelHandle:
-    """Load an ONNX classifier safely and convert it into a trainable module."""
+def load_onnx(path: "str | os.PathLike[str]", options: Optional[Mapping[str, Any]] = None) -> ModelHandle:
+    """Load an ONNX classifier safely and convert it into a trainable module.
+
+    ``options`` are the user's preprocessing options (see
+    :mod:`squeezestudio.core.model.input_spec`); ``layout`` among them
+    overrides the layout read from the input shape.
+    """
     file = Path(path)
     model = load_onnx_model(file)
-    conversion = convert_onnx(model)
+    conversion = convert_onnx(model, layout=(options or {}).get("layout") or "auto", strip_final_softmax=True)
     module = conversion.build()
     meta = {p.key: p.value for p in model.metadata_props}
-    spec, warnings = _input_spec(conversion.input_shape, meta.get(META_INPUT_SPEC))
+    spec, warnings = _input_spec(conversion.input_shape, meta, conversion.layout, file.name)
     try:
         with torch.no_grad():
-            out = module(spec.example(1))
+            out = module(spec.example(2))
     except Exception as exc:
-        raise ModelLoadError(f"the converted model from {file.name} fails on a "
-                             f"{spec.channels}x{spec.height}x{spec.width} input ({exc})") from exc
+        detail = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(f"the converted model from {file.name} fails on a {_shape_text(spec)} input; "
+                             f"its declared input shape may be wrong ({detail})") from exc
     if not isinstance(out, torch.Tensor) or out.dim() != 2:
         raise ModelLoadError(f"{file.name} does not output one row of class scores per image "
                              f"(output shape {list(getattr(out, 'shape', []))})")
     names = _class_names(meta.get(META_CLASS_NAMES), int(out.shape[1]))
+    mark_output_kind(module, LOGITS if conversion.final_activation else detect_output_kind(out))
     arch_name = model.graph.name or file.stem
     return ModelHandle(module=module, name=file.stem, input_spec=spec, class_names=names,
                        source_format="onnx", source_path=file,
                        architecture=ArchitectureSpec(kind="graph", name=arch_name, graph=conversion.graph),
-                       warnings=conversion.warnings + warnings)
+                       warnings=conversion.warnings + warnings, final_activation=conversion.final_activation)
+
+
+def _shape_text(spec: InputSpec) -> str:
+    dims = spec.file_shape(1)[1:]
+    return "x".join(str(d) for d in dims) + (" (NHWC)" if spec.layout == "nhwc" else "")
 
 
 def onnx_to_module(model_proto: onnx.ModelProto) -> nn.Module:
@@ -93,13 +109,19 @@ def onnx_to_module(model_proto: onnx.ModelProto) -> nn.Module:
 
 
 def convert_onnx(model: onnx.ModelProto, allow_many_inputs: bool = False,
-                 keep_all_outputs: bool = False) -> OnnxConversion:
+                 keep_all_outputs: bool = False, layout: Optional[str] = None,
+                 strip_final_softmax: bool = False) -> OnnxConversion:
     """Translate ``model``; raises :class:`UnsupportedOperatorError` naming every unsupported op.
 
     A classifier has one input and one output; ``allow_many_inputs`` and
     ``keep_all_outputs`` (used to run ONNX's operator test cases) convert
     graphs with several inputs (the module takes them in order) and return
-    a tuple of all outputs.
+    a tuple of all outputs. ``layout`` (``"nchw"``/``"nhwc"``, default NCHW)
+    says how the image input is laid out; ``"auto"`` takes an input shaped
+    ``[N, H, W, 1|3]`` as NHWC. The converted module always takes NCHW: an NHWC graph gets a
+    transpose in front. With ``strip_final_softmax`` a final
+    Softmax/LogSoftmax over the classes is left out (``final_activation``
+    records it) so that the module returns logits.
     """
     graph = model.graph
     consts = _initializers(graph)
@@ -113,17 +135,28 @@ def convert_onnx(model: onnx.ModelProto, allow_many_inputs: bool = False,
         warnings.append(f"the model has {len(graph.output)} outputs; using the first ({graph.output[0].name})")
     outputs = [o.name for o in graph.output] if keep_all_outputs else [graph.output[0].name]
     output = outputs[0]
+    shapes = _infer_shapes(model)
+    final_activation = ""
+    if strip_final_softmax and not keep_all_outputs:
+        opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
+        output, final_activation = _without_final_softmax(graph, output, shapes, opset)
+        outputs = [output]
     live = _live_nodes(graph, outputs)
     computable = _constant_names(live, consts)  # once: computing it per node made conversion quadratic
     _check_supported([n for n in live if not _all_constant(n, computable)])
-    ctx = ConversionContext(model, _infer_shapes(model))
+    ctx = ConversionContext(model, shapes)
     ctx.consts.update(consts)
+    image_dims = _dims(inputs[0].type) if inputs else []
+    layout = _layout(image_dims, layout or "nchw") if len(inputs) == 1 else "nchw"
     for value in inputs:
         ctx.values[value.name] = ctx.builder.add_node("placeholder", None, name=ctx.builder.node_name(value.name))
         widened = _check_input_type(value, ctx)
         if widened is not None:  # unsigned 16/32/64-bit: torch computes with them as wider signed ints
             ctx.values[value.name] = ctx.builder.add_node("call_function", "squeezestudio.onnx_cast",
                                                           [ctx.values[value.name], widened], hint=value.name)
+        if layout == "nhwc":  # the module takes NCHW; the graph reads NHWC
+            ctx.values[value.name] = ctx.builder.add_node("call_function", "torch.permute",
+                                                          [ctx.values[value.name], [0, 2, 3, 1]], hint="to_nhwc")
     for node in live:
         if id(node) in ctx.skipped:
             continue
@@ -136,8 +169,37 @@ def convert_onnx(model: onnx.ModelProto, allow_many_inputs: bool = False,
     result = tuple(_typed_output(ctx, o) for o in graph.output) if keep_all_outputs else _class_scores(ctx, output)
     ctx.builder.add_node("output", None, [result], name=ctx.builder.node_name("output"))
     image = inputs[0] if inputs else None
+    if layout == "nhwc" and len(image_dims) == 4:
+        image_dims = [image_dims[0], image_dims[3], image_dims[1], image_dims[2]]
     return OnnxConversion(graph=ctx.builder.to_dict(), state=ctx.state, input_name=image.name if image else "",
-                          input_shape=_dims(image.type) if image else [], output_name=output, warnings=warnings)
+                          input_shape=image_dims, output_name=output, warnings=warnings, layout=layout,
+                          final_activation=final_activation)
+
+
+def _layout(dims: list[Optional[int]], requested: str) -> str:
+    """``requested``, or for ``"auto"``: ``"nhwc"`` for ``[N, H, W, 1|3]`` inputs, else ``"nchw"``."""
+    if requested != "auto":
+        if requested == "nhwc" and len(dims) not in (0, 4):
+            raise ModelLoadError(f"the model's input has {len(dims)} dimensions, so it cannot be NHWC images")
+        return requested
+    if len(dims) == 4 and dims[3] in (1, 3) and dims[1] not in (1, 3):
+        return "nhwc"
+    return "nchw"
+
+
+def _without_final_softmax(graph: onnx.GraphProto, output: str, shapes: dict[str, list[Optional[int]]],
+                           opset: int) -> tuple[str, str]:
+    """The value before a final Softmax/LogSoftmax over the class axis, and which one it was."""
+    producer = next((n for n in graph.node if output in n.output), None)
+    if producer is None or producer.op_type not in ("Softmax", "LogSoftmax") or producer.domain not in ("", "ai.onnx"):
+        return output, ""
+    axis = int(attributes(producer).get("axis", -1 if opset >= 13 else 1))
+    before = shapes.get(producer.input[0]) or []
+    rank = len(before) or 2
+    if axis not in (1, -1) or (axis == -1 and rank != 2) or (axis == 1 and rank > 2 and not all(
+            d == 1 for d in before[2:])):
+        return output, ""
+    return producer.input[0], "softmax" if producer.op_type == "Softmax" else "log_softmax"
 
 
 def _check_input_type(value: onnx.ValueInfoProto, ctx: ConversionContext) -> Optional[torch.dtype]:
@@ -276,24 +338,37 @@ def _infer_shapes(model: onnx.ModelProto) -> dict[str, list[Optional[int]]]:
     return shapes
 
 
-def _input_spec(shape: list[Optional[int]], meta: Optional[str]) -> tuple[InputSpec, list[str]]:
+def _input_spec(shape: list[Optional[int]], meta: Mapping[str, str], layout: str,
+                source: str) -> tuple[InputSpec, list[str]]:
+    """The input spec from the (NCHW-ordered) input shape and the file's metadata_props."""
     warnings: list[str] = []
     if shape and len(shape) != 4:
-        raise ModelLoadError(f"the model's input has {len(shape)} dimensions; an image classifier takes NCHW (4)")
+        raise ModelLoadError(f"the model's input has {len(shape)} dimensions; an image classifier takes "
+                             "4 (NCHW or NHWC)")
     channels, height, width = (shape[1:] if shape else [None, None, None])
-    if meta:
+    ours = meta.get(META_INPUT_SPEC)
+    if ours:
         try:
-            return InputSpec.from_dict(json.loads(meta)), warnings
-        except (ValueError, KeyError, TypeError):
+            return replace(InputSpec.from_dict(json.loads(ours)), layout=layout), warnings
+        except (ValueError, KeyError, TypeError, PreprocessingError):
             warnings.append("the file's SqueezeStudio input metadata is unreadable; using defaults")
     if channels is None:
         channels = 3
         warnings.append("the model does not fix its number of input channels; assuming 3")
     if height is None or width is None:
         height, width = height or 224, width or 224
-        warnings.append(f"the model does not fix its input size; using {height}x{width}")
+        warnings.append(f"the model does not fix its input size; using {height}x{width} "
+                        f"(set {SIZE_FLAGS} if it expects another)")
     mean, std = (IMAGENET_MEAN, IMAGENET_STD) if channels == 3 else ((0.5,) * channels, (0.5,) * channels)
-    return InputSpec(channels=channels, height=height, width=width, mean=mean, std=std), warnings
+    spec = InputSpec(channels=channels, height=height, width=width, mean=mean, std=std, layout=layout)
+    options = options_from_metadata(meta)
+    if options:
+        spec = apply_preprocess_options(spec, {k: v for k, v in options.items() if k != "layout"})
+    else:
+        warnings.append(f"{source} does not say how its images are preprocessed; using "
+                        f"{'ImageNet mean/std' if channels == 3 else 'mean/std 0.5'} on pixels in 0..1 "
+                        f"(set {NORMALISATION_FLAGS} if it was trained otherwise)")
+    return spec, warnings
 
 
 def _class_names(meta: Optional[str], count: int) -> list[str]:

@@ -1,0 +1,97 @@
+"""Forward passes through onnxruntime for evaluation on the CPU.
+
+An eager torch module of a 224x224 classifier runs several times slower on a
+CPU than onnxruntime on the same graph (no operator fusion, large batches
+thrash memory). Evaluation therefore exports the model it is measuring to
+ONNX in memory and runs that, when the data set is large enough to repay the
+export. It is the same model: the export is of the module whose weights are
+the compressed ones (the .sqz size is of exactly these weights), and the
+first batch is checked against torch before onnxruntime's outputs are used;
+any failure or mismatch falls back to torch.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+import time
+import warnings
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+TOLERANCE = 1e-3  # relative to the largest output of the checked batch
+_log = logging.getLogger(__name__)
+
+# Measured export cost (seconds per million parameters), refined after every export.
+_export_cost = {"s_per_mparam": 0.8, "base_s": 0.3}
+_cost_lock = threading.Lock()
+
+
+def estimated_export_s(module: nn.Module) -> float:
+    """How long an export of ``module`` is expected to take, from the exports measured so far."""
+    mparams = sum(p.numel() for p in module.parameters()) / 1e6
+    with _cost_lock:
+        return _export_cost["base_s"] + _export_cost["s_per_mparam"] * mparams
+
+
+def _record_export(module: nn.Module, seconds: float) -> None:
+    mparams = max(sum(p.numel() for p in module.parameters()) / 1e6, 0.05)
+    with _cost_lock:
+        _export_cost["s_per_mparam"] = max(0.05, (seconds - _export_cost["base_s"]) / mparams)
+
+
+def export_in_memory(module: nn.Module, example: torch.Tensor) -> bytes:
+    """ONNX bytes of ``module`` with a dynamic batch (TorchScript exporter: the fastest here)."""
+    buffer = io.BytesIO()
+    started = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (example,), buffer, dynamo=False, input_names=["input"], output_names=["output"],
+                          dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}}, do_constant_folding=True)
+    _record_export(module, time.perf_counter() - started)
+    return buffer.getvalue()
+
+
+class RuntimeForward:
+    """``forward(x) -> Tensor`` through an onnxruntime session of an exported module."""
+
+    def __init__(self, onnx_bytes: bytes, threads: int) -> None:
+        import onnxruntime as ort  # a dependency, imported here so torch-only work does not pay for it
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = max(1, threads)
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self._session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
+        self._input = self._session.get_inputs()[0].name
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        array = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
+        return torch.from_numpy(self._session.run(None, {self._input: array})[0])
+
+
+def runtime_forward_for(module: nn.Module, batch: torch.Tensor,
+                        expected: torch.Tensor) -> Optional[Callable[[torch.Tensor], torch.Tensor]]:
+    """An onnxruntime forward for ``module`` that reproduces ``expected`` on ``batch``, or None.
+
+    None when the module cannot be exported or run, or its outputs differ
+    from torch's by more than :data:`TOLERANCE` (relative).
+    """
+    try:
+        forward = RuntimeForward(export_in_memory(module, batch[:1]), torch.get_num_threads())
+        got = forward(batch)
+    except Exception as exc:  # noqa: BLE001 - any export/runtime failure means "use torch"
+        _log.info("onnxruntime evaluation unavailable (%s: %s); using torch", type(exc).__name__, exc)
+        return None
+    want = expected.detach().float().cpu()
+    if got.shape != want.shape:
+        return None
+    scale = max(1.0, float(want.abs().max())) if want.numel() else 1.0
+    if not float((got - want).abs().max()) <= TOLERANCE * scale:
+        _log.info("onnxruntime outputs differ from torch; using torch")
+        return None
+    return forward

@@ -1,0 +1,72 @@
+"""Evaluation through onnxruntime, batch sizes chosen by measuring, devices and fixed subsets."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from squeezestudio.core.data.dataset import ImageDataset
+from squeezestudio.core.data.subsets import limited, stratified_indices
+from squeezestudio.core.devices import resolve_device
+from squeezestudio.core.errors import SqueezeStudioError
+from squeezestudio.core.measure.evaluation import evaluate
+from squeezestudio.core.measure.runtime_forward import runtime_forward_for
+from squeezestudio.core.model.outputs import PROBABILITIES, mark_output_kind
+
+
+def _net(softmax: bool = False) -> nn.Module:
+    layers = [nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+              nn.Linear(6, 4)]
+    return nn.Sequential(*layers, *([nn.Softmax(dim=1)] if softmax else [])).eval()
+
+
+def _data(n: int = 70, side: int = 72) -> ImageDataset:
+    g = torch.Generator().manual_seed(0)
+    return ImageDataset(images=torch.randn(n, 3, side, side, generator=g),
+                        labels=torch.randint(0, 4, (n,), generator=g), class_names=list("abcd"))
+
+
+def test_runtime_path_measures_the_same_model():
+    model, data = _net(), _data()
+    torch_result = evaluate(model, data, use_runtime=False)
+    ort_result = evaluate(model, data, use_runtime=True)
+    assert ort_result.top1 == torch_result.top1
+    assert ort_result.loss == pytest.approx(torch_result.loss, rel=1e-4)
+    assert ort_result.batch_size in (8, 16, 32)  # chosen by measuring at this image size
+
+
+def test_runtime_forward_refuses_a_model_it_does_not_reproduce():
+    model = _net()
+    x = torch.randn(4, 3, 16, 16)
+    with torch.no_grad():
+        wrong = model(x) + 1.0  # outputs torch never gave: the check must refuse
+        assert runtime_forward_for(model, x, wrong) is None
+        assert runtime_forward_for(model, x, model(x)) is not None
+
+
+def test_probability_outputs_are_not_softmaxed_twice():
+    probs_model, logits_model = _net(softmax=True), _net()
+    probs_model.load_state_dict(logits_model.state_dict())
+    mark_output_kind(probs_model, PROBABILITIES)
+    data = _data(24, 16)
+    a, b = evaluate(probs_model, data), evaluate(logits_model, data)
+    assert a.top1 == b.top1
+    assert a.loss == pytest.approx(b.loss, rel=1e-4)  # cross-entropy of the same distribution
+
+
+def test_explicit_cpu_device_and_missing_gpu():
+    assert resolve_device("cpu").type == "cpu"
+    assert evaluate(_net(), _data(10, 16), device="cpu").n == 10
+    if not torch.cuda.is_available():
+        with pytest.raises(SqueezeStudioError, match="no CUDA GPU"):
+            resolve_device("cuda")
+
+
+def test_limit_is_a_seeded_stratified_subset():
+    labels = torch.tensor([0] * 80 + [1] * 15 + [2] * 5)
+    idx = stratified_indices(labels, 100, 20, seed=0)
+    assert len(idx) == 20 and torch.equal(idx, stratified_indices(labels, 100, 20, seed=0))
+    assert torch.bincount(labels[idx]).tolist() == [16, 3, 1]  # in proportion, the rare class kept
+    data = ImageDataset(images=torch.zeros(100, 1, 2, 2), labels=labels, class_names=["a", "b", "c"])
+    assert len(limited(data, 20)) == 20 and "20 of 100" in limited(data, 20).name
