@@ -75,7 +75,11 @@ def load_onnx(path: "str | os.PathLike[str]", options: Optional[Mapping[str, Any
     """
     file = Path(path)
     model = load_onnx_model(file)
-    conversion = convert_onnx(model, layout=(options or {}).get("layout") or "auto", strip_final_softmax=True)
+    try:
+        conversion = convert_onnx(model, layout=(options or {}).get("layout") or "auto", strip_final_softmax=True)
+    except (TypeError, ValueError, KeyError, IndexError, OverflowError) as exc:  # a damaged node or tensor
+        raise ModelLoadError(f"{file.name} has a malformed graph the converter cannot read "
+                             f"({type(exc).__name__}: {str(exc)[:160]})") from None
     module = conversion.build()
     meta = {p.key: p.value for p in model.metadata_props}
     spec, warnings = _input_spec(conversion.input_shape, meta, conversion.layout, file.name)
