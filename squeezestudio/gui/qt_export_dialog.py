@@ -38,6 +38,7 @@ EXPORT_FORMATS: dict[str, ExportFormat] = {
     "pt": ExportFormat("Dense PyTorch weights (.pt)", ".pt"),
     "safetensors": ExportFormat("Dense weights, safetensors (.safetensors)", ".safetensors"),
     "onnx": ExportFormat("ONNX model (.onnx)", ".onnx"),
+    "onnx-int8": ExportFormat("ONNX int8 model, calibrated on the training images (.int8.onnx)", ".int8.onnx"),
     "recipe": ExportFormat("Compression recipe (.yaml)", ".recipe.yaml"),
     "report_json": ExportFormat("Size and accuracy report (.json)", ".report.json"),
     "report_csv": ExportFormat("Size and accuracy report (.csv)", ".report.csv"),

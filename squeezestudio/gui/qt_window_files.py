@@ -145,7 +145,8 @@ class WindowFileActions:
             self.show_error(f"The export dialog is not available: {exc}", "")
             return
         from squeezestudio.gui.qt_export_wiring import FORMATS, expected_sizes, export_one
-        dialog = QtExportDialog(self, FORMATS, lambda fmt, path: export_one(experiment, fmt, path),
+        dialog = QtExportDialog(self, FORMATS, lambda fmt, path: export_one(
+                                    experiment, fmt, path, calibration=self.session.calibration_images),
                                 folder=Path(self._start_folder()),
                                 base_name=f"{getattr(self.session.handle, 'name', 'model')}_compressed",
                                 expected=expected_sizes(experiment))

@@ -27,7 +27,8 @@ class ExportFormat:
     key: str
     label: str
     suffix: str
-    write: Callable[[CompressedModel, Path], int]
+    write: Callable[..., int]
+    needs_calibration: bool = False  # written from calibration images: ``write(cm, path, calibration=..., method=...)``
 
 
 def _write_sqz(cm: CompressedModel, path: Path) -> int:
@@ -52,6 +53,15 @@ def _write_onnx(cm: CompressedModel, path: Path) -> int:
     from squeezestudio.core.io.export_onnx import export_onnx
 
     return export_onnx(cm.handle, path)
+
+
+def _write_onnx_int8(cm: CompressedModel, path: Path, *, calibration: Any = None, method: str = "minmax") -> int:
+    from squeezestudio.core.io.export_onnx_int8 import export_onnx_int8
+
+    if calibration is None:
+        raise ExportError("the int8 ONNX export needs calibration images; open training data (or give "
+                          "--calibration DATA) so its activation ranges can be measured")
+    return export_onnx_int8(cm, path, calibration, method=method).size_bytes
 
 
 def _write_recipe(cm: CompressedModel, path: Path) -> int:
@@ -97,6 +107,8 @@ EXPORT_FORMATS: dict[str, ExportFormat] = {f.key: f for f in (
     ExportFormat("pt", "Dense PyTorch state_dict (.pt)", ".pt", _write_pt),
     ExportFormat("safetensors", "Dense safetensors", ".safetensors", _write_safetensors),
     ExportFormat("onnx", "ONNX", ".onnx", _write_onnx),
+    ExportFormat("onnx-int8", "ONNX int8 (QDQ, runs on int8 kernels)", ".int8.onnx", _write_onnx_int8,
+                 needs_calibration=True),
     ExportFormat("recipe", "Recipe (.yaml)", ".yaml", _write_recipe),
     ExportFormat("report_json", "Report (.json)", ".json", _write_report_json),
     ExportFormat("report_csv", "Report (.csv)", ".csv", _write_report_csv),
@@ -106,6 +118,8 @@ EXPORT_FORMATS: dict[str, ExportFormat] = {f.key: f for f in (
 def format_for_path(path: PathLike) -> Optional[str]:
     """The export format a file name implies (``.yml`` counts as a recipe), or None."""
     suffix = Path(path).suffix.lower()
+    if Path(path).name.lower().endswith(".int8.onnx"):
+        return "onnx-int8"
     if suffix == ".yml":
         return "recipe"
     for key, fmt in EXPORT_FORMATS.items():
@@ -114,8 +128,16 @@ def format_for_path(path: PathLike) -> Optional[str]:
     return None
 
 
-def export(cm: CompressedModel, fmt: str, path: PathLike) -> int:
-    """Write ``cm`` as ``fmt`` to ``path`` atomically; returns the bytes written."""
+def export(cm: CompressedModel, fmt: str, path: PathLike, *, calibration: Any = None,
+           calibration_method: str = "minmax") -> int:
+    """Write ``cm`` as ``fmt`` to ``path`` atomically; returns the bytes written.
+
+    ``calibration`` (preprocessed images) and ``calibration_method`` are used
+    by the formats that quantize activations (``needs_calibration``).
+    """
     if fmt not in EXPORT_FORMATS:
         raise ExportError(f"unknown export format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)}")
-    return EXPORT_FORMATS[fmt].write(cm, Path(path))
+    chosen = EXPORT_FORMATS[fmt]
+    if chosen.needs_calibration:
+        return chosen.write(cm, Path(path), calibration=calibration, method=calibration_method)
+    return chosen.write(cm, Path(path))
