@@ -14,6 +14,7 @@ from typing import Any
 from squeezestudio.cli.cmd_export import add_calibration_arguments
 from squeezestudio.cli.common import (add_data_arguments, add_model_arguments, check_outputs, load_data_for,
                                       load_model_from_args, print_warnings)
+from squeezestudio.cli.latency_options import add_latency_arguments, print_latency
 
 FIRE_KEYS = {"sr": "squeeze_ratio", "squeeze_ratio": "squeeze_ratio", "pct3x3": "pct3x3",
              "bypass": "bypass", "init": "init", "strategy": "strategy"}
@@ -58,6 +59,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="also write int8 QDQ ONNX (activations calibrated on --calibration images) and "
                         "print its accuracy in onnxruntime")
     add_calibration_arguments(o)
+    add_latency_arguments(p)
     o.add_argument("--save-recipe", help="write the recipe that reproduces this (.yaml/.json)")
     o.add_argument("--report", help="write a report (.json or .csv)")
     p.set_defaults(func=run)
@@ -170,4 +172,6 @@ def run(args: argparse.Namespace) -> int:
         from squeezestudio.cli.cmd_export import write_int8
 
         write_int8(cm, Path(args.onnx_int8), args, data)
+    if args.latency:  # after the files: the numbers are printed, not added to what was written
+        print_latency(cm, args)
     return 0

@@ -15,7 +15,7 @@ from squeezestudio.core.compression.pipeline import compress
 from squeezestudio.core.compression.recipe import Recipe
 from squeezestudio.core.errors import DataError, ExportError
 from squeezestudio.core.io.export_onnx import export_onnx
-from squeezestudio.core.io.export_onnx_int8 import export_onnx_int8, int8_kernel_ops
+from squeezestudio.core.io.export_onnx_int8 import INT8_WEIGHT_LIMIT, export_onnx_int8, int8_kernel_ops
 from squeezestudio.core.io.exports import export, format_for_path
 from squeezestudio.core.measure.onnx_evaluation import OnnxRuntimeModule
 from squeezestudio.core.model.handle import InputSpec, ModelHandle
@@ -78,7 +78,7 @@ def test_clustered_weights_are_rounded_once_and_reported(tmp_path: Path) -> None
     weights = _dequantized_weights(tmp_path / "c.onnx")
     for name, err in result.rounded_layers.items():
         dense = cm.encodings[name].decode()
-        step = np.abs(dense).max() / 127
+        step = np.abs(dense).max() / INT8_WEIGHT_LIMIT
         assert err == pytest.approx(np.abs(weights[name] - dense).max()) and err <= step
         # within a channel each cluster value still maps to its own int8 value: no two clusters merge
         for row, dense_row in zip(weights[name].reshape(len(dense), -1), dense.reshape(len(dense), -1)):

@@ -6,16 +6,18 @@ output channel, 8-bit activations calibrated on images (min-max, percentile
 or entropy). onnxruntime then fuses each ``DequantizeLinear -> Conv/Gemm ->
 QuantizeLinear`` into ``QLinearConv``/``QGemm`` (see :func:`int8_kernel_ops`).
 
-Weights are stored as uint8 with a zero point (not int8): on x86 CPUs
-without VNNI, onnxruntime's uint8 x int8 kernels sum pairs of products in
-saturating 16-bit arithmetic, which cost the demo 1.4 points of top-1 (11
-points on a pruned and clustered model) against the same graph run
-unfused; its uint8 x uint8 kernels do not saturate and give the unfused
-graph's accuracy exactly.
+On x86 CPUs without VNNI, onnxruntime's uint8 x int8 kernels sum pairs of
+products in saturating 16-bit arithmetic: full-range int8 weights cost the
+demo 1.4 points of top-1 (11 points on a pruned and clustered model)
+against the same graph run unfused. So float weights are quantized to
+int8 within +-64 (onnxruntime's ``reduce_range``), where the sums cannot
+saturate, and the model's own integers are written as int8 when they fit
+that range (any uniform grid of up to 7 bits, symmetric) and otherwise as
+uint8 with their own zero points (uint8 x uint8 kernels do not saturate).
 
 Weights the model already holds on a uniform grid of at most 8 bits (the
 ``affine`` encodings of uniform quantization) are not quantized a second
-time: their 8-bit values are the stored symbols, their zero points and
+time: their 8-bit values are the stored integers, their zero points and
 scales the stored ones, so the file's ``DequantizeLinear`` gives back
 exactly the weights of the ``.sqz`` (:attr:`Int8Export.exact_layers`). The
 bias of such a layer is re-quantized with the scale that goes with it
@@ -59,6 +61,7 @@ __all__ = ["CALIBRATION_METHODS", "Int8Export", "export_onnx_int8", "int8_kernel
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 MAX_CALIBRATION_IMAGES = 512
 CALIBRATION_BATCH = 32
+INT8_WEIGHT_LIMIT = 64  # |w| <= 64: u8 x s8 pair sums stay within int16 on CPUs without VNNI
 INT8_KERNELS = ("QLinearConv", "QGemm", "QLinearMatMul", "ConvInteger", "MatMulInteger", "QLinearAdd")
 
 
@@ -143,12 +146,13 @@ def _calibration_array(calibration: Union[torch.Tensor, np.ndarray], shape: Sequ
     return images
 
 
-def _exact_uint8(enc: WeightEncoding) -> Optional[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """``(uint8 weight, scale per channel, uint8 zero point per channel)`` equal to the encoding, or None.
+def _exact_weights(enc: WeightEncoding) -> Optional[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``(8-bit weight, scale per channel, zero point per channel)`` equal to the encoding, or None.
 
-    The stored symbols and zero points are the file's integers as they are:
     ``(symbol - zero_point) * scale`` is what both the ``.sqz`` decoder and
-    ``DequantizeLinear`` compute.
+    ``DequantizeLinear`` compute. Centred values within +-64 become int8 with
+    zero point 0 (onnxruntime's fast uint8 x int8 kernels, no saturation);
+    wider ones keep the stored symbols as uint8 with the stored zero points.
     """
     if enc.kind != "affine" or enc.bits > 8 or enc.symbols is None or not enc.shape:
         return None
@@ -159,9 +163,13 @@ def _exact_uint8(enc: WeightEncoding) -> Optional[tuple[np.ndarray, np.ndarray, 
     sym = np.asarray(enc.symbols, dtype=np.int64)
     if zp.min() < 0 or zp.max() > 255 or (sym.size and (sym.min() < 0 or sym.max() > 255)):
         return None
-    # A pruned position holds the value 0, i.e. its channel's zero point.
-    q = np.repeat(zp, enc.numel // channels)
+    centred = sym - zp[enc.channel_of_kept()]
     positions = np.arange(enc.numel) if enc.mask is None else np.flatnonzero(enc.mask)
+    if not centred.size or (centred.min() >= -INT8_WEIGHT_LIMIT and centred.max() <= INT8_WEIGHT_LIMIT):
+        q = np.zeros(enc.numel, dtype=np.int64)  # a pruned position holds 0
+        q[positions] = centred
+        return q.astype(np.int8).reshape(enc.shape), scale, np.zeros(channels, dtype=np.int8)
+    q = np.repeat(zp, enc.numel // channels)  # a pruned position holds its channel's zero point
     q[positions] = sym
     return q.astype(np.uint8).reshape(enc.shape), scale, zp.astype(np.uint8)
 
@@ -202,7 +210,7 @@ def _patch_exact_weights(proto: onnx.ModelProto, floats: dict[str, np.ndarray],
             back = (q - z.reshape(shape)) * s.reshape(shape)
             result.rounded_layers[name] = float(np.max(np.abs(back - floats[name]))) if back.size else 0.0
             continue
-        exact = _exact_uint8(enc)
+        exact = _exact_weights(enc)
         if exact is None:
             continue
         q, scale, zp = exact
@@ -253,7 +261,8 @@ def _quantize_static(float_data: bytes, images: np.ndarray, method: str) -> onnx
             os.chdir(tmp)  # the calibrators write their augmented model into the working folder
             try:
                 quantize_static(str(src), str(dst), _Reader(input_name, images), quant_format=QuantFormat.QDQ,
-                                per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QUInt8,
+                                per_channel=True, reduce_range=True, activation_type=QuantType.QUInt8,
+                                weight_type=QuantType.QInt8,
                                 calibrate_method=calibrate,
                                 extra_options={"CalibTensorRangeSymmetric": False, "WeightSymmetric": True})
             finally:
