@@ -16,7 +16,7 @@ from squeezestudio import __version__
 
 COMMANDS = (
     "demo", "inspect", "eval", "classify", "compress", "sweep", "sensitivity",
-    "export", "plugins", "gui", "screenshot",
+    "export", "search", "plugins", "gui", "screenshot",
 )
 EXIT_USER_ERROR = 2
 
