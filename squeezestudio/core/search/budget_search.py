@@ -107,7 +107,7 @@ def _candidates_for(table: LayerTable, budget: int, settings: Sequence[LayerSett
 
 
 def _best_within(handle: ModelHandle, table: LayerTable, budget: int, choices: list[Choice],
-                 selection: ImageDataset, measure: MeasureFn, finetune: Optional[dict[str, Any]],
+                 selection: ImageDataset, measure: MeasureFn, compact: bool,
                  all_measured: list[CandidateResult], progress: Optional[ProgressCallback],
                  cancel: Optional[CancelToken]) -> Optional[tuple[Choice, CandidateResult]]:
     """Measure the choices, repair the ones over budget, and return the most accurate one that fits."""
@@ -117,7 +117,7 @@ def _best_within(handle: ModelHandle, table: LayerTable, budget: int, choices: l
         if not pending:
             break
         check(cancel)
-        results = measure([(_label(c), recipe_for(c)) for c in pending], selection,
+        results = measure([(_label(c), recipe_for(c, compact=compact)) for c in pending], selection,
                           progress=scaled(progress, round_ / (REPAIR_ROUNDS + 2), (round_ + 1) / (REPAIR_ROUNDS + 2)),
                           cancel=cancel)
         all_measured.extend(results)
@@ -137,7 +137,7 @@ def _best_within(handle: ModelHandle, table: LayerTable, budget: int, choices: l
     # Local repair: spend what the real size left free, and keep it only if it measures better and fits.
     grown = spend_slack(table, best[0], table.predicted_bytes(best[0]) + budget - best[1].size_bytes)
     if grown != best[0]:
-        result = measure([(_label(grown), recipe_for(grown))], selection, cancel=cancel)[0]
+        result = measure([(_label(grown), recipe_for(grown, compact=compact))], selection, cancel=cancel)[0]
         all_measured.append(result)
         if result.size_bytes <= budget and result.rank_key() < best[1].rank_key():
             best = (grown, result)
@@ -168,6 +168,7 @@ def search_budget(handle: ModelHandle, train_data: ImageDataset, *, budget_bytes
     fit, selection = split_selection(train_data, selection_fraction, seed)
     chosen_settings = list(settings) if settings is not None else setting_grid()
     names = list(layers) if layers is not None else compressible_layers(handle)
+    compact = set(names) == set(compressible_layers(handle))
     if table is None:
         table = measure_layer_table(handle, selection, names, chosen_settings, sensitivity=sensitivity,
                                     batch_size=batch_size, progress=scaled(progress, 0.0, 0.6), cancel=cancel)
@@ -182,15 +183,15 @@ def search_budget(handle: ModelHandle, train_data: ImageDataset, *, budget_bytes
     measured: list[CandidateResult] = []
     if budget_bytes is not None:
         best = _best_within(handle, table, budget_bytes, _candidates_for(table, budget_bytes, chosen_settings),
-                            selection, measure, finetune, measured, scaled(progress, 0.6, 0.9), cancel)
+                            selection, measure, compact, measured, scaled(progress, 0.6, 0.9), cancel)
         if best is None:
             raise DataError(f"no recipe of the search fits in {budget_bytes:,d} bytes; the smallest it can make "
                             f"is about {table.predicted_bytes(_smallest(table)):,d} bytes")
     else:
         best = _best_under_drop(handle, table, float(max_drop or 0.0), chosen_settings, selection, measure,
-                                finetune, measured, scaled(progress, 0.6, 0.9), cancel)
+                                compact, measured, scaled(progress, 0.6, 0.9), cancel)
     choice, selected = best
-    recipe = recipe_for(choice, finetune)
+    recipe = recipe_for(choice, finetune, compact=compact)
     result = SearchResult(choice=choice, recipe=recipe, selected=selected, budget_bytes=budget_bytes,
                           max_drop=max_drop, table=table, candidates=measured)
     if report_data is not None:
@@ -208,7 +209,7 @@ def search_budget(handle: ModelHandle, train_data: ImageDataset, *, budget_bytes
             smaller = shrink_to(table, result.choice, table.predicted_bytes(result.choice) - over)
             if smaller == result.choice:
                 break
-            result.choice, result.recipe = smaller, recipe_for(smaller, finetune)
+            result.choice, result.recipe = smaller, recipe_for(smaller, finetune, compact=compact)
     result.seconds = time.perf_counter() - started
     report(progress, 1.0, "search done")
     return result
@@ -219,7 +220,7 @@ def _smallest(table: LayerTable) -> Choice:
 
 
 def _best_under_drop(handle: ModelHandle, table: LayerTable, max_drop: float, settings: Sequence[LayerSetting],
-                     selection: ImageDataset, measure: MeasureFn, finetune: Optional[dict[str, Any]],
+                     selection: ImageDataset, measure: MeasureFn, compact: bool,
                      measured: list[CandidateResult], progress: Optional[ProgressCallback],
                      cancel: Optional[CancelToken]) -> tuple[Choice, CandidateResult]:
     """The smallest measured recipe whose selection top-1 is within ``max_drop`` points of the original's."""
@@ -230,13 +231,13 @@ def _best_under_drop(handle: ModelHandle, table: LayerTable, max_drop: float, se
         check(cancel)
         budget = int(low * (high / max(low, 1)) ** ((i + 1) / DROP_LADDER))
         found = _best_within(handle, table, budget, _candidates_for(table, budget, settings), selection, measure,
-                             finetune, measured, scaled(progress, i / DROP_LADDER, (i + 1) / DROP_LADDER), cancel)
+                             compact, measured, scaled(progress, i / DROP_LADDER, (i + 1) / DROP_LADDER), cancel)
         if found is not None and (found[1].top1 or 0.0) >= floor - 1e-12:
             if best is None or found[1].size_bytes < best[1].size_bytes:
                 best = found
             break  # the ladder rises: the first budget that keeps the accuracy is the smallest
     if best is None:
         original = {layer: LayerSetting() for layer in table.entries}
-        result = measure([("original", recipe_for(original))], selection, cancel=cancel)[0]
+        result = measure([("original", recipe_for(original, compact=compact))], selection, cancel=cancel)[0]
         best = (original, result)
     return best

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
-SPARSITIES = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95)
+SPARSITIES = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
 CLUSTER_BITS = (2, 3, 4, 5, 6)
 QUANT_BITS = (6, 8)
 
@@ -55,13 +55,29 @@ def setting_grid(sparsities: Sequence[float] = SPARSITIES, cluster_bits: Sequenc
     return [LayerSetting(float(s), c, q) for s in sparsities for c, q in values]
 
 
-def recipe_for(choice: dict[str, LayerSetting], finetune: Optional[dict[str, Any]] = None) -> Any:
-    """A :class:`Recipe` giving each named layer its setting (layers left out stay as they are)."""
+def recipe_for(choice: dict[str, LayerSetting], finetune: Optional[dict[str, Any]] = None, *,
+               compact: bool = False) -> Any:
+    """A :class:`Recipe` giving each named layer its setting (layers left out stay as they are).
+
+    ``compact`` (only when ``choice`` names every weighted layer of the model)
+    writes the most common setting once as the global methods and only the
+    other layers as overrides: the same compression, a shorter recipe in the
+    file's header -- a uniform choice is then exactly the uniform recipe.
+    """
     from squeezestudio.core.compression.recipe import Recipe
 
+    common: Optional[LayerSetting] = None
+    if compact and choice:
+        counts: dict[LayerSetting, int] = {}
+        for setting in choice.values():
+            counts[setting] = counts.get(setting, 0) + 1
+        common = max(counts, key=lambda st: (counts[st], -list(choice.values()).index(st)))
+    methods = {m: o for m, o in (common.override() if common is not None else {}).items() if o is not None}
     layers = {}
     for layer, setting in choice.items():
-        override = {m: o for m, o in setting.override().items() if o is not None}
+        if setting == common:
+            continue
+        override = {m: o for m, o in setting.override().items() if o is not None or m in methods}
         if override:
             layers[layer] = override
-    return Recipe(layers=layers, finetune=dict(finetune) if finetune else None)
+    return Recipe(methods=methods, layers=layers, finetune=dict(finetune) if finetune else None)
