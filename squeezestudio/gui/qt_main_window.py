@@ -276,6 +276,11 @@ class QtMainWindow(WindowFileActions, QMainWindow):
 
         open_search_dialog(self)
 
+    def ask_latency(self) -> None:
+        from squeezestudio.gui.qt_latency_action import measure_point_latency
+
+        measure_point_latency(self)
+
     def undo(self) -> None:
         if self.session.undo():
             self.runner.evaluate(self.session.recipe)

@@ -53,3 +53,20 @@ def test_cancelled_search_adds_nothing(qtbot, window):
     dialog.cancel()
     qtbot.waitUntil(lambda: dialog.start_button.isEnabled(), timeout=60000)
     assert "cancelled" in dialog.status.text() and len(window.session.experiments) == before
+
+
+def test_latency_of_the_selected_point_joins_its_metrics(qtbot, window):
+    from squeezestudio.core.session.studio_session import recipe_from_dict
+
+    log = window.session.experiments
+    before = len(log)
+    window.session.set_recipe(recipe_from_dict({"version": 1, "methods": {"quantize": {"bits": 6}}, "layers": {}}))
+    window.runner.evaluate(window.session.recipe)
+    qtbot.waitUntil(lambda: len(log) > before, timeout=60000)
+    point = log.list()[-1]
+    window.window_actions["latency"].trigger()
+    qtbot.waitUntil(lambda: getattr(window, "last_latency", None) is not None or bool(window.last_error[0]),
+                    timeout=300000)
+    assert not window.last_error[0], window.last_error
+    assert point.metrics["latency_onnx-int8_b1_ms"] > 0 and point.metrics["latency_onnx_threads"] == 1
+    assert point.metrics["latency_onnx-int8_bytes"] < point.metrics["latency_onnx_bytes"]
