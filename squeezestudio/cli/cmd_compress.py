@@ -11,10 +11,12 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from squeezestudio.cli.cmd_export import add_calibration_arguments
 from squeezestudio.cli.common import (add_data_arguments, add_model_arguments, check_outputs, load_data_for,
                                       load_model_from_args, print_warnings)
 from squeezestudio.core.errors import DataError, RecipeError
 from squeezestudio.core.training.retrain_defaults import RETRAIN_DEFAULTS, retrain_section
+from squeezestudio.cli.latency_options import add_latency_arguments, print_latency
 
 FIRE_KEYS = {"sr": "squeeze_ratio", "squeeze_ratio": "squeeze_ratio", "pct3x3": "pct3x3",
              "bypass": "bypass", "init": "init", "strategy": "strategy"}
@@ -59,6 +61,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     o.add_argument("--dense", help="also write a dense PyTorch state_dict (.pt)")
     o.add_argument("--safetensors", help="also write dense safetensors")
     o.add_argument("--onnx", help="also write ONNX of the compressed model")
+    o.add_argument("--onnx-int8", metavar="PATH",
+                   help="also write int8 QDQ ONNX (activations calibrated on --calibration images) and "
+                        "print its accuracy in onnxruntime")
+    add_calibration_arguments(o)
+    add_latency_arguments(p)
     o.add_argument("--save-recipe", help="write the recipe that reproduces this (.yaml/.json)")
     o.add_argument("--report", help="write a report (.json or .csv)")
     p.set_defaults(func=run)
@@ -126,7 +133,8 @@ def run(args: argparse.Namespace) -> int:
     from squeezestudio.core.measure.measure_recipe import measure_recipe, retrain_config
     from squeezestudio.core.printable import printable, printable_lines
 
-    check_outputs(args.output, args.dense, args.safetensors, args.onnx, args.save_recipe, args.report)
+    check_outputs(args.output, args.dense, args.safetensors, args.onnx, args.onnx_int8, args.save_recipe,
+                  args.report)
     handle = load_model_from_args(args)
     print_warnings(handle)
     recipe = build_recipe(args, handle)
@@ -163,4 +171,10 @@ def run(args: argparse.Namespace) -> int:
         if path:
             written = export(cm, fmt, Path(path), registry=registry)
             print(f"wrote {path} ({written:,d} bytes)")
+    if args.onnx_int8:
+        from squeezestudio.cli.cmd_export import write_int8
+
+        write_int8(cm, Path(args.onnx_int8), args, data)
+    if args.latency:  # after the files: the numbers are printed, not added to what was written
+        print_latency(cm, args)
     return 0

@@ -47,6 +47,10 @@ ACTIONS: tuple[tuple[str, str, Any, str, str], ...] = (
     ("cancel", "&Cancel job", "Esc", "Stop the running job", "cancel_jobs"),
     ("run_cluster", "Run on c&luster…", None, "Measure a grid over the current recipe on a Ray cluster",
      "ask_run_on_cluster"),
+    ("search", "&Find the best model under…", "Ctrl+B", "Search per-layer settings for the most accurate "
+     "model within a byte budget", "ask_search"),
+    ("latency", "Measure &latency of this point", None, "Time the point's float and int8 ONNX in onnxruntime",
+     "ask_latency"),
     ("about", "&About SqueezeStudio", None, "Version and credits", "show_about"),
 )
 
@@ -84,7 +88,7 @@ def build_actions(window: Any) -> WindowActions:
     for name in ("undo", "redo"):
         edit_menu.addAction(result[name])
     run_menu = bar.addMenu("&Run")
-    for name in ("evaluate", "cancel", "run_cluster"):
+    for name in ("evaluate", "cancel", "run_cluster", "search", "latency"):
         run_menu.addAction(result[name])
     result.view_menu = bar.addMenu("&View")
     help_menu = bar.addMenu("&Help")

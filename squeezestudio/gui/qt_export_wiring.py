@@ -9,7 +9,7 @@ returns the bytes written.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Optional
 
 from squeezestudio.core.compression.registry import MethodRegistry
 from squeezestudio.core.errors import ExportError
@@ -19,14 +19,20 @@ from squeezestudio.core.io.exports import export
 FORMATS = tuple(EXPORT_FORMATS)
 
 
-def export_one(experiment: Any, fmt: str, path: Path, registry: MethodRegistry) -> int:
+def export_one(experiment: Any, fmt: str, path: Path, registry: MethodRegistry,
+               calibration: Optional[Callable[[], Any]] = None) -> int:
     """Write ``experiment``'s compressed model (or a report of it) as ``fmt``; bytes written.
 
-    ``registry`` checks and measures plugin (custom) encodings.
+    ``registry`` checks and measures plugin (custom) encodings; ``calibration()``
+    gives the images an int8 export measures activation ranges on; it is called
+    only for such a format.
     """
     cm = experiment.compressed
     if cm is None:
         raise ExportError("this result is no longer in memory; click its point and evaluate it again (F5)")
+    if EXPORT_FORMATS[fmt].needs_calibration:
+        return int(export(cm, fmt, path, registry=registry,
+                          calibration=calibration() if calibration is not None else None))
     return int(export(cm, fmt, path, registry=registry))
 
 

@@ -290,6 +290,16 @@ class QtMainWindow(WindowFileActions, QMainWindow):
         from squeezestudio.gui.qt_cluster_dialog import show_cluster_dialog
         show_cluster_dialog(self)
 
+    def ask_search(self) -> None:
+        from squeezestudio.gui.qt_search_dialog import open_search_dialog
+
+        open_search_dialog(self)
+
+    def ask_latency(self) -> None:
+        from squeezestudio.gui.qt_latency_action import measure_point_latency
+
+        measure_point_latency(self)
+
     def undo(self) -> None:
         if self.session.undo():
             self.runner.evaluate(self.session.recipe)

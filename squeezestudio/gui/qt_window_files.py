@@ -141,7 +141,9 @@ class WindowFileActions:
         # lazy: the export writers import torch; the window is built before it loads
         from squeezestudio.gui.qt_export_wiring import FORMATS, expected_sizes, export_one
 
-        dialog = QtExportDialog(self, FORMATS, lambda fmt, path: export_one(experiment, fmt, path, self.session.registry),
+        dialog = QtExportDialog(self, FORMATS, lambda fmt, path: export_one(
+                                    experiment, fmt, path, self.session.registry,
+                                    calibration=self.session.calibration_images),
                                 folder=Path(self._start_folder()),
                                 base_name=f"{getattr(self.session.handle, 'name', 'model')}_compressed",
                                 expected=expected_sizes(experiment))

@@ -131,7 +131,7 @@ def test_export_writes_the_size_shown_on_the_plot(qtbot, app_settings, tmp_path,
     def answer(dialog):
         dialog.set_folder(tmp_path)
         dialog.set_base_name("small")
-        dialog.set_selected_formats(["sqz", "onnx", "report_json"])
+        dialog.set_selected_formats(["sqz", "onnx", "onnx-int8", "report_json"])
         outcomes.extend(dialog.export_now())
         return 0
     window.exec_dialog = answer
@@ -141,6 +141,9 @@ def test_export_writes_the_size_shown_on_the_plot(qtbot, app_settings, tmp_path,
     assert sqz.stat().st_size == point.size_bytes  # the plot's number is the file's length
     assert by_fmt["sqz"].ok and by_fmt["sqz"].status() == "Written; same size as shown on the plot"
     assert by_fmt["onnx"].ok and by_fmt["onnx"].disk_bytes == (tmp_path / "small.onnx").stat().st_size
+    # the int8 file is calibrated on the training split and is a fraction of the float file
+    assert by_fmt["onnx-int8"].ok, by_fmt["onnx-int8"].status()
+    assert by_fmt["onnx-int8"].disk_bytes <= 0.3 * by_fmt["onnx"].disk_bytes
     rows = {window.export_dialog.table.item(r, 0).text(): window.export_dialog.table.item(r, 1).text()
             for r in range(window.export_dialog.table.rowCount())}
     assert rows["small.sqz"] == f"{point.size_bytes:,}"

@@ -19,6 +19,7 @@ class ExportFormat:
     key: str
     label: str
     suffix: str
+    needs_calibration: bool = False  # written from calibration images (activation ranges)
 
 
 EXPORT_FORMATS: dict[str, ExportFormat] = {f.key: f for f in (
@@ -26,10 +27,15 @@ EXPORT_FORMATS: dict[str, ExportFormat] = {f.key: f for f in (
     ExportFormat("pt", "Dense PyTorch weights (.pt)", ".pt"),
     ExportFormat("safetensors", "Dense weights, safetensors (.safetensors)", ".safetensors"),
     ExportFormat("onnx", "ONNX model (.onnx)", ".onnx"),
+    ExportFormat("onnx-int8", "ONNX int8 model, calibrated on the training images (.int8.onnx)", ".int8.onnx",
+                 needs_calibration=True),
     ExportFormat("recipe", "Compression recipe (.yaml)", ".recipe.yaml"),
     ExportFormat("report_json", "Size and accuracy report (.json)", ".report.json"),
     ExportFormat("report_csv", "Size and accuracy report (.csv)", ".report.csv"),
 )}
+CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
+"""How an int8 export chooses activation ranges from its calibration images."""
+
 # A file named only by its last ending still says what it is.
 _LAST_ENDING = {".yaml": "recipe", ".yml": "recipe", ".json": "report_json", ".csv": "report_csv"}
 

@@ -20,6 +20,7 @@ from squeezestudio.core.compression.registry import MethodRegistry
 from squeezestudio.core.errors import ExportError
 from squeezestudio.core.io.export_formats import EXPORT_FORMATS, ExportFormat, format_for_path  # noqa: F401 - re-exported
 from squeezestudio.core.io.export_onnx import export_onnx
+from squeezestudio.core.io.export_onnx_int8 import export_onnx_int8
 from squeezestudio.core.io.loading import save_safetensors, save_state_dict
 
 PathLike = Union[str, Path]
@@ -39,6 +40,14 @@ def _write_safetensors(cm: CompressedModel, path: Path, registry: Optional[Metho
 
 def _write_onnx(cm: CompressedModel, path: Path, registry: Optional[MethodRegistry]) -> int:
     return export_onnx(cm.handle, path)
+
+
+def _write_onnx_int8(cm: CompressedModel, path: Path, registry: Optional[MethodRegistry], *,
+                     calibration: Any = None, method: str = "minmax") -> int:
+    if calibration is None:
+        raise ExportError("the int8 ONNX export needs calibration images; open training data (or give "
+                          "--calibration DATA) so its activation ranges can be measured")
+    return export_onnx_int8(cm, path, calibration, method=method).size_bytes
 
 
 def _write_recipe(cm: CompressedModel, path: Path, registry: Optional[MethodRegistry]) -> int:
@@ -76,21 +85,27 @@ def _write_report_csv(cm: CompressedModel, path: Path, registry: Optional[Method
     return atomic_write_bytes(path, text.encode())
 
 
-Writer = Callable[[CompressedModel, Path, Optional[MethodRegistry]], int]
+Writer = Callable[..., int]
 
 WRITERS: dict[str, Writer] = {
     "sqz": _write_sqz, "pt": _write_pt, "safetensors": _write_safetensors, "onnx": _write_onnx,
-    "recipe": _write_recipe, "report_json": _write_report_json, "report_csv": _write_report_csv,
+    "onnx-int8": _write_onnx_int8, "recipe": _write_recipe, "report_json": _write_report_json,
+    "report_csv": _write_report_csv,
 }
 """One writer per key of :data:`EXPORT_FORMATS` (a test checks they match)."""
 
 
-def export(cm: CompressedModel, fmt: str, path: PathLike, *, registry: Optional[MethodRegistry] = None) -> int:
+def export(cm: CompressedModel, fmt: str, path: PathLike, *, registry: Optional[MethodRegistry] = None,
+           calibration: Any = None, calibration_method: str = "minmax") -> int:
     """Write ``cm`` as ``fmt`` to ``path`` atomically; returns the bytes written.
 
     ``registry`` is needed when ``cm`` holds custom (plugin) encodings (the
     .sqz writer checks them against the model, the reports measure them).
+    ``calibration`` (preprocessed images) and ``calibration_method`` are used
+    by the formats that quantize activations (``needs_calibration``).
     """
     if fmt not in EXPORT_FORMATS:
         raise ExportError(f"unknown export format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)}")
+    if EXPORT_FORMATS[fmt].needs_calibration:
+        return WRITERS[fmt](cm, Path(path), registry, calibration=calibration, method=calibration_method)
     return WRITERS[fmt](cm, Path(path), registry)

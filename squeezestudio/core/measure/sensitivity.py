@@ -34,6 +34,7 @@ class SensitivityPoint:
     level: float
     top1: Optional[float]
     agreement: Optional[float]
+    loss: Optional[float] = None  # mean cross-entropy, a smoother signal than top-1 (the budget search uses it)
 
 
 @dataclass
@@ -42,6 +43,7 @@ class SensitivityResult:
 
     baseline_top1: Optional[float]
     points: list[SensitivityPoint] = field(default_factory=list)
+    baseline_loss: Optional[float] = None
 
     def curves(self, method: str) -> dict[str, list[tuple[float, Optional[float]]]]:
         """``{layer: [(level, top1), ...]}`` for one method, in level order."""
@@ -110,7 +112,7 @@ def measure_sensitivity_job(handle: ModelHandle, data: ImageDataset, job: Sensit
     options = {"sparsity": level} if method == "prune" else {"bits": int(level)}
     cm = compress(handle, Recipe(layers={layer: {method: options}}), registry=registry, cancel=cancel)
     r = evaluate(cm.handle.module, data, batch_size=batch_size, reference=handle.module, cancel=cancel)
-    return SensitivityPoint(layer, method, level, r.top1, r.agreement)
+    return SensitivityPoint(layer, method, level, r.top1, r.agreement, r.loss)
 
 
 def layer_sensitivity(handle: ModelHandle, data: ImageDataset, *,
@@ -130,7 +132,7 @@ def layer_sensitivity(handle: ModelHandle, data: ImageDataset, *,
     jobs = sensitivity_jobs(names, prune_levels, quant_bits, cluster_bits)
     report(progress, 0.0, "measuring the original model")
     baseline = evaluate(handle.module, data, batch_size=batch_size, cancel=cancel)
-    result = SensitivityResult(baseline_top1=baseline.top1)
+    result = SensitivityResult(baseline_top1=baseline.top1, baseline_loss=baseline.loss)
     for i, job in enumerate(jobs):
         check(cancel)
         layer, method, level = job

@@ -1,0 +1,136 @@
+"""Per layer and per setting: the measured damage and the exact bytes it costs in the .sqz file.
+
+Each (layer, setting) is applied to that layer alone, with every other layer
+exact. Its *byte cost* is the change in length of the real ``.sqz`` encoding
+(``len(encode_sqz(...))`` with the setting minus without it) -- the codec's
+own bytes, entropy coding and index coding included, never a formula. Its
+*damage* is the rise of the mean cross-entropy on the selection data (a
+held-out part of the TRAINING data, never the data results are reported on);
+loss is used rather than top-1 because it registers the small harm of every
+layer, which top-1 on a few hundred images rounds to zero.
+
+Single-method settings (prune only, cluster only, quantize only) are what
+:func:`~squeezestudio.core.measure.sensitivity.layer_sensitivity` measures:
+a :class:`SensitivityResult` measured on the same selection data is reused
+for their damage instead of being measured again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence
+
+import torch
+
+from squeezestudio.core.data.dataset import ImageDataset
+from squeezestudio.core.errors import DataError
+from squeezestudio.core.measure.evaluation import evaluate, reference_predictions
+from squeezestudio.core.measure.sensitivity import SensitivityResult
+from squeezestudio.core.model.handle import ModelHandle
+from squeezestudio.core.progress import CancelToken, ProgressCallback, check, report
+from squeezestudio.core.search.settings import LayerSetting, recipe_for
+
+
+@dataclass(frozen=True)
+class TableEntry:
+    """One setting of one layer: exact byte change of the file, loss and top-1 on the selection data."""
+
+    bytes_delta: int
+    loss: float
+    top1: Optional[float]
+
+
+@dataclass
+class LayerTable:
+    """The measured table the allocation works on, plus the original's file length and loss."""
+
+    base_bytes: int
+    base_loss: float
+    base_top1: Optional[float]
+    entries: dict[str, dict[LayerSetting, TableEntry]] = field(default_factory=dict)
+
+    def damage(self, layer: str, setting: LayerSetting) -> float:
+        return 0.0 if setting.is_off else self.entries[layer][setting].loss - self.base_loss
+
+    def cost(self, layer: str, setting: LayerSetting) -> int:
+        return 0 if setting.is_off else self.entries[layer][setting].bytes_delta
+
+    def settings(self, layer: str) -> list[LayerSetting]:
+        """The layer's measured settings, with "off" (float32, unpruned) first."""
+        return [LayerSetting()] + sorted(self.entries[layer], key=LayerSetting.sort_key)
+
+    def predicted_bytes(self, choice: dict[str, LayerSetting]) -> int:
+        return self.base_bytes + sum(self.cost(layer, s) for layer, s in choice.items())
+
+
+def _reused(sensitivity: Optional[SensitivityResult], layer: str, setting: LayerSetting) -> Optional[tuple[float, Optional[float]]]:
+    """(loss, top1) of a single-method setting from a sensitivity scan, if it measured it with loss."""
+    if sensitivity is None:
+        return None
+    if setting.sparsity > 0 and setting.cluster_bits is None and setting.quant_bits is None:
+        method, level = "prune", setting.sparsity
+    elif setting.sparsity == 0 and setting.cluster_bits is not None:
+        method, level = "cluster", float(setting.cluster_bits)
+    elif setting.sparsity == 0 and setting.quant_bits is not None:
+        method, level = "quantize", float(setting.quant_bits)
+    else:
+        return None
+    for p in sensitivity.points:
+        if p.layer == layer and p.method == method and p.level == level and p.loss is not None:
+            return p.loss, p.top1
+    return None
+
+
+def measure_layer_table(handle: ModelHandle, selection: ImageDataset, layers: Sequence[str],
+                        settings: Sequence[LayerSetting], *, sensitivity: Optional[SensitivityResult] = None,
+                        batch_size: int = 256, progress: Optional[ProgressCallback] = None,
+                        cancel: Optional[CancelToken] = None) -> LayerTable:
+    """Measure every (layer, setting) on ``selection`` (see the module docstring)."""
+    from squeezestudio.core.compression.codec import encode_sqz
+    from squeezestudio.core.compression.pipeline import compress
+    from squeezestudio.core.compression.recipe import Recipe
+
+    report(progress, 0.0, "measuring the original model")
+    original = compress(handle, Recipe(), cancel=cancel)
+    base_bytes = len(encode_sqz(original))
+    reference = reference_predictions(handle.module, selection, batch_size=batch_size, cancel=cancel)
+    base = evaluate(handle.module, selection, batch_size=batch_size, cancel=cancel)
+    table = LayerTable(base_bytes=base_bytes, base_loss=float(base.loss or 0.0), base_top1=base.top1)
+    jobs = [(layer, s) for layer in layers for s in settings if not s.is_off]
+    for i, (layer, setting) in enumerate(jobs):
+        check(cancel)
+        report(progress, i / max(1, len(jobs)), f"{layer}: {setting.label()}")
+        cm = compress(handle, recipe_for({layer: setting}), cancel=cancel)
+        cost = len(encode_sqz(cm)) - base_bytes
+        reused = _reused(sensitivity, layer, setting)
+        if reused is None:
+            with torch.inference_mode():
+                r = evaluate(cm.handle.module, selection, batch_size=batch_size, reference=reference,
+                             topk=(1,), cancel=cancel)
+            reused = (float(r.loss or 0.0), r.top1)
+        table.entries.setdefault(layer, {})[setting] = TableEntry(cost, reused[0], reused[1])
+    report(progress, 1.0, "layer table measured")
+    return table
+
+
+def table_to_dict(table: LayerTable) -> dict[str, Any]:
+    """Plain data (JSON) for a table, so a later search on the same model and split reuses it."""
+    return {"base_bytes": table.base_bytes, "base_loss": table.base_loss, "base_top1": table.base_top1,
+            "entries": {layer: [{"sparsity": s.sparsity, "cluster_bits": s.cluster_bits, "quant_bits": s.quant_bits,
+                                 "bytes_delta": e.bytes_delta, "loss": e.loss, "top1": e.top1}
+                                for s, e in entries.items()] for layer, entries in table.entries.items()}}
+
+
+def table_from_dict(data: Any) -> LayerTable:
+    """Inverse of :func:`table_to_dict`; a malformed table is a :class:`DataError`."""
+    try:
+        table = LayerTable(base_bytes=int(data["base_bytes"]), base_loss=float(data["base_loss"]),
+                           base_top1=None if data.get("base_top1") is None else float(data["base_top1"]))
+        for layer, rows in dict(data["entries"]).items():
+            table.entries[str(layer)] = {
+                LayerSetting(float(r["sparsity"]), r.get("cluster_bits"), r.get("quant_bits")):
+                    TableEntry(int(r["bytes_delta"]), float(r["loss"]), None if r.get("top1") is None else float(r["top1"]))
+                for r in rows}
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise DataError(f"the saved layer table cannot be read ({type(exc).__name__}: {exc}); delete it to measure again") from None
+    return table

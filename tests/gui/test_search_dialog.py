@@ -1,0 +1,72 @@
+"""Run > Find the best model under…: the core search in a worker, its point on the plot, cancel adds nothing."""
+
+from __future__ import annotations
+
+import pytest
+
+from squeezestudio.core.io.demo_files import demo_model_path
+from squeezestudio.core.search.settings import setting_grid
+from squeezestudio.core.session.studio_session import StudioSession
+from squeezestudio.gui.qt_main_window import QtMainWindow
+
+SMALL_GRID = setting_grid(sparsities=(0.0, 0.9), cluster_bits=(2, 4), quant_bits=())
+
+
+@pytest.fixture
+def window(qtbot, app_settings):
+    window = QtMainWindow(StudioSession(), settings=app_settings)
+    qtbot.addWidget(window)
+    window.show()
+    window.session.data_source = "digits"
+    window.open_model(str(demo_model_path("lenet300_100")))
+    qtbot.waitUntil(lambda: window.session.experiments.original() is not None, timeout=60000)
+    yield window
+    window.jobs.shutdown()
+
+
+def test_search_puts_a_point_within_the_budget_on_the_plot(qtbot, window):
+    window.window_actions["search"].trigger()
+    dialog = window.search_dialog
+    assert dialog.isVisible() and dialog.budget_radio.isChecked()
+    original = window.session.experiments.original()
+    assert dialog.budget.value() == original.size_bytes // 4  # the suggestion starts from the measured size
+    dialog.settings_grid = SMALL_GRID
+    before = len(window.session.experiments)
+    dialog.start()
+    assert dialog.cancel_button.isEnabled() and not dialog.start_button.isEnabled()
+    qtbot.waitUntil(lambda: dialog.last_result is not None or "error" in dialog.status.text().lower(),
+                    timeout=120000)
+    assert dialog.last_result is not None, dialog.status.text()
+    added = window.session.experiments.list()[-1]
+    assert len(window.session.experiments) == before + 1 and added.label.startswith("search")
+    assert added.size_bytes <= dialog.budget.value() and added.metric("top1") > 0.5
+    assert window.plot.current_id == added.id
+    assert "fc1" in dialog.details.toPlainText() and dialog.start_button.isEnabled()
+
+
+def test_cancelled_search_adds_nothing(qtbot, window):
+    window.window_actions["search"].trigger()
+    dialog = window.search_dialog
+    dialog.settings_grid = SMALL_GRID
+    before = len(window.session.experiments)
+    dialog.start()
+    dialog.cancel()
+    qtbot.waitUntil(lambda: dialog.start_button.isEnabled(), timeout=60000)
+    assert "cancelled" in dialog.status.text() and len(window.session.experiments) == before
+
+
+def test_latency_of_the_selected_point_joins_its_metrics(qtbot, window):
+    from squeezestudio.core.session.studio_session import recipe_from_dict
+
+    log = window.session.experiments
+    before = len(log)
+    window.session.set_recipe(recipe_from_dict({"version": 1, "methods": {"quantize": {"bits": 6}}, "layers": {}}))
+    window.runner.evaluate(window.session.recipe)
+    qtbot.waitUntil(lambda: len(log) > before, timeout=60000)
+    point = log.list()[-1]
+    window.window_actions["latency"].trigger()
+    qtbot.waitUntil(lambda: getattr(window, "last_latency", None) is not None or bool(window.last_error[0]),
+                    timeout=300000)
+    assert not window.last_error[0], window.last_error
+    assert point.metrics["latency_onnx-int8_b1_ms"] > 0 and point.metrics["latency_onnx_threads"] == 1
+    assert point.metrics["latency_onnx-int8_bytes"] < point.metrics["latency_onnx_bytes"]
