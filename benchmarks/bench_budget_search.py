@@ -32,6 +32,7 @@ from squeezestudio.core.search.budget_search import search_budget, split_selecti
 from squeezestudio.core.search.layer_table import measure_layer_table
 from squeezestudio.core.search.settings import setting_grid
 from squeezestudio.core.session.experiments import pareto_frontier
+from squeezestudio.core.compression.registry import default_registry
 
 GRID_SPARSITIES = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95)
 GRID_BITS = (2, 3, 4, 5, 6)
@@ -44,7 +45,7 @@ def uniform_grid(handle, val):
             methods = {"cluster": {"bits": b}}
             if s > 0:
                 methods["prune"] = {"sparsity": s}
-            m = measure_recipe(handle, Recipe(methods=methods), val)
+            m = measure_recipe(handle, Recipe(methods=methods), val, registry=default_registry())
             rows.append((f"prune {s:g} + cluster {b}b", m.size_bytes, m.evaluation.top1))
     return rows
 
@@ -59,7 +60,7 @@ def pick_budgets(frontier, count):
 
 
 def run_model(name: str, budgets_wanted: int, png_dir: Path) -> bool:
-    handle = load_model(str(demo_model_path(name)))
+    handle = load_model(str(demo_model_path(name)), registry=default_registry())
     spec = PreprocessSpec.from_input_spec(handle.input_spec)
     val, train = load_dataset("digits", spec), load_dataset("digits:train", spec)
     t0 = time.perf_counter()
@@ -69,7 +70,7 @@ def run_model(name: str, budgets_wanted: int, png_dir: Path) -> bool:
     budgets = pick_budgets(frontier, budgets_wanted)
     t0 = time.perf_counter()
     _, selection = split_selection(train)
-    table = measure_layer_table(handle, selection, compressible_layers(handle), setting_grid())
+    table = measure_layer_table(handle, selection, compressible_layers(handle), setting_grid(), registry=default_registry())
     table_s = time.perf_counter() - t0
     print(f"\n{name}: {len(compressible_layers(handle))} layers; uniform grid of {len(grid)} points measured in "
           f"{grid_s:.1f} s; the search's layer table ({sum(len(v) for v in table.entries.values())} settings, "
@@ -81,7 +82,7 @@ def run_model(name: str, budgets_wanted: int, png_dir: Path) -> bool:
         fitting = [row for row in grid if row[1] <= budget]
         best = max(fitting, key=lambda r: (r[2], -r[1]))
         t0 = time.perf_counter()
-        result = search_budget(handle, train, budget_bytes=budget, report_data=val, table=table)
+        result = search_budget(handle, train, budget_bytes=budget, report_data=val, table=table, registry=default_registry())
         took = time.perf_counter() - t0
         final = result.final
         ok = final.size_bytes <= budget and final.evaluation.top1 >= best[2]

@@ -31,6 +31,7 @@ from squeezestudio.core.io.loading import load_model
 from squeezestudio.core.measure.latency import onnx_latency
 from squeezestudio.core.measure.onnx_evaluation import evaluate_onnx
 from squeezestudio.core.model.zoo import zoo_handle
+from squeezestudio.core.compression.registry import default_registry
 
 
 def latency_and_size(batch: int, threads: int, repeats: int, tmp: Path) -> None:
@@ -54,13 +55,13 @@ def latency_and_size(batch: int, threads: int, repeats: int, tmp: Path) -> None:
 
 
 def demo_accuracy(tmp: Path) -> None:
-    handle = load_model(str(demo_model_path()))
+    handle = load_model(str(demo_model_path()), registry=default_registry())
     spec = PreprocessSpec.from_input_spec(handle.input_spec)
     val, train = load_dataset("digits", spec), load_dataset("digits:train", spec)
     print(f"Demo SqueezeNet on {val.name} ({len(val)} images), both files run in onnxruntime; int8 calibrated "
           f"on 512 training images:")
     for label, recipe in (("original", Recipe()), ("4-bit weights", Recipe(methods={"quantize": {"bits": 4}}))):
-        cm = compress(handle, recipe)
+        cm = compress(handle, recipe, registry=default_registry())
         float_path, int8_path = tmp / "demo.onnx", tmp / "demo.int8.onnx"
         float_size = export_onnx(cm.handle, float_path)
         result = export_onnx_int8(cm, int8_path, train.images)

@@ -44,10 +44,12 @@ def run(args: argparse.Namespace) -> int:
     from squeezestudio.cli.terminal_progress import TerminalProgress
     from squeezestudio.core.atomic_write import atomic_write_bytes
     from squeezestudio.core.compression.recipe import save_recipe
+    from squeezestudio.core.compression.registry import default_registry
     from squeezestudio.core.io.exports import export
     from squeezestudio.core.search.budget_search import search_budget
     from squeezestudio.core.search.layer_table import table_from_dict, table_to_dict
 
+    registry = default_registry()
     handle = load_model_from_args(args)
     data = load_data_for(handle, args.data)
     train = load_data_for(handle, args.train_data, "loading training data")
@@ -57,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     finetune = ({"epochs": args.finetune, "lr": args.lr, "seed": args.seed, "shift_augment": 1}
                 if args.finetune else None)
     with TerminalProgress("searching") as bar:
-        result = search_budget(handle, train, budget_bytes=args.budget_bytes, max_drop=args.max_drop,
+        result = search_budget(handle, train, registry=registry, budget_bytes=args.budget_bytes, max_drop=args.max_drop,
                                report_data=data, table=table, finetune=finetune,
                                selection_fraction=args.selection_fraction, seed=args.seed,
                                batch_size=args.batch_size, progress=bar)
@@ -79,5 +81,5 @@ def run(args: argparse.Namespace) -> int:
     recipe_path = Path(args.save_recipe) if args.save_recipe else Path(f"{Path(args.model).stem}.search.yaml")
     print(f"wrote {recipe_path} ({save_recipe(result.recipe, recipe_path):,d} bytes)")
     if args.output:
-        print(f"wrote {args.output} ({export(final.compressed, 'sqz', Path(args.output)):,d} bytes)")
+        print(f"wrote {args.output} ({export(final.compressed, 'sqz', Path(args.output), registry=registry):,d} bytes)")
     return 0

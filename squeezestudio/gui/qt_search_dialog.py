@@ -126,7 +126,7 @@ class QtSearchDialog(QDialog):
             from squeezestudio.core.search.budget_search import search_budget
 
             train = session.training_data(handle)
-            return search_budget(handle, train, budget_bytes=budget, max_drop=drop, report_data=data,
+            return search_budget(handle, train, registry=session.registry, budget_bytes=budget, max_drop=drop, report_data=data,
                                  table=table, settings=grid, finetune=finetune, progress=progress,
                                  cancel=cancel)
 

@@ -16,25 +16,26 @@ from squeezestudio.core.progress import CancelToken, Cancelled
 from squeezestudio.core.search.budget_search import search_budget, split_selection
 from squeezestudio.core.search.layer_table import measure_layer_table, table_from_dict, table_to_dict
 from squeezestudio.core.search.settings import recipe_for, setting_grid
+from squeezestudio.core.compression.registry import default_registry
 
 SETTINGS = setting_grid(sparsities=(0.0, 0.8, 0.95), cluster_bits=(2, 4), quant_bits=())
 
 
 @pytest.fixture(scope="module")
 def lenet():
-    handle = load_model(str(demo_model_path("lenet300_100")))
+    handle = load_model(str(demo_model_path("lenet300_100")), registry=default_registry())
     spec = PreprocessSpec.from_input_spec(handle.input_spec)
     train, val = load_dataset("digits:train", spec), load_dataset("digits", spec)
     _, selection = split_selection(train)
-    table = measure_layer_table(handle, selection, ["fc1", "fc2", "fc3"], SETTINGS)
+    table = measure_layer_table(handle, selection, ["fc1", "fc2", "fc3"], SETTINGS, registry=default_registry())
     return handle, train, val, table
 
 
 def test_byte_costs_are_the_codecs_and_predict_whole_recipes(lenet):
     handle, _, _, table = lenet
-    assert table.base_bytes == len(encode_sqz(compress(handle, recipe_for({}))))
+    assert table.base_bytes == len(encode_sqz(compress(handle, recipe_for({}), registry=default_registry())))
     choice = {"fc1": SETTINGS[-1], "fc2": SETTINGS[4], "fc3": SETTINGS[1]}
-    real = len(encode_sqz(compress(handle, recipe_for(choice))))
+    real = len(encode_sqz(compress(handle, recipe_for(choice), registry=default_registry())))
     # the layers share only the header (its JSON and padding): the sum of per-layer changes is off by bytes, not kB
     assert abs(real - table.predicted_bytes(choice)) <= 128
     assert table.cost("fc1", SETTINGS[-1]) < table.cost("fc1", SETTINGS[1]) < 0  # pruning+2 bits saves most
@@ -44,13 +45,13 @@ def test_byte_costs_are_the_codecs_and_predict_whole_recipes(lenet):
 def test_search_fits_the_budget_and_never_looks_at_the_report_data(lenet):
     handle, train, val, table = lenet
     budget = table.base_bytes // 6
-    result = search_budget(handle, train, budget_bytes=budget, report_data=val, table=table, settings=SETTINGS)
+    result = search_budget(handle, train, budget_bytes=budget, report_data=val, table=table, settings=SETTINGS, registry=default_registry())
     assert result.final.size_bytes <= budget and result.selected.size_bytes <= budget
-    assert result.final.size_bytes == len(encode_sqz(result.final.compressed))
+    assert result.final.size_bytes == len(encode_sqz(result.final.compressed, registry=default_registry()))
     assert result.final.evaluation.top1 > 0.8
     scrambled = val.subset(torch.arange(len(val)))
     scrambled.labels = scrambled.labels[torch.randperm(len(val), generator=torch.Generator().manual_seed(3))]
-    again = search_budget(handle, train, budget_bytes=budget, report_data=scrambled, table=table, settings=SETTINGS)
+    again = search_budget(handle, train, budget_bytes=budget, report_data=scrambled, table=table, settings=SETTINGS, registry=default_registry())
     assert again.choice == result.choice  # the reported data's labels played no part in choosing
     assert again.final.evaluation.top1 < 0.3
     uniform = [c for c in result.candidates if c.label.startswith("uniform") and c.size_bytes <= budget]
@@ -60,7 +61,7 @@ def test_search_fits_the_budget_and_never_looks_at_the_report_data(lenet):
 
 def test_max_drop_keeps_the_held_out_accuracy_and_cancel_stops(lenet):
     handle, train, _, table = lenet
-    result = search_budget(handle, train, max_drop=1.0, table=table, settings=SETTINGS)
+    result = search_budget(handle, train, max_drop=1.0, table=table, settings=SETTINGS, registry=default_registry())
     assert result.selected.top1 >= table.base_top1 - 0.01
     assert result.selected.size_bytes < table.base_bytes / 2
     token = CancelToken()
@@ -70,14 +71,14 @@ def test_max_drop_keeps_the_held_out_accuracy_and_cancel_stops(lenet):
             token.cancel()
     with pytest.raises(Cancelled):
         search_budget(handle, train, budget_bytes=table.base_bytes // 4, table=table, settings=SETTINGS,
-                      progress=cancel_midway, cancel=token)
+                      progress=cancel_midway, cancel=token, registry=default_registry())
 
 
 def test_impossible_or_unclear_goals_are_one_sentence(lenet):
     handle, train, _, table = lenet
     with pytest.raises(DataError, match="smallest it can make"):
-        search_budget(handle, train, budget_bytes=1000, table=table, settings=SETTINGS)
+        search_budget(handle, train, budget_bytes=1000, table=table, settings=SETTINGS, registry=default_registry())
     with pytest.raises(DataError, match="either a byte budget"):
-        search_budget(handle, train, table=table)
+        search_budget(handle, train, table=table, registry=default_registry())
     with pytest.raises(DataError, match="at least 4 images"):
-        search_budget(handle, train.subset(torch.arange(2)), budget_bytes=10**6)
+        search_budget(handle, train.subset(torch.arange(2)), budget_bytes=10**6, registry=default_registry())

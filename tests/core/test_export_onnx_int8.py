@@ -19,6 +19,7 @@ from squeezestudio.core.io.export_onnx_int8 import INT8_WEIGHT_LIMIT, export_onn
 from squeezestudio.core.io.exports import export, format_for_path
 from squeezestudio.core.measure.onnx_evaluation import OnnxRuntimeModule
 from squeezestudio.core.model.handle import InputSpec, ModelHandle
+from squeezestudio.core.compression.registry import default_registry
 
 
 def _handle() -> ModelHandle:
@@ -53,7 +54,7 @@ def _dequantized_weights(path: Path) -> dict[str, np.ndarray]:
 @pytest.mark.parametrize("options", [{"bits": 4}, {"bits": 8, "mode": "asymmetric"}])
 def test_quantized_weights_are_written_exactly_and_run_on_int8_kernels(tmp_path: Path, options: dict) -> None:
     handle = _handle()
-    cm = compress(handle, Recipe(methods={"prune": {"sparsity": 0.5}, "quantize": options}))
+    cm = compress(handle, Recipe(methods={"prune": {"sparsity": 0.5}, "quantize": options}), registry=default_registry())
     path = tmp_path / "tiny.int8.onnx"
     result = export_onnx_int8(cm, path, _images())
     assert result.size_bytes == path.stat().st_size
@@ -72,7 +73,7 @@ def test_quantized_weights_are_written_exactly_and_run_on_int8_kernels(tmp_path:
 
 
 def test_clustered_weights_are_rounded_once_and_reported(tmp_path: Path) -> None:
-    cm = compress(_handle(), Recipe(methods={"cluster": {"bits": 3}}))
+    cm = compress(_handle(), Recipe(methods={"cluster": {"bits": 3}}), registry=default_registry())
     result = export_onnx_int8(cm, tmp_path / "c.onnx", _images(), method="entropy")
     assert sorted(result.rounded_layers) == sorted(cm.encodings)
     weights = _dequantized_weights(tmp_path / "c.onnx")
@@ -87,7 +88,7 @@ def test_clustered_weights_are_rounded_once_and_reported(tmp_path: Path) -> None
 
 def test_int8_file_is_under_0_3x_the_float_file_and_bad_calibration_is_one_sentence(tmp_path: Path) -> None:
     handle = _handle()
-    cm = compress(handle, Recipe())
+    cm = compress(handle, Recipe(), registry=default_registry())
     float_size = export_onnx(handle, tmp_path / "float.onnx")
     written = export(cm, "onnx-int8", tmp_path / "m.int8.onnx", calibration=_images(), calibration_method="percentile")
     assert written <= 0.3 * float_size

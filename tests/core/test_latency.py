@@ -11,6 +11,7 @@ from squeezestudio.core.compression.recipe import Recipe
 from squeezestudio.core.errors import DataError
 from squeezestudio.core.measure.latency import deployable_latency, onnx_latency
 from squeezestudio.core.model.handle import InputSpec, ModelHandle
+from squeezestudio.core.compression.registry import default_registry
 
 
 def _handle() -> ModelHandle:
@@ -20,7 +21,7 @@ def _handle() -> ModelHandle:
 
 
 def test_both_exports_are_timed_at_batch_one_and_the_chosen_batch() -> None:
-    cm = compress(_handle(), Recipe(methods={"quantize": {"bits": 6}}))
+    cm = compress(_handle(), Recipe(methods={"quantize": {"bits": 6}}), registry=default_registry())
     steps: list[float] = []
     results = deployable_latency(cm, calibration=torch.rand(16, 1, 8, 8), batch=4, threads=1, repeats=3,
                                  progress=lambda f, m="": steps.append(f))

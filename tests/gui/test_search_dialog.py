@@ -8,13 +8,14 @@ from squeezestudio.core.io.demo_files import demo_model_path
 from squeezestudio.core.search.settings import setting_grid
 from squeezestudio.core.session.studio_session import StudioSession
 from squeezestudio.gui.qt_main_window import QtMainWindow
+from squeezestudio.core.compression.registry import default_registry
 
 SMALL_GRID = setting_grid(sparsities=(0.0, 0.9), cluster_bits=(2, 4), quant_bits=())
 
 
 @pytest.fixture
 def window(qtbot, app_settings):
-    window = QtMainWindow(StudioSession(), settings=app_settings)
+    window = QtMainWindow(StudioSession(registry=default_registry()), settings=app_settings)
     qtbot.addWidget(window)
     window.show()
     window.session.data_source = "digits"

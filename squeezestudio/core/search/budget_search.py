@@ -28,6 +28,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import torch
 
+from squeezestudio.core.compression.registry import MethodRegistry
 from squeezestudio.core.data.dataset import ImageDataset
 from squeezestudio.core.errors import DataError
 from squeezestudio.core.measure.measure_recipe import Measurement, measure_recipe
@@ -144,7 +145,8 @@ def _best_within(handle: ModelHandle, table: LayerTable, budget: int, choices: l
     return best
 
 
-def search_budget(handle: ModelHandle, train_data: ImageDataset, *, budget_bytes: Optional[int] = None,
+def search_budget(handle: ModelHandle, train_data: ImageDataset, *, registry: MethodRegistry,
+                  budget_bytes: Optional[int] = None,
                   max_drop: Optional[float] = None, report_data: Optional[ImageDataset] = None,
                   settings: Optional[Sequence[LayerSetting]] = None, layers: Optional[Sequence[str]] = None,
                   table: Optional[LayerTable] = None, sensitivity: Optional[SensitivityResult] = None,
@@ -170,7 +172,8 @@ def search_budget(handle: ModelHandle, train_data: ImageDataset, *, budget_bytes
     names = list(layers) if layers is not None else compressible_layers(handle)
     compact = set(names) == set(compressible_layers(handle))
     if table is None:
-        table = measure_layer_table(handle, selection, names, chosen_settings, sensitivity=sensitivity,
+        table = measure_layer_table(handle, selection, names, chosen_settings, registry=registry,
+                                    sensitivity=sensitivity,
                                     batch_size=batch_size, progress=scaled(progress, 0.0, 0.6), cancel=cancel)
     reference = None
     if measure is None:
@@ -179,7 +182,8 @@ def search_budget(handle: ModelHandle, train_data: ImageDataset, *, budget_bytes
         reference = reference_predictions(handle.module, selection, batch_size=batch_size, cancel=cancel)
 
         def measure(cands: Any, data: ImageDataset, **kw: Any) -> list[CandidateResult]:
-            return measure_candidates(handle, cands, data, reference=reference, batch_size=batch_size, **kw)
+            return measure_candidates(handle, cands, data, registry=registry, reference=reference,
+                                      batch_size=batch_size, **kw)
     measured: list[CandidateResult] = []
     if budget_bytes is not None:
         best = _best_within(handle, table, budget_bytes, _candidates_for(table, budget_bytes, chosen_settings),
@@ -198,7 +202,8 @@ def search_budget(handle: ModelHandle, train_data: ImageDataset, *, budget_bytes
         for attempt in range(FINAL_REPAIRS + 1):
             check(cancel)
             report(progress, 0.9, "measuring the chosen recipe" + (" after retraining" if finetune else ""))
-            result.final = measure_recipe(handle, result.recipe, report_data, train_data=fit if finetune else None,
+            result.final = measure_recipe(handle, result.recipe, report_data, registry=registry,
+                                          train_data=fit if finetune else None,
                                           reference=handle.module, batch_size=batch_size,
                                           progress=scaled(progress, 0.9, 1.0), cancel=cancel)
             over = 0 if budget_bytes is None else result.final.size_bytes - budget_bytes

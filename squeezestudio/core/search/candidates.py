@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
+from squeezestudio.core.compression.registry import MethodRegistry
 from squeezestudio.core.data.dataset import ImageDataset
 from squeezestudio.core.measure.measure_recipe import measure_recipe
 from squeezestudio.core.model.handle import ModelHandle
@@ -36,6 +37,7 @@ class CandidateResult:
 
 
 def measure_candidates(handle: ModelHandle, candidates: Sequence[tuple[str, Any]], data: ImageDataset, *,
+                       registry: MethodRegistry,
                        train_data: Optional[ImageDataset] = None, reference: Any = None, batch_size: int = 256,
                        progress: Optional[ProgressCallback] = None,
                        cancel: Optional[CancelToken] = None) -> list[CandidateResult]:
@@ -47,7 +49,7 @@ def measure_candidates(handle: ModelHandle, candidates: Sequence[tuple[str, Any]
     for i, (label, recipe) in enumerate(candidates):
         check(cancel)
         report(progress, i / n, f"measuring {label}")
-        m = measure_recipe(handle, recipe, data, train_data=train_data, reference=reference,
+        m = measure_recipe(handle, recipe, data, registry=registry, train_data=train_data, reference=reference,
                            batch_size=batch_size, progress=scaled(progress, i / n, (i + 1) / n), cancel=cancel)
         ev = m.evaluation
         out.append(CandidateResult(label=label, recipe=recipe_to_dict(recipe), size_bytes=m.size_bytes,

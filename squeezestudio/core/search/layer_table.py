@@ -22,6 +22,7 @@ from typing import Any, Optional, Sequence
 
 import torch
 
+from squeezestudio.core.compression.registry import MethodRegistry
 from squeezestudio.core.data.dataset import ImageDataset
 from squeezestudio.core.errors import DataError
 from squeezestudio.core.measure.evaluation import evaluate, reference_predictions
@@ -82,7 +83,8 @@ def _reused(sensitivity: Optional[SensitivityResult], layer: str, setting: Layer
 
 
 def measure_layer_table(handle: ModelHandle, selection: ImageDataset, layers: Sequence[str],
-                        settings: Sequence[LayerSetting], *, sensitivity: Optional[SensitivityResult] = None,
+                        settings: Sequence[LayerSetting], *, registry: MethodRegistry,
+                        sensitivity: Optional[SensitivityResult] = None,
                         batch_size: int = 256, progress: Optional[ProgressCallback] = None,
                         cancel: Optional[CancelToken] = None) -> LayerTable:
     """Measure every (layer, setting) on ``selection`` (see the module docstring)."""
@@ -91,8 +93,8 @@ def measure_layer_table(handle: ModelHandle, selection: ImageDataset, layers: Se
     from squeezestudio.core.compression.recipe import Recipe
 
     report(progress, 0.0, "measuring the original model")
-    original = compress(handle, Recipe(), cancel=cancel)
-    base_bytes = len(encode_sqz(original))
+    original = compress(handle, Recipe(), registry=registry, cancel=cancel)
+    base_bytes = len(encode_sqz(original, registry=registry))
     reference = reference_predictions(handle.module, selection, batch_size=batch_size, cancel=cancel)
     base = evaluate(handle.module, selection, batch_size=batch_size, cancel=cancel)
     table = LayerTable(base_bytes=base_bytes, base_loss=float(base.loss or 0.0), base_top1=base.top1)
@@ -100,8 +102,8 @@ def measure_layer_table(handle: ModelHandle, selection: ImageDataset, layers: Se
     for i, (layer, setting) in enumerate(jobs):
         check(cancel)
         report(progress, i / max(1, len(jobs)), f"{layer}: {setting.label()}")
-        cm = compress(handle, recipe_for({layer: setting}), cancel=cancel)
-        cost = len(encode_sqz(cm)) - base_bytes
+        cm = compress(handle, recipe_for({layer: setting}), registry=registry, cancel=cancel)
+        cost = len(encode_sqz(cm, registry=registry)) - base_bytes
         reused = _reused(sensitivity, layer, setting)
         if reused is None:
             with torch.inference_mode():
