@@ -209,3 +209,36 @@ def onnx_loop(path: Path, trips: int = 10 ** 12) -> Path:
              numpy_helper.from_array(np.array(True), "cond")]
     loop = helper.make_node("Loop", ["trips", "cond", "y"], ["z"], body=body)
     return onnx_mlp(path, extra_nodes=[loop], extra_inits=inits)
+
+
+# ----------------------------------------------------------------------------- data files
+
+def png_strip(path: Path, width: int = 89_000_000, height: int = 1) -> Path:
+    """A grayscale PNG of ``width`` x ``height`` black pixels, compressed in pieces (a ~90 KB file)."""
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    packer = zlib.compressobj(1)
+    row = b"\0" + bytes(min(width, 1 << 20))
+    body = []
+    for _ in range(height):
+        body.append(packer.compress(b"\0"))
+        left = width
+        while left > 0:
+            n = min(left, 1 << 20)
+            body.append(packer.compress(row[1:1 + n]))
+            left -= n
+    body.append(packer.flush())
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", b"".join(body))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+def small_png(path: Path, size: int = 8) -> Path:
+    from PIL import Image
+
+    Image.new("L", (size, size), 128).save(path)
+    return path

@@ -52,7 +52,7 @@ def load_data_for(handle: "ModelHandle", source: str, label: str = "loading data
 
     spec = PreprocessSpec.from_input_spec(handle.input_spec)
     with TerminalProgress(label) as bar:
-        data = load_dataset(source, spec, progress=bar)
+        data = load_dataset(source, spec, progress=bar, max_classes=len(handle.class_names))
     from squeezestudio.core.printable import printable
 
     for skipped in data.skipped[:10]:

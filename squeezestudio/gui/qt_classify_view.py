@@ -23,6 +23,8 @@ from torch import nn
 from squeezestudio.core.measure.classify import ImageClassification, Prediction, classify_files
 from squeezestudio.core.data.dataset import PreprocessSpec
 from squeezestudio.core.errors import SqueezeStudioError
+from squeezestudio.core.printable import printable
+from squeezestudio.gui.qt_safe_text import plain_label
 from squeezestudio.gui.qt_images import (
     THUMBNAIL_SIZE, ask_image_files, display_name, has_local_files, paths_from_mime, thumbnail_image,
     unique_paths)
@@ -64,13 +66,13 @@ class _ModelColumn(QGroupBox):
     """One model's top-k for one image: class names beside probability bars."""
 
     def __init__(self, model_name: str, predictions: Sequence[Prediction], parent: Optional[QWidget] = None):
-        super().__init__(model_name, parent)
+        super().__init__(printable(model_name), parent)
         grid = QGridLayout(self)
         grid.setContentsMargins(6, 4, 6, 4)
         grid.setVerticalSpacing(2)
         self.predictions = list(predictions)
         for row, pred in enumerate(self.predictions):
-            name = QLabel(pred.class_name)
+            name = plain_label(pred.class_name)
             name.setMinimumWidth(60)
             if row == 0:
                 font = name.font()

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import QAbstractItemView, QCheckBox, QHBoxLayout, QLabel,
 
 from squeezestudio.core.session.experiments import format_bytes
 from squeezestudio.core.compression.layer_table import COLUMNS, HEADERS, LayerRow
+from squeezestudio.core.printable import printable
 
 PRUNED_COLOR = (170, 170, 170)
 SELECTED_PEN = (220, 40, 40)
@@ -86,7 +87,7 @@ class LayerTableModel(QAbstractTableModel):
             return None
         row, column = self.rows[index.row()], COLUMNS[index.column()]
         if role == Qt.ItemDataRole.DisplayRole:
-            return _text(row, column)
+            return printable(_text(row, column))
         if role == Qt.ItemDataRole.UserRole:
             value = row.value(column)
             return -1 if value is None else value

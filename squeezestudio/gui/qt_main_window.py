@@ -22,10 +22,12 @@ from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QTabWidget, QVBo
 
 from squeezestudio.core.session.experiments import method_defaults
 from squeezestudio.core.session.studio_session import StudioSession, recipe_from_dict, recipe_to_dict
+from squeezestudio.core.printable import printable
 from squeezestudio.gui.qt_actions import build_actions, fill_recent_menu
 from squeezestudio.gui.qt_window_files import WindowFileActions
 from squeezestudio.gui.qt_evaluation import EvaluationRunner, NeedsTrust
 from squeezestudio.gui.qt_settings import AppSettings
+from squeezestudio.gui.qt_safe_text import set_plain_text
 from squeezestudio.gui.qt_trust_dialog import ask_trust
 from squeezestudio.gui.qt_worker import JobManager, QtJobStatus
 
@@ -210,7 +212,7 @@ class QtMainWindow(WindowFileActions, QMainWindow):
 
     def _model_shown(self) -> None:
         handle = self.session.handle
-        self.setWindowTitle(f"SqueezeStudio — {getattr(handle, 'name', 'model')}")
+        self.setWindowTitle(f"SqueezeStudio — {printable(getattr(handle, 'name', 'model'))}")
         if self.plot is not None:
             self.plot.set_current(None)
         self._update_classify(None)
@@ -317,14 +319,14 @@ class QtMainWindow(WindowFileActions, QMainWindow):
     # -- status, settings, drag and drop ----------------------------------------
     def show_message(self, text: str) -> None:
         self.message_label.setStyleSheet("")
-        self.message_label.setText(text)
+        set_plain_text(self.message_label, text)
         self.message_label.setToolTip("")
 
     def show_error(self, message: str, details: str = "") -> None:
         self.last_error = (message, details)
         self.message_label.setStyleSheet("color: #c0392b;")
-        self.message_label.setText(message)
-        self.message_label.setToolTip(details[-3000:] if details else message)
+        set_plain_text(self.message_label, message)
+        self.message_label.setToolTip(printable(details[-3000:] if details else message, 3000))
 
     def _remember(self, path: str) -> None:
         self.settings.add_recent(path)

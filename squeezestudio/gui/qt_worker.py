@@ -19,6 +19,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QToolButton, QW
 
 from squeezestudio.core.progress import CancelToken, Cancelled
 from squeezestudio.core.errors import SqueezeStudioError
+from squeezestudio.gui.qt_safe_text import set_plain_text
 
 
 def describe_error(exc: BaseException) -> tuple[str, str]:
@@ -202,4 +203,4 @@ class QtJobStatus(QWidget):
 
     def _progress(self, fraction: float, message: str) -> None:
         self.bar.setValue(int(round(fraction * 1000)))
-        self.label.setText(message)
+        set_plain_text(self.label, message)

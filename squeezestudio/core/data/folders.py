@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional, Sequence
@@ -20,6 +21,8 @@ from squeezestudio.core.data.dataset import ImageDataset, PreprocessSpec, Skippe
 from squeezestudio.core.data.digits import load_digits_split
 from squeezestudio.core.data.images import check_spec, decode_size, is_image_file, load_image, preprocess
 from squeezestudio.core.errors import DataError, ImageDecodeError
+from squeezestudio.core.limits import current_limits, limits_hint
+from squeezestudio.core.printable import printable
 from squeezestudio.core.progress import CancelToken, ProgressCallback, check, report
 
 _HEADER_WORDS = {"path", "file", "filename", "image", "label", "class", "target"}
@@ -43,24 +46,50 @@ def _visible(name: str) -> bool:
     return not name.startswith(".")
 
 
-def _image_files(folder: Path) -> list[Path]:
-    """Image files under ``folder`` (recursively, sorted, hidden files and folders left out)."""
-    found = [p for p in folder.rglob("*")
-             if p.is_file() and is_image_file(p) and all(_visible(q) for q in p.relative_to(folder).parts)]
+def _inside(path: Path, root: Path) -> bool:
+    """True when ``path`` (symbolic links followed) lies inside ``root``."""
+    real = Path(os.path.realpath(path))
+    return real == root or root in real.parents
+
+
+def _image_files(folder: Path, root: Path, skipped: list[SkippedFile], follow_links: bool) -> list[Path]:
+    """Image files under ``folder`` (recursively, sorted, hidden files and folders left out).
+
+    A file or folder whose symbolic link leads out of ``root`` is skipped
+    with a reason, unless ``follow_links``.
+    """
+    found = []
+    for p in folder.rglob("*"):
+        if not (is_image_file(p) and all(_visible(q) for q in p.relative_to(folder).parts)):
+            continue
+        if not follow_links and not _inside(p, root):
+            skipped.append(SkippedFile(str(p), "a symbolic link leading out of the data folder (not followed)"))
+        elif p.is_file():
+            found.append(p)
     return sorted(found)
 
 
-def _plan_folder(root: Path, class_names: Optional[Sequence[str]]) -> _Plan:
+def _plan_folder(root: Path, class_names: Optional[Sequence[str]], follow_links: bool = False) -> _Plan:
     if not root.is_dir():
         raise DataError(f"the data folder {root} does not exist or is not a folder")
-    subdirs = sorted(p for p in root.iterdir() if p.is_dir() and _visible(p.name))
+    real_root = Path(os.path.realpath(root))
+    link_skips: list[SkippedFile] = []
+    subdirs = []
+    for p in sorted(p for p in root.iterdir() if p.is_dir() and _visible(p.name)):
+        if follow_links or _inside(p, real_root):
+            subdirs.append(p)
+        else:
+            link_skips.append(SkippedFile(str(p), "a class folder that is a symbolic link leading out of the data "
+                                                  "folder (not followed; pass follow_links to use it)"))
+    check_class_count(len(subdirs), f"the data folder {root}")
     loose = sorted(p for p in root.iterdir() if p.is_file() and _visible(p.name) and is_image_file(p))
-    per_class = {d.name: _image_files(d) for d in subdirs}
+    per_class = {d.name: _image_files(d, real_root, link_skips, follow_links) for d in subdirs}
     if not any(per_class.values()):
         if not loose:
             raise DataError(f"no images found in {root}; put the images of each class in its own sub-folder")
         # A flat folder of images: no labels (predictions and agreement still work).
-        return _Plan(root.name, [(p, None) for p in loose], list(class_names or []), labelled=False)
+        return _Plan(root.name, [(p, None) for p in loose], list(class_names or []), labelled=False,
+                     skipped=link_skips)
     folder_names = [d.name for d in subdirs]
     if class_names is None:
         names = folder_names
@@ -71,19 +100,67 @@ def _plan_folder(root: Path, class_names: Optional[Sequence[str]]) -> _Plan:
             raise DataError(f"the folder {root / unknown[0]} is not one of the {len(names)} class names given")
     index = {n: i for i, n in enumerate(names)}
     items = [(p, index[d]) for d in folder_names for p in per_class[d]]
-    skipped = [SkippedFile(str(p), "not inside a class sub-folder") for p in loose]
+    skipped = link_skips + [SkippedFile(str(p), "not inside a class sub-folder") for p in loose]
     return _Plan(root.name, items, names, labelled=True, skipped=skipped)
+
+
+def _is_index(text: str) -> bool:
+    """ASCII digits only: '²' and '٣' are digits to ``str.isdigit`` but not to ``int``."""
+    return text.isascii() and text.isdigit()
+
+
+def check_class_count(count: int, where: str) -> None:
+    """Refuse more classes than the ``class_count`` limit before anything is allocated for them."""
+    limit = current_limits().class_count
+    if count > limit:
+        raise DataError(f"{where} names {count:,d} classes, over the limit of {limit:,d} "
+                        f"({limits_hint('class_count')})")
 
 
 def _parse_label(text: str, names: Optional[Sequence[str]], where: str) -> str | int:
     if names is not None:
         if text in names:
             return list(names).index(text)
-        if text.lstrip("-").isdigit() and 0 <= int(text) < len(names):
+        if _is_index(text.lstrip("-")) and 0 <= int(text) < len(names):
             return int(text)
-        raise DataError(f"{where}: the label {text!r} is neither one of the {len(names)} class names "
-                        f"nor an index below {len(names)}")
-    return int(text) if text.isdigit() else text
+        raise DataError(f"{where}: the label {printable(text[:80])!r} is neither one of the {len(names)} class "
+                        f"names nor an index below {len(names)}")
+    if _is_index(text):
+        check_class_count(int(text) + 1, f"{where}: the label {text[:40]}")
+        return int(text)
+    if len(text) > current_limits().key_length:
+        raise DataError(f"{where}: a label of {len(text):,d} characters is too long for a class name")
+    return text
+
+
+def _csv_rows(text: str, csv_path: Path) -> tuple[list[tuple[int, list[str]]], int]:
+    """(line number, stripped cells) of the non-empty rows, identical lines kept once; and how many repeated.
+
+    Cheap checks first: the row limit on the raw line count, and identical
+    lines (a million rows naming one file) dropped before the CSV parser
+    sees them. A file with quotes (fields may span lines) is parsed whole.
+    """
+    limit = current_limits().csv_rows
+    lines = text.splitlines()
+    if len(lines) > limit:
+        raise DataError(f"the CSV list {csv_path} has {len(lines):,d} rows, over the limit of {limit:,d} "
+                        f"({limits_hint('csv_rows')})")
+    if '"' in text:
+        numbered = list(enumerate(csv.reader(io.StringIO(text)), start=1))
+        repeated = 0
+    else:
+        first: dict[str, int] = {}
+        for i, line in enumerate(lines, start=1):
+            if line not in first:
+                first[line] = i
+        repeated = sum(1 for line in lines if line.strip()) - sum(1 for line in first if line.strip())
+        numbered = list(zip(first.values(), csv.reader(list(first))))
+    rows = []
+    for n, row in numbered:
+        cells = [c.strip() for c in row]
+        if any(cells):
+            rows.append((n, cells))
+    return rows, repeated
 
 
 def _plan_csv(csv_path: Path, class_names: Optional[Sequence[str]]) -> _Plan:
@@ -93,8 +170,7 @@ def _plan_csv(csv_path: Path, class_names: Optional[Sequence[str]]) -> _Plan:
         text = csv_path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"the CSV list {csv_path} cannot be read as UTF-8 text ({exc})") from None
-    rows = [(n, [c.strip() for c in row]) for n, row in enumerate(csv.reader(io.StringIO(text)), start=1)
-            if any(c.strip() for c in row)]
+    rows, repeated = _csv_rows(text, csv_path)
     if rows and rows[0][1][0].lower() in _HEADER_WORDS or (
             rows and len(rows[0][1]) > 1 and rows[0][1][1].lower() in _HEADER_WORDS):
         rows = rows[1:]
@@ -102,11 +178,21 @@ def _plan_csv(csv_path: Path, class_names: Optional[Sequence[str]]) -> _Plan:
         raise DataError(f"the CSV list {csv_path} has no rows; write one `path,label` per line")
     labelled = len(rows[0][1]) > 1 and rows[0][1][1] != ""
     entries: list[tuple[Path, str | int | None]] = []
+    early_skips: list[SkippedFile] = []
+    seen: set[str] = set()
+    duplicates = repeated
     for n, cells in rows:
-        where = f"{csv_path.name} line {n}"
         has_label = len(cells) > 1 and cells[1] != ""
         if has_label != labelled:
-            raise DataError(f"{where}: every row needs a label, or none does")
+            raise DataError(f"{csv_path.name} line {n}: every row needs a label, or none does")
+        if cells[0] in seen:  # the same file twice would count twice in every accuracy
+            duplicates += 1
+            continue
+        where = f"{csv_path.name} line {n}"
+        if "\0" in cells[0]:
+            early_skips.append(SkippedFile(printable(cells[0][:200]), f"line {n}: the path contains a NUL byte"))
+            continue
+        seen.add(cells[0])
         path = Path(cells[0]).expanduser()
         path = path if path.is_absolute() else csv_path.parent / path
         entries.append((path, _parse_label(cells[1], class_names, where) if labelled else None))
@@ -118,12 +204,17 @@ def _plan_csv(csv_path: Path, class_names: Optional[Sequence[str]]) -> _Plan:
     elif not labelled:
         names = []
     elif by_index:
-        names = [str(i) for i in range(max(int(lab) for _, lab in entries) + 1)]  # type: ignore[arg-type]
+        top = max((int(lab) for _, lab in entries), default=-1)  # type: ignore[arg-type]
+        names = [str(i) for i in range(top + 1)]
     else:
         names = sorted({str(lab) for _, lab in entries})
+        check_class_count(len(names), f"the CSV list {csv_path}")
     lookup = {n: i for i, n in enumerate(names)}
     items: list[tuple[Path, Optional[int]]] = []
-    skipped: list[SkippedFile] = []
+    skipped: list[SkippedFile] = early_skips
+    if duplicates:
+        skipped.append(SkippedFile(str(csv_path), f"{duplicates:,d} rows name a file listed earlier; each file "
+                                                  "is used once"))
     for path, lab in entries:
         if not path.is_file():
             skipped.append(SkippedFile(str(path), "file not found"))
@@ -155,6 +246,8 @@ def _decode(plan: _Plan, spec: PreprocessSpec, progress: Optional[ProgressCallba
             images[len(paths)] = preprocess(load_image(path, min_size=min_size), spec)
         except ImageDecodeError as exc:
             skipped.append(SkippedFile(str(path), str(exc)))
+        except (ValueError, OverflowError, MemoryError) as exc:  # a size Pillow's resize cannot handle
+            skipped.append(SkippedFile(str(path), f"cannot be resized for the model ({type(exc).__name__})"))
         else:
             paths.append(str(path))
             labels.append(-1 if label is None else label)
@@ -194,11 +287,15 @@ def load_csv_list(csv_path: str | Path, spec: PreprocessSpec, *, class_names: Op
 
 def load_dataset(source: str, spec: PreprocessSpec, *, split: str = "val",
                  class_names: Optional[Sequence[str]] = None, progress: Optional[ProgressCallback] = None,
-                 cancel: Optional[CancelToken] = None, cache: Optional[DatasetCache] = None) -> ImageDataset:
+                 cancel: Optional[CancelToken] = None, cache: Optional[DatasetCache] = None,
+                 max_classes: Optional[int] = None, follow_links: bool = False) -> ImageDataset:
     """Load ``digits`` / ``digits:train`` / ``digits:val`` / ``digits:all``, a folder or a ``.csv`` list.
 
     ``split`` applies to a bare ``digits``. Results are cached (``cache``
     defaults to the shared one) under the source's files and the spec.
+    ``max_classes`` (the model's number of outputs) refuses data with more
+    classes before any image is decoded; ``follow_links`` uses class folders
+    and images whose symbolic links lead out of the data folder.
     """
     cache = shared_cache() if cache is None else cache
     names_key = None if class_names is None else tuple(class_names)
@@ -214,13 +311,16 @@ def load_dataset(source: str, spec: PreprocessSpec, *, split: str = "val",
         return data
     path = Path(source).expanduser()
     if path.is_dir():
-        plan = _plan_folder(path, class_names)
+        plan = _plan_folder(path, class_names, follow_links)
     elif path.is_file() and path.suffix.lower() == ".csv":
         plan = _plan_csv(path, class_names)
     elif not path.exists():
         raise DataError(f"the data source {source} does not exist; give a folder, a .csv list or 'digits'")
     else:
         raise DataError(f"the data source {source} is neither a folder nor a .csv list")
+    if max_classes is not None and plan.labelled and len(plan.class_names) > max_classes:
+        raise DataError(f"the data has {len(plan.class_names):,d} classes but the model has {max_classes} outputs; "
+                        "use data with the model's classes (checked before decoding any image)")
     files = [p for p, _ in plan.items] + [Path(s.path) for s in plan.skipped] + plan.extra_files
     key = ("files", str(path.resolve()), spec, names_key, files_fingerprint(files))
     data = cache.get(key)

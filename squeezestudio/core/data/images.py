@@ -69,6 +69,7 @@ def load_image(path: PathLike, *, min_size: Optional[int] = None) -> Image.Image
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(p) as img:
+                check_proportions(p.name, *img.size)
                 if getattr(img, "is_animated", False):
                     img.seek(0)  # animated: the first frame only
                 if min_size is not None and img.format == "JPEG":
@@ -84,6 +85,17 @@ def load_image(path: PathLike, *, min_size: Optional[int] = None) -> Image.Image
     except _DECODE_ERRORS as exc:
         reason = str(exc).strip().rstrip(".") or type(exc).__name__
         raise ImageDecodeError(f"{p.name} is corrupt or truncated ({reason})") from None
+
+
+MAX_ASPECT = 1000
+"""Longest side over shortest: an 89,000,000x1 strip would be resized to billions of pixels."""
+
+
+def check_proportions(name: str, width: int, height: int) -> None:
+    """Refuse, from the header alone, an image no classifier input can be made of."""
+    if min(width, height) < 1 or max(width, height) > MAX_ASPECT * min(width, height):
+        raise ImageDecodeError(f"{name} is {width}x{height} pixels, too elongated to resize into a model input "
+                               f"(sides differ more than {MAX_ASPECT}-fold)")
 
 
 def _upright_copy(img: Image.Image) -> Image.Image:
