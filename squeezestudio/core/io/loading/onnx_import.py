@@ -66,7 +66,11 @@ def load_onnx(path: "str | os.PathLike[str]") -> ModelHandle:
     """Load an ONNX classifier safely and convert it into a trainable module."""
     file = Path(path)
     model = load_onnx_model(file)
-    conversion = convert_onnx(model)
+    try:
+        conversion = convert_onnx(model)
+    except (TypeError, ValueError, KeyError, IndexError, OverflowError) as exc:  # a damaged node or tensor
+        raise ModelLoadError(f"{file.name} has a malformed graph the converter cannot read "
+                             f"({type(exc).__name__}: {str(exc)[:160]})") from None
     module = conversion.build()
     meta = {p.key: p.value for p in model.metadata_props}
     spec, warnings = _input_spec(conversion.input_shape, meta.get(META_INPUT_SPEC))

@@ -135,8 +135,12 @@ def check_tensor_sizes(model: onnx.ModelProto, source: str, file_bytes: int) -> 
     limits = current_limits()
     budget = element_budget(file_bytes, limits.elements_per_byte, limits)
     total = 0
+    known_types = set(TensorProto.DataType.values())
     for tensor in iter_tensors(model):
         name = printable(tensor.name or "(unnamed)")
+        if tensor.data_type not in known_types or tensor.data_type == TensorProto.UNDEFINED:
+            raise ModelLoadError(f"tensor {name} of {source} has an unknown element type ({tensor.data_type}); "
+                                 "the file is damaged")
         if any(int(d) < 0 for d in tensor.dims):
             raise ModelLoadError(f"tensor {name} of {source} has a negative dimension {list(tensor.dims)}")
         count = _elements(tensor.dims)
