@@ -36,11 +36,12 @@ def main() -> int:
 
     import torch
 
+    from squeezestudio.core.compression.registry import default_registry
     from squeezestudio.core.io.demo_files import demo_model_path
     from squeezestudio.core.session.studio_session import StudioSession
 
     torch.set_num_threads(1)
-    session = StudioSession()
+    session = StudioSession(registry=default_registry)
     session.open_model(str(demo_model_path()))
     session.open_data("digits")
 

@@ -37,19 +37,21 @@ def _address_space() -> int:
 def main() -> int:
     import torch
 
+    from squeezestudio.core.compression.registry import default_registry
     from squeezestudio.core.errors import SqueezeStudioError
     from squeezestudio.core.io.loading import load_model
 
     torch.set_num_threads(1)
+    registry = default_registry()
     for warm in filter(None, os.environ.get("FUZZ_WARM_FILES", "").split(os.pathsep)):
-        load_model(warm)  # first-use costs (kernels, imports) before the limit and the clock
+        load_model(warm, registry=registry)  # first-use costs (kernels, imports) before the limit and the clock
     resource.setrlimit(resource.RLIMIT_AS, (_address_space() + HEADROOM, resource.RLIM_INFINITY))
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:
         request = json.loads(line)
         start = time.perf_counter()
         try:
-            load_model(request["path"])
+            load_model(request["path"], registry=registry)
             answer = {"outcome": "loaded", "error": ""}
         except SqueezeStudioError as exc:
             answer = {"outcome": "refused", "error": f"{type(exc).__name__}: {exc}"[:400]}

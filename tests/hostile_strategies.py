@@ -65,11 +65,13 @@ def base_files() -> dict[str, bytes]:
     from squeezestudio.core.compression.codec import encode_sqz
     from squeezestudio.core.compression.pipeline import compress
     from squeezestudio.core.compression.recipe import Recipe
+    from squeezestudio.core.compression.registry import default_registry
     from squeezestudio.core.io.export_onnx import export_onnx
     from squeezestudio.core.io.loading import save_safetensors, save_state_dict
 
     handle = tiny_handle()
-    out = {"sqz": bytes(encode_sqz(compress(handle, Recipe(methods={"cluster": {"bits": 2}}))))}
+    cm = compress(handle, Recipe(methods={"cluster": {"bits": 2}}), registry=default_registry())
+    out = {"sqz": bytes(encode_sqz(cm))}
     with tempfile.TemporaryDirectory() as folder:
         for fmt, save in (("pt", save_state_dict), ("safetensors", save_safetensors)):
             path = Path(folder) / f"m.{fmt}"
