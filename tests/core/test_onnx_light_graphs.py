@@ -23,6 +23,7 @@ from onnx import numpy_helper
 from squeezestudio.core.compression.codec import decode_sqz, encode_sqz
 from squeezestudio.core.compression.pipeline import compress
 from squeezestudio.core.compression.recipe import recipe_from_dict, weighted_layers
+from squeezestudio.core.compression.registry import default_registry
 from squeezestudio.core.io.loading.onnx_import import load_onnx
 from squeezestudio.core.model.inspection import inspect_model
 
@@ -99,10 +100,11 @@ def test_light_graph_loads_compresses_round_trips_and_matches_onnxruntime(name: 
              if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)) and m.weight.numel() <= _COMPRESSED_LAYER_LIMIT]
     assert small
     recipe = recipe_from_dict({"layers": {n: {"prune": {"sparsity": 0.5}, "cluster": {"bits": 4}} for n in small}})
-    cm = compress(handle, recipe)
+    registry = default_registry()
+    cm = compress(handle, recipe, registry=registry)
     enc = cm.encodings[f"{small[0]}.weight"]
     assert enc.codebook is not None and enc.codebook.size <= 16 and enc.mask is not None
-    back = decode_sqz(encode_sqz(cm))
+    back = decode_sqz(encode_sqz(cm, registry=registry), registry=registry)
     with torch.no_grad():
         compressed = cm.handle.module(torch.from_numpy(x))
         reloaded = back.handle.module(torch.from_numpy(x))
