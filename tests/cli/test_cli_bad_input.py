@@ -205,8 +205,9 @@ def test_folder_of_mixed_sizes_and_modes_is_read(capsys, softmax_set):
 
 
 def test_unlabelled_folder_for_retraining(capsys, lenet_checkpoint, softmax_set):
+    loose = str(softmax_set.paths[0].parent)  # images without class sub-folders
     code, _, err = run_cli(capsys, "compress", str(lenet_checkpoint), "--prune", "0.5", "--finetune", "1",
-                           "--train-data", str(softmax_set.paths[0].parent))
+                           "--data", loose, "--train-data", loose)
     assert_clean_error(code, err, "retraining needs labelled data")
 
 

@@ -70,12 +70,13 @@ def _labels_file(s, capsys):
 
 
 def test_classify_confidences_to_1e3(softmax_set):
+    from squeezestudio.core.compression.registry import default_registry
     from squeezestudio.core.data.dataset import PreprocessSpec
     from squeezestudio.core.io.loading import load_model
     from squeezestudio.core.measure.classify import classify_files
 
     s = softmax_set
-    handle = load_model(s.model, preprocess={"resize": (32, 32)})
+    handle = load_model(s.model, preprocess={"resize": (32, 32)}, registry=default_registry())
     assert handle.final_activation == "softmax"
     results = classify_files(s.paths, {"m": handle.module}, PreprocessSpec.from_input_spec(handle.input_spec),
                              handle.class_names, k=5)
