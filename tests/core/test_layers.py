@@ -19,7 +19,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 # Highest first: each package may import only from those after it (and itself).
-LAYERS = ("cluster", "session", "measure", "training", "io", "compression", "data", "model")
+LAYERS = ("cluster", "session", "search", "measure", "training", "io", "compression", "data", "model")
 FOUNDATION = ("errors", "progress", "atomic_write", "limits", "printable", "bounded_parse", "devices")
 CORE = "squeezestudio.core"
 

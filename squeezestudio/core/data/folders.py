@@ -350,7 +350,7 @@ def match_classes(dataset: ImageDataset, model_class_names: Sequence[str]) -> Im
         return dataset
     if set(data_names) <= set(model_names):
         lookup = torch.tensor([model_names.index(n) for n in data_names], dtype=torch.int64)
-    elif all(n.isdigit() and int(n) < len(model_names) for n in data_names):
+    elif all(n.isascii() and n.isdigit() and int(n) < len(model_names) for n in data_names):
         lookup = torch.tensor([int(n) for n in data_names], dtype=torch.int64)
     elif len(data_names) == len(model_names):
         return replace(dataset, class_names=model_names)

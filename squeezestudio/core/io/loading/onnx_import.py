@@ -66,6 +66,15 @@ class OnnxConversion:
         return module.eval()
 
 
+def _probe(module: torch.nn.Module, spec: InputSpec) -> torch.Tensor:
+    """The converted module's output on two random images, or on one when the graph fixes its batch at 1."""
+    with torch.no_grad():
+        try:
+            return module(spec.example(2))
+        except RuntimeError:  # e.g. a Reshape to a constant [1, C, H, W], as old exporters wrote
+            return module(spec.example(1))
+
+
 def load_onnx(path: "str | os.PathLike[str]", options: Optional[Mapping[str, Any]] = None) -> ModelHandle:
     """Load an ONNX classifier safely and convert it into a trainable module.
 
@@ -84,12 +93,14 @@ def load_onnx(path: "str | os.PathLike[str]", options: Optional[Mapping[str, Any
     meta = {p.key: p.value for p in model.metadata_props}
     spec, warnings = _input_spec(conversion.input_shape, meta, conversion.layout, file.name)
     try:
-        with torch.no_grad():
-            out = module(spec.example(2))
+        out = _probe(module, spec)
     except Exception as exc:
         detail = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
         raise ModelLoadError(f"the converted model from {file.name} fails on a {_shape_text(spec)} input; "
                              f"its declared input shape may be wrong ({detail})") from exc
+    if out.shape[0] == 1:
+        warnings.append("the graph fixes its batch size at 1 (a reshape with a constant batch); "
+                        "evaluate it with --batch-size 1")
     if not isinstance(out, torch.Tensor) or out.dim() != 2:
         raise ModelLoadError(f"{file.name} does not output one row of class scores per image "
                              f"(output shape {list(getattr(out, 'shape', []))})")
