@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from squeezestudio.core.compression.registry import default_registry
 from squeezestudio.core.data.dataset import ImageDataset
 from squeezestudio.core.io.loading import load_model
 from squeezestudio.core.measure.evaluation import evaluate
@@ -113,7 +114,7 @@ def main() -> None:
                              ("ResNet-18", build_model("resnet18", num_classes=1000, in_channels=3,
                                                        input_size=224))):
             path = export(module, Path(tmp) / f"{name}.onnx")
-            handle = load_model(path)
+            handle = load_model(path, registry=default_registry())
             params = sum(p.numel() for p in handle.module.parameters())
             ort_rate, ort_batch = onnxruntime_images_per_s(path, images.numpy(), args.threads)
             started = time.perf_counter()
