@@ -26,15 +26,28 @@ class NeedsTrust:
         self.path, self.reason = path, reason
 
 
-def rows_for(handle: Any, experiment: Optional[Experiment] = None) -> list[Any]:
-    """Layer rows for the original model, or for an experiment's compressed model."""
+def rows_for(handle: Any, experiment: Optional[Experiment] = None, cm: Any = None) -> list[Any]:
+    """Layer rows for the original model, or for a point's compressed model ``cm``.
+
+    The per-layer bytes come from the point's size report when it is still
+    in memory, else from measuring ``cm`` again (the same encoder, so the same bytes).
+    """
+    from squeezestudio.core.compression.codec import size_report
     from squeezestudio.core.model.inspection import inspect_model
     from squeezestudio.gui.qt_layer_rows import layer_rows
 
-    if experiment is not None and experiment.compressed is not None:
-        cm = experiment.compressed
-        return layer_rows(inspect_model(cm.handle), cm.encodings, experiment.size_report, experiment.size_bytes)
+    cm = cm if cm is not None else (experiment.compressed if experiment is not None else None)
+    if experiment is not None and cm is not None:
+        sizes = experiment.size_report if experiment.compressed is cm and experiment.size_report else size_report(cm)
+        return layer_rows(inspect_model(cm.handle), cm.encodings, sizes, experiment.size_bytes)
     return layer_rows(inspect_model(handle))
+
+
+class PointShown:
+    """A point's model, loaded for the views: from memory, its .sqz file, or rebuilt from its recipe."""
+
+    def __init__(self, experiment: Experiment, compressed: Any, rebuilt: bool, rows: list[Any]) -> None:
+        self.experiment, self.compressed, self.rebuilt, self.rows = experiment, compressed, rebuilt, rows
 
 
 class EvaluationRunner(QObject):
@@ -46,6 +59,7 @@ class EvaluationRunner(QObject):
     dataLoaded = Signal(str)
     trustNeeded = Signal(object)
     message = Signal(str)
+    pointShown = Signal(object)  # PointShown: every view shows this point's model
 
     def __init__(self, session: StudioSession, jobs: JobManager, parent: Optional[QObject] = None) -> None:
         super().__init__(parent)
@@ -99,11 +113,36 @@ class EvaluationRunner(QObject):
                         on_finished=done)
 
     def inspect(self, experiment: Optional[Experiment] = None) -> None:
-        handle = self.session.handle
+        """Show ``experiment``'s model in every view (the original model's rows when None or original)."""
+        handle, session = self.session.handle, self.session
         if handle is None:
             return
-        self.jobs.start("inspect", lambda progress=None, cancel=None: rows_for(handle, experiment),
+        if experiment is not None and not experiment.is_original:
+            self.show_point(experiment)
+            return
+        self.jobs.start("inspect", lambda progress=None, cancel=None: rows_for(handle),
                         on_finished=self.rowsReady.emit)
+        if experiment is not None:
+            self.pointShown.emit(PointShown(experiment, None, False, []))
+
+    def show_point(self, experiment: Experiment) -> None:
+        """Load a point's model (memory, its file, or its recipe) off the GUI thread, then show it."""
+        handle, session = self.session.handle, self.session
+
+        def job(progress: Any = None, cancel: Any = None) -> PointShown:
+            cm, rebuilt = session.point_model(experiment, progress=progress, cancel=cancel)
+            return PointShown(experiment, cm, rebuilt, rows_for(handle, experiment, cm))
+
+        def done(shown: PointShown) -> None:
+            if self.session.handle is not handle:
+                return
+            self.rowsReady.emit(shown.rows)
+            self.pointShown.emit(shown)
+
+        if not session.has_point_model(experiment):
+            self.message.emit(f"{experiment.label}: its file was evicted from the point store; "
+                              "rebuilding it from its recipe…")
+        self.jobs.start("inspect", job, on_finished=done)
 
     # -- evaluation -----------------------------------------------------
     def ready(self) -> bool:
@@ -124,7 +163,7 @@ class EvaluationRunner(QObject):
             if original is not None:  # compressing nothing is the original model
                 self.jobs.cancel("evaluate")
                 self.experimentReady.emit(original)
-                self.inspect()
+                self.inspect(original)
                 return
         for experiment in reversed(self.session.experiments.list()):
             if not experiment.is_original and experiment.recipe == wanted:

@@ -11,17 +11,24 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from squeezestudio.core.atomic_write import atomic_write_bytes
 from squeezestudio.core.errors import ExportError
 from squeezestudio.core.io.exports import EXPORT_FORMATS, export
 
 FORMATS = tuple(EXPORT_FORMATS)
 
 
-def export_one(experiment: Any, fmt: str, path: Path) -> int:
-    """Write ``experiment``'s compressed model (or a report of it) as ``fmt``; bytes written."""
-    cm = experiment.compressed
+def export_one(session: Any, experiment: Any, fmt: str, path: Path) -> int:
+    """Write the point's model (or a report of it) as ``fmt``; bytes written.
+
+    A ``.sqz`` export copies the point's stored file byte for byte (the size
+    on the plot); other formats are written from its decoded model.
+    """
+    if fmt == "sqz" and session.points.path(experiment) is not None:
+        return int(atomic_write_bytes(path, session.points.read_bytes(experiment)))
+    cm, _ = session.point_model(experiment, rebuild=False)
     if cm is None:
-        raise ExportError("this result is no longer in memory; click its point and evaluate it again (F5)")
+        raise ExportError("the original model has no compressed form to export; click a compressed point")
     return int(export(cm, fmt, path))
 
 

@@ -16,7 +16,6 @@ that were replaced simply match nothing.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import Any, Optional
 
 import torch
@@ -104,13 +103,16 @@ def collect_finetune_hooks(state: CompressionState, applied: list[AppliedStep]) 
 
 
 def provenance_of(handle: ModelHandle) -> dict[str, Any]:
-    """Where a compressed model came from, for the file and the experiment log."""
+    """Where a compressed model came from, for the file and the experiment log.
+
+    No time stamp: the same command must write byte-identical files (the file's
+    own modification time says when).
+    """
     return {
         "source": handle.name,
         "source_format": handle.source_format,
         # The file name only: a shared .sqz should not reveal the author's folders.
         "source_file": handle.source_path.name if handle.source_path is not None else None,
-        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "squeezestudio_version": squeezestudio.__version__,
     }
 

@@ -49,6 +49,7 @@ class Measurement:
     timings: dict[str, float] = field(default_factory=dict)
     size_report: Any = None  # the per-layer SizeReport when asked for (its total is size_bytes)
     training: Optional[TrainResult] = None  # the retraining history, when the recipe retrained
+    sqz_bytes: bytes = field(default=b"", repr=False)  # the encoded file (len == size_bytes)
 
     def metrics(self) -> dict[str, Any]:
         """Metrics as a flat dict (what experiments and reports store)."""
@@ -133,11 +134,12 @@ def measure_recipe(handle: ModelHandle, recipe: Any, data: Optional[ImageDataset
     sizes = None
     if with_size_report:
         sizes = size_report(cm, cancel=cancel)
-        size = int(sizes.total_bytes)  # == len(encode_sqz(cm)): the report encodes the file
+        data = sizes.file_bytes  # the report encodes the file: len(data) == total_bytes
     else:
-        size = len(encode_sqz(cm))
+        data = encode_sqz(cm)
+    size = len(data)
     timings["encode"] = time.perf_counter() - t
     report(progress, 1.0, "measured")
     return Measurement(size_bytes=size, evaluation=result, compressed=cm,
                        seconds=time.perf_counter() - started, timings=timings, size_report=sizes,
-                       training=training)
+                       training=training, sqz_bytes=data)

@@ -87,6 +87,7 @@ class SizeReport:
     raw_bytes: int = 0
     container_bytes: int = 0
     total_bytes: int = 0
+    file_bytes: bytes = field(default=b"", repr=False, compare=False)  # the encoded file itself
 
     def stage_bytes(self, stage: str) -> int:
         """Total bytes at ``stage``: layers + unencoded tensors + the file header."""
@@ -191,4 +192,4 @@ def size_report(cm: CompressedModel, progress: Optional[ProgressCallback] = None
     raw_count = len(cm.handle.module.state_dict()) - len(layers)
     container = len(data) - sum(r.coded for r in rows) - raw_bytes
     return SizeReport(layers=rows, raw_tensors=raw_count, raw_bytes=raw_bytes,
-                      container_bytes=container, total_bytes=len(data))
+                      container_bytes=container, total_bytes=len(data), file_bytes=data)
