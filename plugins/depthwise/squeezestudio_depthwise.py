@@ -36,7 +36,6 @@ class DepthwiseConfig:
     multiplier: int = param(1, minimum=1, maximum=16, help="depthwise channels per input channel (MobileNet's depth multiplier)")
     reconstruct_steps: int = param(200, minimum=0, maximum=100_000,
                                    help="Adam steps fitting the pair to calibration data (0: SVD start only)")
-    reconstruct_seconds: float = param(5.0, minimum=0.1, maximum=3600.0, help="most seconds of fitting per layer")
 
 
 def geometry(conv: nn.Conv2d) -> dict[str, Any]:
@@ -107,7 +106,6 @@ class DepthwiseSeparableMethod(CompressionMethod):
                    f"SVD start keeps {kept:.1%} of the energy"
             if calibration is not None and config.reconstruct_steps > 0:
                 fit = fit_to_original(state, layer, pair, calibration, steps=config.reconstruct_steps,
-                                      time_budget_s=config.reconstruct_seconds,
                                       progress=scaled(progress, i / total, (i + 1) / total), cancel=cancel)
                 text += f", reconstruction error {fit.before_error:.4g} -> {fit.after_error:.4g}"
             replace_module(state.module, layer, pair)

@@ -39,7 +39,6 @@ class ShuffleConfig:
     shuffle: bool = param(True, help="shuffle the input channels across groups first (ShuffleNet)")
     reconstruct_steps: int = param(200, minimum=0, maximum=100_000,
                                    help="Adam steps fitting the layer to calibration data (0: block start only)")
-    reconstruct_seconds: float = param(5.0, minimum=0.1, maximum=3600.0, help="most seconds of fitting per layer")
 
 
 def geometry(conv: nn.Conv2d) -> dict[str, Any]:
@@ -116,7 +115,6 @@ class ChannelShuffleMethod(CompressionMethod):
                    f"block start keeps {kept:.1%} of the energy"
             if calibration is not None and config.reconstruct_steps > 0:
                 fit = fit_to_original(state, layer, new, calibration, steps=config.reconstruct_steps,
-                                      time_budget_s=config.reconstruct_seconds,
                                       progress=scaled(progress, i / total, (i + 1) / total), cancel=cancel)
                 text += f", reconstruction error {fit.before_error:.4g} -> {fit.after_error:.4g}"
             replace_module(state.module, layer, new)

@@ -16,7 +16,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_model_arguments(p)
     add_data_arguments(p)
     p.add_argument("--sparsities", default="0.25,0.5,0.7,0.8,0.9,0.95", help="pruning levels")
-    p.add_argument("--bits", default="8,6,4,3,2,1", help="quantization bit-widths")
+    p.add_argument("--bits", default="8,6,4,3,2", help="quantization bit-widths (2 or more)")
     p.add_argument("--layers", help="comma-separated layer names (default: every conv/linear layer)")
     p.add_argument("-o", "--output", default="sensitivity.csv", help="CSV (default sensitivity.csv); "
                    "PNGs are written beside it (-prune.png, -quantize.png)")
@@ -29,17 +29,21 @@ def run(args: argparse.Namespace) -> int:
     from squeezestudio.core.atomic_write import atomic_write_bytes
     from squeezestudio.core.measure.sensitivity import check_levels, layer_sensitivity, parse_levels
 
-    levels, bits = parse_levels(args.sparsities, "sparsities"), parse_levels(args.bits, "bits")
-    check_levels(levels, bits, ())
+    from squeezestudio.core.measure.sensitivity import check_scan, compressible_layers
+
+    sparsities, bits = parse_levels(args.sparsities, "sparsities"), parse_levels(args.bits, "bits")
+    check_levels(sparsities, bits, ())
     check_outputs(args.output)
     handle = load_model_from_args(args)
     print_warnings(handle)
-    data = load_data_for(handle, args.data)
     layers = [s.strip() for s in args.layers.split(",")] if args.layers else None
+    names = layers if layers is not None else compressible_layers(handle)
+    check_scan(handle, names, [(n, "prune", s) for n in names for s in sparsities]
+               + [(n, "quantize", b) for n in names for b in bits])  # before the data is even loaded
+    data = load_data_for(handle, args.data)
     with TerminalProgress("sensitivity") as bar:
-        result = layer_sensitivity(handle, data, layers=layers, prune_levels=levels,
-                                   quant_bits=[int(b) for b in bits],
-                                   batch_size=args.batch_size, progress=bar)
+        result = layer_sensitivity(handle, data, layers=layers, prune_levels=sparsities,
+                                   quant_bits=[int(b) for b in bits], batch_size=args.batch_size, progress=bar)
     out = Path(args.output)
     atomic_write_bytes(out, result.to_csv().encode())
     base = result.baseline_top1

@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 from squeezestudio import __version__
 
 COMMANDS = (
-    "demo", "inspect", "eval", "classify", "compress", "sweep", "sensitivity",
+    "demo", "inspect", "eval", "classify", "compress", "compare", "sweep", "sensitivity",
     "export", "plugins", "gui", "screenshot",
 )
 EXIT_USER_ERROR = 2

@@ -41,34 +41,46 @@ def save_tradeoff_png(rows: Sequence, path: Path, metric: str = "top1") -> int:
 def save_curves_png(curves: dict[str, list[tuple[float, Optional[float]]]], path: Path, *,
                     title: str, x_label: str, baseline: Optional[float] = None,
                     invert_x: bool = False) -> int:
-    """One line per layer (e.g. top-1 vs sparsity), with the baseline as a dashed line."""
+    """One line per layer (top-1 % against the level), the baseline dashed, the legend beside the plot.
+
+    The x-axis ticks are the scanned levels themselves (no "x0.001" scale
+    factor), and the legend sits in its own column so it never covers a curve.
+    """
     from squeezestudio.core.atomic_write import atomic_write_bytes
 
     _application()
     import pyqtgraph as pg
-    from pyqtgraph.exporters import ImageExporter
     from PySide6.QtCore import QBuffer, QByteArray, QIODevice, Qt
 
     pg.setConfigOptions(antialias=True, background="w", foreground="k")
-    widget = pg.PlotWidget(title=title)
-    widget.resize(900, 600)
-    item = widget.getPlotItem()
+    window = pg.GraphicsLayoutWidget()
+    window.resize(1200, 600)
+    item = window.addPlot(row=0, col=0, title=title)
     item.setLabel("bottom", x_label)
-    item.setLabel("left", "top-1 accuracy")
+    item.setLabel("left", "top-1 accuracy (%)")
+    for axis in ("bottom", "left"):
+        item.getAxis(axis).enableAutoSIPrefix(False)
     item.showGrid(x=True, y=True, alpha=0.3)
-    item.addLegend(offset=(10, 10))
+    levels = sorted({x for pts in curves.values() for x, _ in pts})
+    item.getAxis("bottom").setTicks([[(x, f"{x:g}") for x in levels]])
+    legend = pg.LegendItem(labelTextSize="9pt")
+    side = window.addLayout(row=0, col=1)  # the legend's own column, its entries at the top
+    side.addItem(legend, row=0, col=0)
+    side.addLabel("", row=1, col=0)
+    side.layout.setRowStretchFactor(1, 10)
     if invert_x:
         item.invertX(True)
     for i, (layer, pts) in enumerate(curves.items()):
         xs = [x for x, y in pts if y is not None]
-        ys = [y for x, y in pts if y is not None]
+        ys = [100.0 * y for x, y in pts if y is not None]
         pen = pg.mkPen(pg.intColor(i, hues=max(len(curves), 1)), width=2)
-        item.plot(xs, ys, pen=pen, symbol="o", symbolSize=6, symbolBrush=pen.color(), name=layer)
+        legend.addItem(item.plot(xs, ys, pen=pen, symbol="o", symbolSize=6, symbolBrush=pen.color()), layer)
     if baseline is not None:
-        item.addLine(y=baseline, pen=pg.mkPen("k", style=Qt.PenStyle.DashLine))
-    exporter = ImageExporter(item)
-    exporter.parameters()["width"] = 1200
-    image = exporter.export(toBytes=True)
+        line = item.addLine(y=100.0 * baseline, pen=pg.mkPen("k", style=Qt.PenStyle.DashLine))
+        legend.addItem(pg.PlotDataItem(pen=line.pen), "original")
+    window.ci.layout.setColumnStretchFactor(0, 5)
+    window.ci.layout.setColumnStretchFactor(1, 1)
+    image = window.grab().toImage()
     data = QByteArray()
     buffer = QBuffer(data)
     buffer.open(QIODevice.OpenModeFlag.WriteOnly)

@@ -50,6 +50,7 @@ class QtMainWindow(WindowFileActions, QMainWindow):
         self.controls: Any = None
         self.classify_view: Any = None
         self.graph_view: Any = None
+        self.compare_view: Any = None
         self.last_error = ("", "")
         self._temp = tempfile.TemporaryDirectory(prefix="squeezestudio-graph-")
         self._graph_key: Any = None
@@ -156,9 +157,14 @@ class QtMainWindow(WindowFileActions, QMainWindow):
         self.classify_view = self._optional_view(1, "squeezestudio.gui.qt_classify_view", "QtClassifyView")
         self.graph_view = self._optional_view(2, "squeezestudio.gui.qt_graph_view", "QtGraphView")
         self.tabs.currentChanged.connect(lambda index: self._refresh_graph() if index == 2 else None)
+        from squeezestudio.gui.qt_compare_view import QtCompareView
+        self.compare_view = QtCompareView(self.session, self.jobs)
+        self.tabs.addTab(self.compare_view, "Compare")
         try:
             from squeezestudio.gui.qt_sensitivity_view import QtSensitivityView
-            self.sensitivity_dock.setWidget(QtSensitivityView(self.session, self.jobs))
+            sensitivity = QtSensitivityView(self.session, self.jobs)
+            sensitivity.recipeChosen.connect(self.apply_recipe)
+            self.sensitivity_dock.setWidget(sensitivity)
         except Exception as exc:  # noqa: BLE001
             self.sensitivity_dock.setWidget(_placeholder(f"Sensitivity scan unavailable: {exc}"))
 
@@ -289,6 +295,11 @@ class QtMainWindow(WindowFileActions, QMainWindow):
     # -- user actions ----------------------------------------------------------
     def _controls_changed(self, recipe: dict) -> None:
         self.session.set_recipe(recipe_from_dict(recipe))
+        self.runner.evaluate(self.session.recipe)
+
+    def apply_recipe(self, recipe: Any) -> None:
+        """Make ``recipe`` current (the controls follow) and evaluate it as a new point."""
+        self.session.set_recipe(recipe)
         self.runner.evaluate(self.session.recipe)
 
     def restore_point(self, experiment_id: str) -> None:

@@ -24,7 +24,7 @@ import squeezestudio
 from squeezestudio.core.compression.compressed_model import CompressedModel
 from squeezestudio.core.compression.config import make_config
 from squeezestudio.core.compression.method import ORDER_PRUNE, CompressionMethod, FinetuneHooks
-from squeezestudio.core.compression.recipe import Recipe, recipe_to_dict, resolve, weighted_layers
+from squeezestudio.core.compression.recipe import Recipe, recipe_to_dict, resolve, validate, weighted_layers
 from squeezestudio.core.compression.registry import MethodRegistry, default_registry
 from squeezestudio.core.compression.state import CompressionState
 from squeezestudio.core.errors import RecipeError
@@ -63,6 +63,14 @@ def apply_recipe_to_state(state: CompressionState, recipe: Recipe, *,
     milliseconds rather than after a slow step.
     """
     registry = registry or default_registry()
+    if recipe.stages:  # stage after stage, each on what the previous one left
+        validate(recipe, list(weighted_layers(state.module)), registry)
+        applied: list[AppliedStep] = []
+        count = len(recipe.stages)
+        for i, stage in enumerate(recipe.stages):
+            applied += apply_recipe_to_state(state, stage, registry=registry, cancel=cancel,
+                                             progress=scaled(progress, i / count, (i + 1) / count))
+        return applied
     arch_steps = _architecture_steps(state, recipe, registry)
     plan = resolve(recipe, state, registry)
     total = max(1, len(arch_steps) + len(plan))

@@ -50,6 +50,7 @@ class Measurement:
     size_report: Any = None  # the per-layer SizeReport when asked for (its total is size_bytes)
     training: Optional[TrainResult] = None  # the retraining history, when the recipe retrained
     sqz_bytes: bytes = field(default=b"", repr=False)  # the encoded file (len == size_bytes)
+    stages: list[Any] = field(default_factory=list)  # a staged recipe's StageRecords, in order
 
     def metrics(self) -> dict[str, Any]:
         """Metrics as a flat dict (what experiments and reports store)."""
@@ -68,8 +69,23 @@ def retrain_config(recipe: Any) -> Optional[TrainConfig]:
     section = recipe.get("finetune") if isinstance(recipe, dict) else getattr(recipe, "finetune", None)
     if not section:
         return None
-    config = train_config_from_dict(dict(section), TrainConfig(epochs=0))
+    section = {k: v for k, v in dict(section).items() if k != "holdout"}  # a stage option (see .stages)
+    config = train_config_from_dict(section, TrainConfig(epochs=0))
     return config if config.epochs > 0 else None
+
+
+def retrains(recipe: Any) -> bool:
+    """True when the recipe (any of its stages) retrains: it then needs training data."""
+    stages = getattr(recipe, "stages", None) or (recipe.get("stages") if isinstance(recipe, dict) else None)
+    if stages:
+        return any(retrain_config(stage) is not None for stage in stages)
+    return retrain_config(recipe) is not None
+
+
+def _staged(recipe: Any) -> bool:
+    """Measured stage by stage: a recipe with stages, or one whose retraining holds out training data."""
+    section = getattr(recipe, "finetune", None) or {}
+    return bool(getattr(recipe, "stages", None)) or bool(section.get("holdout"))
 
 
 def _stages(retraining: bool) -> tuple[float, float, float]:
@@ -94,9 +110,12 @@ def measure_recipe(handle: ModelHandle, recipe: Any, data: Optional[ImageDataset
     substitution methods such as Fire. ``with_size_report`` measures through
     the per-layer size report instead (same bytes, one encoding, more detail).
     """
-    from squeezestudio.core.compression.codec import encode_sqz, size_report
     from squeezestudio.core.compression.pipeline import compress
 
+    if _staged(recipe):
+        return _measure_staged(handle, recipe, data, train_data=train_data, teacher=teacher, reference=reference,
+                               batch_size=batch_size, calibration=calibration, with_size_report=with_size_report,
+                               progress=progress, cancel=cancel)
     config = retrain_config(recipe)
     if config is not None and train_data is None:
         raise DataError("retraining needs training data; open a training set (digits uses its training "
@@ -129,7 +148,15 @@ def measure_recipe(handle: ModelHandle, recipe: Any, data: Optional[ImageDataset
         timings["evaluate"] = time.perf_counter() - t
         cm.metrics.update(result.to_dict())
         check(cancel)
-    # Encode last: the file carries the metrics, so this is the exact length an export writes.
+    return _encoded(cm, result, training, started, timings, with_size_report, progress, cancel)
+
+
+def _encoded(cm: CompressedModel, result: Optional[EvalResult], training: Optional[TrainResult], started: float,
+             timings: dict[str, float], with_size_report: bool, progress: Optional[ProgressCallback],
+             cancel: Optional[CancelToken]) -> Measurement:
+    """Encode last: the file carries the metrics, so this is the exact length an export writes."""
+    from squeezestudio.core.compression.codec import encode_sqz, size_report
+
     t = time.perf_counter()
     sizes = None
     if with_size_report:
@@ -137,9 +164,23 @@ def measure_recipe(handle: ModelHandle, recipe: Any, data: Optional[ImageDataset
         data = sizes.file_bytes  # the report encodes the file: len(data) == total_bytes
     else:
         data = encode_sqz(cm)
-    size = len(data)
     timings["encode"] = time.perf_counter() - t
     report(progress, 1.0, "measured")
-    return Measurement(size_bytes=size, evaluation=result, compressed=cm,
+    return Measurement(size_bytes=len(data), evaluation=result, compressed=cm,
                        seconds=time.perf_counter() - started, timings=timings, size_report=sizes,
                        training=training, sqz_bytes=data)
+
+
+def _measure_staged(handle: ModelHandle, recipe: Any, data: Optional[ImageDataset], *, with_size_report: bool,
+                    progress: Optional[ProgressCallback], cancel: Optional[CancelToken],
+                    **kwargs: Any) -> Measurement:
+    """A staged recipe: each stage applied, retrained and measured in turn (see :mod:`.stages`)."""
+    from squeezestudio.core.measure.stages import run_stages
+
+    started = time.perf_counter()
+    run = run_stages(handle, recipe, data, progress=scaled(progress, 0.0, 0.95), cancel=cancel, **kwargs)
+    check(cancel)
+    measured = _encoded(run.compressed, run.stages[-1].evaluation, run.training, started,
+                        {"stages": time.perf_counter() - started}, with_size_report, progress, cancel)
+    measured.stages = run.stages
+    return measured

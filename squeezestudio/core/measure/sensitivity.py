@@ -4,6 +4,10 @@ As in Distiller and Sparsify, each layer is pruned (and, separately,
 quantized) on its own at increasing levels while every other layer stays
 exact; the curves show which layers tolerate aggressive settings, which is
 what a practitioner needs to choose per-layer overrides.
+:func:`check_scan` checks every option before the first evaluation (a bad
+level fails in milliseconds, not after minutes), and
+:func:`settings_within` / :func:`recipe_within` turn a scan into settings:
+for each layer the most aggressive level that costs at most X points.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from squeezestudio.core.model.handle import ModelHandle
 from squeezestudio.core.progress import CancelToken, ProgressCallback, check, report
 
 PRUNE_LEVELS = (0.25, 0.5, 0.7, 0.8, 0.9, 0.95)
-QUANT_BITS = (8, 6, 4, 3, 2, 1)
+QUANT_BITS = (8, 6, 4, 3, 2)  # symmetric uniform quantization needs 2 bits or more
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,29 @@ def check_levels(prune_levels: Sequence[float], quant_bits: Sequence[float], clu
             raise RecipeError(f"a bit-width must be a whole number from 1 to 32, not {b}")
 
 
+def _options(method: str, level: float) -> dict:
+    return {"sparsity": level} if method == "prune" else {"bits": int(level)}
+
+
+def check_scan(handle: ModelHandle, layers: Sequence[str], jobs: Sequence[tuple[str, str, float]]) -> None:
+    """Raise a :class:`RecipeError` for an unknown layer or an invalid level, before any work."""
+    from squeezestudio.core.compression.recipe import Recipe, validate, weighted_layers
+
+    names = list(weighted_layers(handle.module))
+    unknown = [layer for layer in layers if layer not in names]
+    if unknown:
+        shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
+        raise RecipeError(f"the model has no layer {unknown[0]!r} with weights; its layers are: {shown}")
+    for method, level in sorted({(m, lv) for _, m, lv in jobs}):
+        if method != "prune" and float(level) != int(level):
+            raise RecipeError(f"{method} takes whole bit-widths, not {level:g}")
+        try:
+            validate(Recipe(methods={method: _options(method, level)}), names)
+        except RecipeError as exc:
+            what = "sparsity" if method == "prune" else "bits"
+            raise RecipeError(f"cannot scan {method} at {what} {level:g}: {exc}") from None
+
+
 def layer_sensitivity(handle: ModelHandle, data: ImageDataset, *,
                       layers: Optional[Sequence[str]] = None,
                       prune_levels: Sequence[float] = PRUNE_LEVELS,
@@ -109,15 +136,43 @@ def layer_sensitivity(handle: ModelHandle, data: ImageDataset, *,
     jobs = [(n, "prune", float(s)) for n in names for s in prune_levels]
     jobs += [(n, "quantize", float(b)) for n in names for b in quant_bits]
     jobs += [(n, "cluster", float(b)) for n in names for b in cluster_bits]
+    check_scan(handle, names, jobs)
     report(progress, 0.0, "measuring the original model")
     baseline = evaluate(handle.module, data, batch_size=batch_size, cancel=cancel)
     result = SensitivityResult(baseline_top1=baseline.top1)
     for i, (layer, method, level) in enumerate(jobs):
         check(cancel)
         report(progress, i / max(1, len(jobs)), f"{layer}: {method} {level:g}")
-        options = {"sparsity": level} if method == "prune" else {"bits": int(level)}
-        cm = compress(handle, Recipe(layers={layer: {method: options}}), cancel=cancel)
+        cm = compress(handle, Recipe(layers={layer: {method: _options(method, level)}}), cancel=cancel)
         r = evaluate(cm.handle.module, data, batch_size=batch_size, reference=handle.module, cancel=cancel)
         result.points.append(SensitivityPoint(layer, method, level, r.top1, r.agreement))
     report(progress, 1.0, "sensitivity done")
     return result
+
+
+def settings_within(result: SensitivityResult, method: str, max_drop_points: float) -> dict[str, float]:
+    """For each layer, the most aggressive level of ``method`` whose top-1 is at most X points below the baseline.
+
+    Most aggressive = highest sparsity for pruning, fewest bits otherwise.
+    Layers where no level qualifies are left out (they stay uncompressed).
+    """
+    if result.baseline_top1 is None:
+        raise RecipeError("the scan has no accuracy (the data has no labels), so no setting can be chosen by it")
+    floor = result.baseline_top1 - float(max_drop_points) / 100.0
+    chosen: dict[str, float] = {}
+    for layer, points in result.curves(method).items():
+        good = [level for level, top1 in points if top1 is not None and top1 >= floor - 1e-12]
+        if good:
+            chosen[layer] = max(good) if method == "prune" else min(good)
+    return chosen
+
+
+def recipe_within(result: SensitivityResult, method: str, max_drop_points: float):
+    """A per-layer :class:`Recipe` from :func:`settings_within` (each layer its own override)."""
+    from squeezestudio.core.compression.recipe import Recipe
+
+    chosen = settings_within(result, method, max_drop_points)
+    if not chosen:
+        raise RecipeError(f"no layer keeps its {method} cost within {max_drop_points:g} point(s); allow more")
+    return Recipe(name=f"sensitivity: {method} within {max_drop_points:g} point(s)",
+                  layers={layer: {method: _options(method, level)} for layer, level in chosen.items()})

@@ -170,6 +170,14 @@ def recipe_summary(recipe: dict[str, Any], defaults: Optional[dict[str, dict[str
     None looks them up in the registry).
     """
     defaults = _method_defaults() if defaults is None else defaults
+    stages = recipe.get("stages")
+    if isinstance(stages, list) and stages:  # a staged recipe: its stages in order, with their retraining
+        texts = []
+        for stage in stages:
+            stage = stage if isinstance(stage, dict) else {}
+            epochs = (stage.get("finetune") or {}).get("epochs")
+            texts.append(recipe_summary(stage, defaults) + (f" + retrain {epochs} ep" if epochs else ""))
+        return " → ".join(texts)
     parts: list[str] = []
     methods = recipe.get("methods")
     if isinstance(methods, dict):

@@ -252,18 +252,18 @@ class StudioSession:
             raise SqueezeStudioError("open a model before evaluating a recipe")
         if data is None:
             raise SqueezeStudioError("open a data set (File > Open data) before evaluating a recipe")
-        from squeezestudio.core.measure.measure_recipe import measure_recipe, retrain_config
+        from squeezestudio.core.measure.measure_recipe import measure_recipe, retrain_config, retrains
 
         if original or recipe is None:
             recipe_obj = recipe_from_dict({})
         else:
             recipe_obj = recipe_from_dict(recipe) if isinstance(recipe, dict) else recipe
         calibration = train = None
-        if not original and recipe_to_dict(recipe_obj).get("architecture"):
+        if not original and any(stage.architecture for stage in recipe_obj.stage_list()):
             report(progress, 0.0, "preparing calibration images")
             calibration = self.calibration_images(handle, data)
         config = None if original else retrain_config(recipe_obj)
-        if config is not None:
+        if not original and retrains(recipe_obj):
             report(progress, 0.0, "loading training data")
             train = self.training_data(handle)
         report(progress, 0.0, "compressing")
