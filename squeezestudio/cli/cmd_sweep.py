@@ -18,7 +18,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_data_arguments(p)
     p.add_argument("--grid", action="append", required=True, metavar="METHOD.OPTION=V1,V2,...",
                    help="a swept option, e.g. prune.sparsity=0,0.5,0.9 or cluster.bits=none,4,5 (repeatable)")
-    p.add_argument("--recipe", help="base recipe the grid is applied on")
+    p.add_argument("--recipe", help="base recipe the grid is applied on (staged: on its last stage)")
+    p.add_argument("--train-data", default="digits:train", help="training data for recipes that retrain")
     p.add_argument("-o", "--output", default="sweep.csv", help="CSV of every point (default sweep.csv)")
     p.add_argument("--png", default=None, help="plot file (default: the CSV name with .png)")
     p.add_argument("--metric", default="top1", choices=["top1", "top5", "agreement"])
@@ -30,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from squeezestudio.cli.terminal_progress import TerminalProgress
     from squeezestudio.core.atomic_write import atomic_write_bytes
     from squeezestudio.core.compression.recipe import load_recipe
-    from squeezestudio.core.session.experiments import pareto_frontier
+    from squeezestudio.core.session.experiments import above_chance, pareto_frontier
     from squeezestudio.core.measure.sweep import grid_recipes, parse_grid_axis, run_sweep, sweep_csv
 
     axes = [parse_grid_axis(text) for text in args.grid]
@@ -38,10 +39,17 @@ def run(args: argparse.Namespace) -> int:
     handle = load_model_from_args(args)
     print_warnings(handle)
     data = load_data_for(handle, args.data)
-    points = grid_recipes(axes, load_recipe(args.recipe) if args.recipe else None)
+    from squeezestudio.core.measure.measure_recipe import retrains
+
+    base = load_recipe(args.recipe) if args.recipe else None
+    points = grid_recipes(axes, base)
+    train = (load_data_for(handle, args.train_data, "loading training data")
+             if any(retrains(recipe) for _, recipe in points) else None)
     with TerminalProgress(f"sweeping {len(points)} points") as bar:
-        rows = run_sweep(handle, data, points, batch_size=args.batch_size, progress=bar)
-    front = pareto_frontier([(r.size_bytes, r.metrics.get(args.metric)) for r in rows])
+        rows = run_sweep(handle, data, points, batch_size=args.batch_size, train_data=train, progress=bar)
+    chance = 1.0 / len(handle.class_names) if handle.class_names else None  # guessing is never Pareto-optimal
+    front = pareto_frontier([(r.size_bytes, r.metrics.get(args.metric) if above_chance(r.metrics.get("top1"), chance)
+                              else None) for r in rows])
     print(f"{'configuration':45s} {'bytes':>12s} {args.metric:>8s}  pareto")
     for i, r in enumerate(rows):
         value = r.metrics.get(args.metric)
@@ -50,6 +58,6 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.output)
     atomic_write_bytes(out, sweep_csv(rows, front).encode())
     png = Path(args.png) if args.png else out.with_suffix(".png")
-    save_tradeoff_png(rows, png, args.metric)
+    save_tradeoff_png(rows, png, args.metric, chance=chance)
     print(f"wrote {out} and {png}")
     return 0

@@ -20,7 +20,7 @@ def _application():
     return QApplication.instance() or QApplication([])
 
 
-def save_tradeoff_png(rows: Sequence, path: Path, metric: str = "top1") -> int:
+def save_tradeoff_png(rows: Sequence, path: Path, metric: str = "top1", chance: Optional[float] = None) -> int:
     """The size-vs-accuracy scatter with the Pareto frontier, as the GUI draws it."""
     from squeezestudio.core.session.experiments import Experiment, ExperimentLog, new_experiment_id
 
@@ -29,7 +29,7 @@ def save_tradeoff_png(rows: Sequence, path: Path, metric: str = "top1") -> int:
 
     log = ExperimentLog([Experiment(id=new_experiment_id(), recipe=r.recipe, label=r.label,
                                     size_bytes=r.size_bytes, metrics=dict(r.metrics),
-                                    is_original=(r.label == "original")) for r in rows])
+                                    is_original=(r.label == "original")) for r in rows], chance=chance)
     plot = QtTradeoffPlot(log)
     plot.resize(900, 600)
     plot.set_metric(metric)

@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 import numpy as np
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QImage, QPixmap
+from PySide6.QtGui import QColor, QImage, QPixmap
 from PySide6.QtWidgets import (QComboBox, QGridLayout, QHBoxLayout, QLabel, QPushButton, QScrollArea, QSplitter,
                                QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
@@ -68,6 +68,7 @@ class QtCompareView(QWidget):
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(self.table)
         splitter.addWidget(scroll)
+        splitter.setSizes([220, 380])  # the gallery is what the eye goes to first
         row = QHBoxLayout()
         for w in (QLabel("A"), self.combo_a, QLabel("B"), self.combo_b, self.compare_button):
             row.addWidget(w)
@@ -143,7 +144,8 @@ class QtCompareView(QWidget):
                 if 0 < c < 7:
                     item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 if c in (7, 8) and row[7] != row[8]:
-                    item.setBackground(Qt.GlobalColor.yellow)  # the layers the two store differently
+                    item.setBackground(QColor(255, 236, 160))  # the layers the two store differently
+                    item.setForeground(QColor(20, 20, 20))
                 self.table.setItem(r, c, item)
         self.table.resizeColumnsToContents()
         lines = [f"A = {result.name_a}", f"B = {result.name_b}"]

@@ -191,4 +191,8 @@ class EvaluationRunner(QObject):
             accuracy = "" if top1 is None else f", top-1 {top1 * 100:.2f}%"
             self.message.emit(f"{experiment.label}: {format_bytes(experiment.size_bytes)}{accuracy}")
 
-        self.jobs.start(key, job, on_finished=done)
+        def cancelled() -> None:
+            if self.jobs.current(key) is None:  # cancelled by the user, not superseded by a newer request
+                self.message.emit("Cancelled: no point was added for that configuration.")
+
+        self.jobs.start(key, job, on_finished=done, on_cancelled=cancelled)

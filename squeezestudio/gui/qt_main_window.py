@@ -29,6 +29,7 @@ from squeezestudio.gui.qt_settings import AppSettings
 from squeezestudio.gui.qt_worker import JobManager, QtJobStatus
 
 AUTOSAVE_MS = 60_000
+MESSAGE_MS = 20_000  # how long an information message stays in the status bar
 
 
 def _placeholder(text: str) -> QLabel:
@@ -48,6 +49,7 @@ class QtMainWindow(WindowFileActions, QMainWindow):
         self.settings = settings or AppSettings()
         self._methods = methods
         self.controls: Any = None
+        self.stages: Any = None  # the Compression dock's stage list (QtStageList)
         self.classify_view: Any = None
         self.graph_view: Any = None
         self.compare_view: Any = None
@@ -151,9 +153,13 @@ class QtMainWindow(WindowFileActions, QMainWindow):
         except Exception as exc:  # noqa: BLE001 - the window must still open
             self.controls_dock.setWidget(_placeholder(f"Compression methods are unavailable: {exc}"))
         else:
+            from squeezestudio.gui.qt_stage_list import QtStageList, wrap_with_stages
             self.controls.recipeChanged.connect(self._controls_changed)
             self.controls.attach_session(self.session, self.jobs)
-            self.controls_dock.setWidget(self.controls)
+            self.stages = QtStageList()
+            self.stages.stageSelected.connect(self.controls.set_recipe_dict)
+            self.stages.stagesChanged.connect(self.apply_recipe)
+            self.controls_dock.setWidget(wrap_with_stages(self.stages, self.controls))
         self.classify_view = self._optional_view(1, "squeezestudio.gui.qt_classify_view", "QtClassifyView")
         self.graph_view = self._optional_view(2, "squeezestudio.gui.qt_graph_view", "QtGraphView")
         self.tabs.currentChanged.connect(lambda index: self._refresh_graph() if index == 2 else None)
@@ -189,7 +195,8 @@ class QtMainWindow(WindowFileActions, QMainWindow):
     # -- session -> views ----------------------------------------------------
     def _recipe_shown(self, recipe: Any) -> None:
         if self.controls is not None:
-            self.controls.set_recipe_dict(recipe_to_dict(recipe))
+            shown = recipe_to_dict(recipe)
+            self.controls.set_recipe_dict(self.stages.show_recipe(shown) if self.stages is not None else shown)
         self.window_actions["undo"].setEnabled(self.session.can_undo)
         self.window_actions["redo"].setEnabled(self.session.can_redo)
 
@@ -294,12 +301,14 @@ class QtMainWindow(WindowFileActions, QMainWindow):
 
     # -- user actions ----------------------------------------------------------
     def _controls_changed(self, recipe: dict) -> None:
+        if self.stages is not None:  # the controls edit one stage; the list holds the others
+            recipe = self.stages.combined(recipe)
         self.session.set_recipe(recipe_from_dict(recipe))
         self.runner.evaluate(self.session.recipe)
 
     def apply_recipe(self, recipe: Any) -> None:
-        """Make ``recipe`` current (the controls follow) and evaluate it as a new point."""
-        self.session.set_recipe(recipe)
+        """Make ``recipe`` (a Recipe or its dict) current (the controls follow) and evaluate it as a new point."""
+        self.session.set_recipe(recipe_from_dict(recipe) if isinstance(recipe, dict) else recipe)
         self.runner.evaluate(self.session.recipe)
 
     def restore_point(self, experiment_id: str) -> None:
@@ -368,9 +377,11 @@ class QtMainWindow(WindowFileActions, QMainWindow):
 
     # -- status, settings, drag and drop ----------------------------------------
     def show_message(self, text: str) -> None:
+        """An information line; it clears itself after a while so it never reads as current when stale."""
         self.message_label.setStyleSheet("")
         self.message_label.setText(text)
         self.message_label.setToolTip("")
+        QTimer.singleShot(MESSAGE_MS, lambda: self.message_label.text() == text and self.message_label.setText(""))
 
     def show_error(self, message: str, details: str = "") -> None:
         self.last_error = (message, details)

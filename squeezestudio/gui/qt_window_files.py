@@ -184,5 +184,12 @@ class WindowFileActions:
                           "the true size against the measured accuracy.")
 
     def _start_folder(self) -> str:
-        recent = self.settings.recent_files()
-        return str(Path(recent[0]).parent) if recent else str(Path.home())
+        """The folder the user last used: never the app's own folder (the bundled demo lives there)."""
+        import squeezestudio
+
+        app_root = Path(squeezestudio.__file__).resolve().parent.parent
+        for recent in self.settings.recent_files():
+            folder = Path(recent).resolve().parent
+            if folder.is_dir() and not folder.is_relative_to(app_root):
+                return str(folder)
+        return str(Path.home())

@@ -66,25 +66,30 @@ def grid_recipes(axes: Sequence[GridAxis], base: Any = None) -> list[tuple[str, 
     points = []
     for combo in itertools.product(*(axis.values for axis in axes)):
         recipe = copy.deepcopy(base)
+        target = recipe.stages[-1] if recipe.stages else recipe  # a staged base: the grid sets its last stage
         parts = []
         for axis, value in zip(axes, combo):
             if value is None:
                 parts.append(f"{axis.method} off")
             else:
-                recipe.methods.setdefault(axis.method, {})[axis.option] = value
+                target.methods.setdefault(axis.method, {})[axis.option] = value
                 parts.append(f"{axis.method}.{axis.option}={value}")
         # "off" wins over any other axis of the same method.
         for axis, value in zip(axes, combo):
             if value is None:
-                recipe.methods.pop(axis.method, None)
+                target.methods.pop(axis.method, None)
         points.append((", ".join(parts) or "original", recipe))
     return points
 
 
 def run_sweep(handle: ModelHandle, data: ImageDataset, points: Sequence[tuple[str, Any]], *,
-              batch_size: int = 256, progress: Optional[ProgressCallback] = None,
+              batch_size: int = 256, train_data: Optional[ImageDataset] = None,
+              progress: Optional[ProgressCallback] = None,
               cancel: Optional[CancelToken] = None) -> list[SweepRow]:
-    """Measure every ``(label, recipe)`` point; the original model is measured first."""
+    """Measure every ``(label, recipe)`` point; the original model is measured first.
+
+    ``train_data`` is what recipes that retrain (a stage's ``finetune``) train on.
+    """
     from squeezestudio.core.compression.recipe import Recipe, recipe_to_dict
 
     rows: list[SweepRow] = []
@@ -92,7 +97,7 @@ def run_sweep(handle: ModelHandle, data: ImageDataset, points: Sequence[tuple[st
     for i, (label, recipe) in enumerate(all_points):
         check(cancel)
         report(progress, i / len(all_points), label)
-        m = measure_recipe(handle, recipe, data, reference=handle.module, batch_size=batch_size,
+        m = measure_recipe(handle, recipe, data, reference=handle.module, batch_size=batch_size, train_data=train_data,
                            progress=scaled(progress, i / len(all_points), (i + 1) / len(all_points)),
                            cancel=cancel)
         rows.append(SweepRow(label=label, recipe=recipe_to_dict(recipe), size_bytes=m.size_bytes,

@@ -125,6 +125,8 @@ class StudioSession:
         self.selected_layer = None
         self._train_cache = None
         self.experiments.clear()
+        names = list(getattr(handle, "class_names", None) or [])
+        self.experiments.chance = 1.0 / len(names) if names else None
         self.points = PointStore()
         self.unsaved = False
         self._undo.clear()
