@@ -149,8 +149,8 @@ class SizeReport:
             if k == 0 or k == len(rows) - 2:
                 lines.append("-" * len(lines[-1]))
         if original_bytes:
-            lines.append(f"file size {self.total_bytes:,} bytes = {original_bytes / self.total_bytes:.1f}x smaller "
-                         f"than the original model's {original_bytes:,} dense bytes")
+            lines.append(f"file size {self.total_bytes} bytes = {original_bytes / self.total_bytes:.1f}x smaller "
+                         f"than the original model's {original_bytes} dense bytes")
         else:
             lines.append(f"file size {self.total_bytes} bytes = {self.compression_ratio:.1f}x smaller than "
                          f"{self.dense_bytes} dense bytes")
