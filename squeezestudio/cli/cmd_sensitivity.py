@@ -13,7 +13,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sensitivity", help="per-layer accuracy as each layer alone is pruned / quantized",
                        description="Prune (then, separately, quantize) each layer on its own at "
                                    "increasing levels and measure accuracy: CSV + PNG curves.")
-    add_model_arguments(p)
+    add_model_arguments(p, optional=True)
     add_data_arguments(p)
     p.add_argument("--sparsities", default="0.25,0.5,0.7,0.8,0.9,0.95", help="pruning levels")
     p.add_argument("--bits", default="8,6,4,3,2", help="quantization bit-widths (2 or more)")

@@ -92,6 +92,10 @@ class QtMainWindow(WindowFileActions, QMainWindow):
             self.window_actions.view_menu.addAction(dock.toggleViewAction())
         self.job_status = QtJobStatus(self.jobs)
         self.message_label = QLabel("")
+        self.message_timer = QTimer(self)  # a child of the window: it dies with it
+        self.message_timer.setSingleShot(True)
+        self.message_timer.setInterval(MESSAGE_MS)
+        self.message_timer.timeout.connect(self._clear_stale_message)
         self.message_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.statusBar().addWidget(self.message_label, 1)
         self.point_status = QtPointStoreStatus(self.session)
@@ -381,7 +385,12 @@ class QtMainWindow(WindowFileActions, QMainWindow):
         self.message_label.setStyleSheet("")
         self.message_label.setText(text)
         self.message_label.setToolTip("")
-        QTimer.singleShot(MESSAGE_MS, lambda: self.message_label.text() == text and self.message_label.setText(""))
+        self._message_shown = text
+        self.message_timer.start()
+
+    def _clear_stale_message(self) -> None:
+        if self.message_label.text() == getattr(self, "_message_shown", None):
+            self.message_label.setText("")
 
     def show_error(self, message: str, details: str = "") -> None:
         self.last_error = (message, details)
