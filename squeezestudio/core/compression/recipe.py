@@ -290,8 +290,8 @@ def validate(recipe: Recipe, layer_names: Iterable[str], registry: Optional[Meth
         for method in enabled:
             clash = [o for o in registry.get(method).exclusive_with if o in enabled]
             if clash:
-                raise RecipeError(f"layer {layer}: {method} and {clash[0]} cannot both apply to one layer; "
-                                  f"disable one of them for this layer (e.g. {clash[0]}: null)")
+                raise RecipeError(f"layer {layer}: {method} and {clash[0]} cannot both apply to one layer "
+                                  f"(both decide how its weights are stored); turn one of them off for this layer")
 
 
 def weighted_layers(module: nn.Module) -> dict[str, nn.Module]:
