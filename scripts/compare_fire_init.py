@@ -77,7 +77,6 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=6, help="training epochs when no demo model exists")
     parser.add_argument("--calibration", type=int, default=256, help="calibration images for reconstruction")
     parser.add_argument("--steps", type=int, default=200, help="reconstruction steps per layer")
-    parser.add_argument("--seconds", type=float, default=30.0, help="reconstruction time budget per layer")
     parser.add_argument("--squeeze-ratio", type=float, default=0.25)
     parser.add_argument("--pct3x3", type=float, default=0.5)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a busy machine)")
@@ -91,7 +90,7 @@ def main() -> None:
     print(f"original: top-1 {100 * base.top1:.2f}%, {_parameters(model):,} parameters; "
           f"replacing {len(names)} convolutions: {', '.join(names)}")
     print(f"SR {args.squeeze_ratio}, pct3x3 {args.pct3x3}, bypass where allowed, {calibration.shape[0]} "
-          f"calibration images, at most {args.steps} steps / {args.seconds:.0f} s per layer; no fine-tuning")
+          f"calibration images, {args.steps} steps per layer; no fine-tuning")
     print(f"{'variant':<26}{'top-1 %':>8}{'params':>12}  relative error per layer (before -> after fitting)")
     # (label, strategy, init, fit_through, recalibrate_bn)
     variants = [("fire random", "fire", "random", False, False),
@@ -109,7 +108,7 @@ def main() -> None:
         state = CompressionState.from_handle(handle, calibration=calibration)  # a private copy of the model
         config = FireConfig(strategy=strategy, init=init, bypass=True, squeeze_ratio=args.squeeze_ratio,
                             pct3x3=args.pct3x3, reconstruct_steps=args.steps,
-                            reconstruct_seconds=args.seconds, fit_through=through, recalibrate_bn=recalibrate)
+                            fit_through=through, recalibrate_bn=recalibrate)
         started = time.perf_counter()
         FireMethod().apply(state, {name: config for name in names})  # the same path as a recipe
         fits = re.findall(r"reconstruction error[^0-9]*([0-9.e+-]+) -> ([0-9.e+-]+)", "\n".join(state.log))

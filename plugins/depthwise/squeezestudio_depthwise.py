@@ -29,7 +29,6 @@ class DepthwiseConfig:
     multiplier: int = param(1, minimum=1, maximum=16, help="depthwise channels per input channel (MobileNet's depth multiplier)")
     reconstruct_steps: int = param(200, minimum=0, maximum=100_000,
                                    help="Adam steps fitting the pair to calibration data (0: SVD start only)")
-    reconstruct_seconds: float = param(5.0, minimum=0.1, maximum=3600.0, help="most seconds of fitting per layer")
 
 
 def geometry(conv: nn.Conv2d) -> dict[str, Any]:

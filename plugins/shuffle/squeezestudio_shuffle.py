@@ -32,7 +32,6 @@ class ShuffleConfig:
     shuffle: bool = param(True, help="shuffle the input channels across groups first (ShuffleNet)")
     reconstruct_steps: int = param(200, minimum=0, maximum=100_000,
                                    help="Adam steps fitting the layer to calibration data (0: block start only)")
-    reconstruct_seconds: float = param(5.0, minimum=0.1, maximum=3600.0, help="most seconds of fitting per layer")
 
 
 def geometry(conv: nn.Conv2d) -> dict[str, Any]:

@@ -89,11 +89,17 @@ def build_recipe(args: argparse.Namespace, handle) -> Any:
     """The recipe from ``--recipe`` plus the flags (flags win)."""
     from squeezestudio.core.compression.fire import select_largest_convs
     from squeezestudio.core.compression.recipe import build_recipe_from_cli, load_recipe
+    from squeezestudio.core.errors import RecipeError
 
     flags = build_recipe_from_cli(prune=args.prune, threshold=args.threshold, cluster_bits=args.cluster_bits,
                                   quant_bits=args.quant_bits, layers=args.layers, scope=args.scope,
                                   quant_scheme=args.quant_scheme, options=args.options)
     recipe = load_recipe(args.recipe) if args.recipe else flags
+    if recipe.stages:
+        if flags.methods or flags.layers or args.fire or args.fire_auto or args.finetune:
+            raise RecipeError("the recipe has stages: put extra methods, Fire substitutions and retraining "
+                              "into one of its stages instead of passing them as flags")
+        return recipe
     if args.recipe:
         for method, opts in flags.methods.items():
             recipe.methods[method] = {**recipe.methods.get(method, {}), **opts}
@@ -121,6 +127,21 @@ def finetune_section(args: argparse.Namespace) -> dict[str, Any]:
     return section or {}
 
 
+def _stage_table(handle: Any, before: Any, measured: Any, original_bytes: int) -> str:
+    """Deep Compression's stage table: the original, then every stage's size and accuracy."""
+    from squeezestudio.core.measure.stages import retraining_note, stage_table
+
+    rows = [("original (dense float32)", None if before is None else before.top1, original_bytes, "")]
+    if measured.stages:
+        for record in measured.stages:
+            top1 = None if record.evaluation is None else record.evaluation.top1
+            rows.append((record.name, top1, record.size_bytes, retraining_note(record)))
+    else:
+        top1 = None if measured.evaluation is None else measured.evaluation.top1
+        epochs = 0 if measured.training is None else len(measured.training.history)
+        rows.append(("compressed", top1, measured.size_bytes,
+                     f"{epochs} epoch(s); last epoch kept" if epochs else "none"))
+    return stage_table(rows, original_bytes)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -130,7 +151,11 @@ def run(args: argparse.Namespace) -> int:
     from squeezestudio.core.data.calibration import calibration_images, training_source
     from squeezestudio.core.measure.evaluation import evaluate
     from squeezestudio.core.io.exports import export
-    from squeezestudio.core.measure.measure_recipe import measure_recipe, retrain_config
+    from squeezestudio.core.compression.codec import encode_sqz
+    from squeezestudio.core.compression.pipeline import compress
+    from squeezestudio.core.compression.recipe import Recipe
+    from squeezestudio.core.measure.measure_recipe import measure_recipe, retrains
+    from squeezestudio.core.measure.stages import check_stages
     from squeezestudio.core.printable import printable, printable_lines
 
     check_outputs(args.output, args.dense, args.safetensors, args.onnx, args.onnx_int8, args.save_recipe,
@@ -138,31 +163,38 @@ def run(args: argparse.Namespace) -> int:
     handle = load_model_from_args(args)
     print_warnings(handle)
     recipe = build_recipe(args, handle)
-    retrain = retrain_config(recipe)  # checks the section before any data is loaded
     registry = default_registry()
+    retrain = retrains(recipe)
+    check_stages(recipe, handle, registry=registry, need_data=False)  # every option checked before data loads
+    substitutes = any(stage.architecture for stage in recipe.stage_list())
     data = load_data_for(handle, args.data, args=args) if args.data and args.data != "none" else None
     source = training_source(args.data, args.train_data)
-    if retrain is not None and source is None:
+    if retrain and source is None:
         raise DataError("retraining needs training data apart from the evaluation data; pass --train-data")
-    needs_train = retrain is not None or (recipe.architecture and source is not None)
+    needs_train = retrain or (substitutes and source is not None)
     train = load_data_for(handle, source, "loading training data") if needs_train else None
     before = evaluate(handle.module, data, batch_size=args.batch_size) if data is not None else None
-    calibration = calibration_images(train, data) if recipe.architecture else None
+    original_bytes = len(encode_sqz(compress(handle, Recipe(), registry=registry), registry=registry))
+    calibration = calibration_images(train, data) if substitutes else None
     # The same core path as every point in the GUI: compress -> retrain -> evaluate -> exact .sqz size.
-    with TerminalProgress("compressing" if retrain is None else "compressing and retraining") as bar:
+    with TerminalProgress("compressing and retraining" if retrain else "compressing") as bar:
         measured = measure_recipe(handle, recipe, data, registry=registry, train_data=train, teacher=handle.module,
                                   reference=handle.module, batch_size=args.batch_size, calibration=calibration,
                                   with_size_report=True, progress=bar)
     cm, after = measured.compressed, measured.evaluation
-    if measured.training is not None:
-        print("fine-tuning:")
+    if measured.training is not None and not measured.stages:
+        print("fine-tuning (last epoch kept; the evaluation data chooses nothing):")
         for record in measured.training.history:
-            acc = "" if record.val_top1 is None else f", val top-1 {record.val_top1 * 100:.2f}%"
+            acc = "" if record.val_top1 is None else f", held-out top-1 {record.val_top1 * 100:.2f}%"
             print(f"  epoch {record.epoch}: loss {record.train_loss:.4f}{acc}")
-    print(printable_lines(measured.size_report.to_table()))  # its total is the length of the encoded file
+    print(printable_lines(measured.size_report.to_table(original_bytes)))  # its total is the encoded file's length
+    print()
+    print(printable_lines(_stage_table(handle, before, measured, original_bytes)))
     if before is not None and after is not None:
-        print(f"Top-1 on {printable(data.name)}: {before.top1 * 100:.2f}% before, {after.top1 * 100:.2f}% after "
-              f"(agreement with the original {after.agreement * 100:.2f}%)")
+        name = printable(data.name)
+        print(f"Top-1 on {name}: {before.top1 * 100:.2f}% before, {after.top1 * 100:.2f}% after "
+              f"(agreement with the original {after.agreement * 100:.2f}%); {name} chose nothing "
+              "(no epoch or setting was selected on it)")
     outputs = [("sqz", args.output), ("pt", args.dense), ("safetensors", args.safetensors),
                ("onnx", args.onnx), ("recipe", args.save_recipe)]
     if args.report:

@@ -15,10 +15,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sensitivity", help="per-layer accuracy as each layer alone is pruned / quantized",
                        description="Prune (then, separately, quantize) each layer on its own at "
                                    "increasing levels and measure accuracy: CSV + PNG curves.")
-    add_model_arguments(p)
+    add_model_arguments(p, optional=True)
     add_data_arguments(p)
     p.add_argument("--sparsities", default="0.25,0.5,0.7,0.8,0.9,0.95", help="pruning levels")
-    p.add_argument("--bits", default="8,6,4,3,2,1", help="quantization bit-widths")
+    p.add_argument("--bits", default="8,6,4,3,2", help="quantization bit-widths (2 or more)")
     p.add_argument("--layers", help="comma-separated layer names (default: every conv/linear layer)")
     p.add_argument("-o", "--output", default="sensitivity.csv", help="CSV (default sensitivity.csv); "
                    "PNGs are written beside it (-prune.png, -quantize.png)")
@@ -32,18 +32,22 @@ def run(args: argparse.Namespace) -> int:
     from squeezestudio.core.compression.registry import default_registry
     from squeezestudio.cli.terminal_progress import TerminalProgress
     from squeezestudio.core.atomic_write import atomic_write_bytes
-    from squeezestudio.core.measure.sensitivity import check_levels, layer_sensitivity, parse_levels
+    from squeezestudio.core.measure.sensitivity import (check_levels, check_scan, compressible_layers,
+                                                        layer_sensitivity, parse_levels, sensitivity_jobs)
 
-    levels, bits = parse_levels(args.sparsities, "sparsities"), parse_levels(args.bits, "bits")
-    check_levels(levels, bits, ())
+    sparsities, bits = parse_levels(args.sparsities, "sparsities"), parse_levels(args.bits, "bits")
+    check_levels(sparsities, bits, ())
     check_outputs(args.output)
     target, failed = cluster_target(args), []
     handle = load_model_from_args(args)
     print_warnings(handle)
-    data = load_data_for(handle, args.data, args=args)
     layers = [s.strip() for s in args.layers.split(",")] if args.layers else None
+    names = layers if layers is not None else compressible_layers(handle)
+    check_scan(handle, names, sensitivity_jobs(names, sparsities, [int(b) for b in bits]),
+               registry=default_registry())  # before the data is even loaded
+    data = load_data_for(handle, args.data, args=args)
     out = Path(args.output)
-    options = dict(layers=layers, prune_levels=levels, quant_bits=[int(b) for b in bits],
+    options = dict(layers=layers, prune_levels=sparsities, quant_bits=[int(b) for b in bits],
                    batch_size=args.batch_size)
     with TerminalProgress("sensitivity") as bar:
         if target is None:

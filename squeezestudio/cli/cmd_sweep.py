@@ -20,7 +20,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_data_arguments(p)
     p.add_argument("--grid", action="append", required=True, metavar="METHOD.OPTION=V1,V2,...",
                    help="a swept option, e.g. prune.sparsity=0,0.5,0.9 or cluster.bits=none,4,5 (repeatable)")
-    p.add_argument("--recipe", help="base recipe the grid is applied on")
+    p.add_argument("--recipe", help="base recipe the grid is applied on (staged: on its last stage)")
+    p.add_argument("--train-data", default="digits:train", help="training data for recipes that retrain")
     p.add_argument("-o", "--output", default="sweep.csv", help="CSV of every point (default sweep.csv)")
     p.add_argument("--png", default=None, help="plot file (default: the CSV name with .png)")
     p.add_argument("--metric", default="top1", choices=["top1", "top5", "agreement"])
@@ -35,7 +36,9 @@ def run(args: argparse.Namespace) -> int:
     from squeezestudio.cli.terminal_progress import TerminalProgress
     from squeezestudio.core.atomic_write import atomic_write_bytes
     from squeezestudio.core.compression.recipe import load_recipe
-    from squeezestudio.core.session.experiments import pareto_frontier
+    from squeezestudio.core.session.experiments import above_chance, pareto_frontier
+    from squeezestudio.core.errors import DataError
+    from squeezestudio.core.measure.measure_recipe import retrains
     from squeezestudio.core.measure.sweep import grid_recipes, parse_grid_axis, run_sweep, sweep_csv
 
     axes = [parse_grid_axis(text) for text in args.grid]
@@ -45,13 +48,20 @@ def run(args: argparse.Namespace) -> int:
     print_warnings(handle)
     data = load_data_for(handle, args.data, args=args)
     points = grid_recipes(axes, load_recipe(args.recipe) if args.recipe else None)
+    retraining = any(retrains(recipe) for _, recipe in points)
+    if retraining and target is not None:
+        raise DataError("recipes that retrain are measured on this machine only for now; leave out --ray")
+    train = load_data_for(handle, args.train_data, "loading training data") if retraining else None
     out = Path(args.output)
     with TerminalProgress(f"sweeping {len(points)} points") as bar:
         if target is None:
-            rows = run_sweep(handle, data, points, registry=default_registry(), batch_size=args.batch_size, progress=bar)
+            rows = run_sweep(handle, data, points, registry=default_registry(), batch_size=args.batch_size,
+                             train_data=train, progress=bar)
         else:
             rows, failed = _sweep_on_ray(target, handle, data, points, args.batch_size, out, bar)
-    front = pareto_frontier([(r.size_bytes, r.metrics.get(args.metric)) for r in rows])
+    chance = 1.0 / len(handle.class_names) if handle.class_names else None  # guessing is never Pareto-optimal
+    front = pareto_frontier([(r.size_bytes, r.metrics.get(args.metric) if above_chance(r.metrics.get("top1"), chance)
+                              else None) for r in rows])
     print(f"{'configuration':45s} {'bytes':>12s} {args.metric:>8s}  pareto")
     for i, r in enumerate(rows):
         value = r.metrics.get(args.metric)
@@ -59,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{r.label[:45]:45s} {r.size_bytes:>12,d} {shown:>8s}  {'*' if i in front else ''}")
     atomic_write_bytes(out, sweep_csv(rows, front).encode())
     png = Path(args.png) if args.png else out.with_suffix(".png")
-    save_tradeoff_png(rows, png, args.metric)
+    save_tradeoff_png(rows, png, args.metric, chance=chance)
     print(f"wrote {out} and {png}")
     return print_failures(failed)
 

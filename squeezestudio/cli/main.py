@@ -17,13 +17,13 @@ from squeezestudio.core.errors import SqueezeStudioError
 from squeezestudio.core.limits import overridden_limits
 from squeezestudio.core.printable import printable
 from squeezestudio.core.progress import Cancelled
-from squeezestudio.cli import (cmd_classify, cmd_compress, cmd_demo, cmd_eval, cmd_export, cmd_gui, cmd_inspect,
-                               cmd_plugins, cmd_screenshot, cmd_search, cmd_sensitivity, cmd_sweep)
+from squeezestudio.cli import (cmd_classify, cmd_compare, cmd_compress, cmd_demo, cmd_eval, cmd_export, cmd_gui,
+                               cmd_inspect, cmd_plugins, cmd_screenshot, cmd_search, cmd_sensitivity, cmd_sweep)
 
 # The command modules import only argparse at their top (the core and torch load inside
 # ``run``), so building the parser stays instant.
 COMMANDS: tuple[ModuleType, ...] = (
-    cmd_demo, cmd_inspect, cmd_eval, cmd_classify, cmd_compress, cmd_sweep, cmd_sensitivity,
+    cmd_demo, cmd_inspect, cmd_eval, cmd_classify, cmd_compress, cmd_compare, cmd_sweep, cmd_sensitivity,
     cmd_export, cmd_search, cmd_plugins, cmd_gui, cmd_screenshot,
 )
 EXIT_USER_ERROR = 2

@@ -17,10 +17,10 @@ from typing import Optional, Sequence
 from PIL import Image, ImageDraw, ImageFont
 
 from squeezestudio.core.atomic_write import atomic_write_bytes
-from squeezestudio.core.session.experiments import format_bytes, pareto_frontier
+from squeezestudio.core.session.experiments import above_chance, format_bytes, pareto_frontier
 
 WIDTH, HEIGHT = 1200, 800
-MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 110, 40, 60, 90
+MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 110, 230, 60, 90  # the legend lives in the right margin
 PALETTE = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
            (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207))
 GREY, BLACK, FRONTIER = (200, 200, 200), (0, 0, 0), (214, 39, 40)
@@ -73,10 +73,11 @@ class _Axes:
         self.draw.text((10, self.top - 30), y_label, fill=BLACK, font=self.font)
 
     def legend(self, entries: Sequence[tuple[str, tuple[int, int, int]]]) -> None:
+        """Entries in the margin right of the frame, so the legend never covers data."""
         for i, (text, colour) in enumerate(entries):
             y = self.top + 10 + 16 * i
-            self.draw.rectangle([self.right - 190, y, self.right - 180, y + 10], fill=colour)
-            self.draw.text((self.right - 174, y - 1), text[:28], fill=BLACK, font=self.font)
+            self.draw.rectangle([self.right + 15, y, self.right + 25, y + 10], fill=colour)
+            self.draw.text((self.right + 31, y - 1), text[:30], fill=BLACK, font=self.font)
 
 
 def _dot(draw: ImageDraw.ImageDraw, xy: tuple[float, float], colour: tuple[int, int, int], r: int = 5) -> None:
@@ -89,15 +90,20 @@ def _save(image: Image.Image, path: Path) -> int:
     return atomic_write_bytes(path, buffer.getvalue())
 
 
-def save_tradeoff_png(rows: Sequence, path: Path, metric: str = "top1") -> int:
-    """Size against ``metric`` for sweep rows, the Pareto frontier joined; returns bytes written."""
-    points = [(float(r.size_bytes), r.metrics.get(metric), r.label) for r in rows]
-    shown = [(x, float(y), label) for x, y, label in points if y is not None]
+def save_tradeoff_png(rows: Sequence, path: Path, metric: str = "top1", chance: Optional[float] = None) -> int:
+    """Size against ``metric`` for sweep rows, the Pareto frontier joined; returns bytes written.
+
+    Points whose top-1 is at or below ``chance`` (guessing) are drawn but never on the frontier.
+    """
+    points = [(float(r.size_bytes), r.metrics.get(metric), r.label, r.metrics.get("top1")) for r in rows]
+    shown = [(x, float(y), label) for x, y, label, _ in points if y is not None]
+    eligible = [above_chance(top1, chance) for _, y, _, top1 in points if y is not None]
     image = Image.new("RGB", (WIDTH, HEIGHT), "white")
     draw = ImageDraw.Draw(image)
     axes = _Axes(draw, [p[0] for p in shown], [p[1] for p in shown], x_format=lambda v: format_bytes(int(v)),
                  y_format=lambda v: f"{v * 100:.0f}%")
-    front = sorted(pareto_frontier([(x, y) for x, y, _ in shown]), key=lambda i: shown[i][0])
+    front = sorted(pareto_frontier([(x, y if ok else None) for (x, y, _), ok in zip(shown, eligible)]),
+                   key=lambda i: shown[i][0])
     if len(front) > 1:
         draw.line([axes.px(shown[i][0], shown[i][1]) for i in front], fill=FRONTIER, width=2)
     for i, (x, y, label) in enumerate(shown):

@@ -27,14 +27,31 @@ class NeedsTrust:
         self.path, self.reason = path, reason
 
 
-def rows_for(handle: Any, experiment: Optional[Experiment] = None) -> list[Any]:
-    """Layer rows for the original model, or for an experiment's compressed model."""
-    from squeezestudio.core.model.inspection import inspect_model  # lazy: torch; the window paints first
+def rows_for(handle: Any, experiment: Optional[Experiment] = None, cm: Any = None,
+             registry: Any = None) -> list[Any]:
+    """Layer rows for the original model, or for a point's compressed model ``cm``.
 
-    if experiment is not None and experiment.compressed is not None:
-        cm = experiment.compressed
-        return layer_table(inspect_model(cm.handle), cm.encodings, experiment.size_report)
+    The per-layer bytes come from the point's size report when it is still
+    in memory, else from measuring ``cm`` again with ``registry`` (the same
+    encoder, so the same bytes).
+    """
+    # lazy: torch; the window paints first
+    from squeezestudio.core.compression.codec import size_report
+    from squeezestudio.core.model.inspection import inspect_model
+
+    cm = cm if cm is not None else (experiment.compressed if experiment is not None else None)
+    if experiment is not None and cm is not None:
+        sizes = (experiment.size_report if experiment.compressed is cm and experiment.size_report
+                 else size_report(cm, registry=registry))
+        return layer_table(inspect_model(cm.handle), cm.encodings, sizes)
     return layer_table(inspect_model(handle))
+
+
+class PointShown:
+    """A point's model, loaded for the views: from memory, its .sqz file, or rebuilt from its recipe."""
+
+    def __init__(self, experiment: Experiment, compressed: Any, rebuilt: bool, rows: list[Any]) -> None:
+        self.experiment, self.compressed, self.rebuilt, self.rows = experiment, compressed, rebuilt, rows
 
 
 class EvaluationRunner(QObject):
@@ -46,6 +63,7 @@ class EvaluationRunner(QObject):
     dataLoaded = Signal(str)
     trustNeeded = Signal(object)
     message = Signal(str)
+    pointShown = Signal(object)  # PointShown: every view shows this point's model
 
     def __init__(self, session: StudioSession, jobs: JobManager, parent: Optional[QObject] = None) -> None:
         super().__init__(parent)
@@ -99,11 +117,36 @@ class EvaluationRunner(QObject):
                         on_finished=done)
 
     def inspect(self, experiment: Optional[Experiment] = None) -> None:
+        """Show ``experiment``'s model in every view (the original model's rows when None or original)."""
         handle = self.session.handle
         if handle is None:
             return
-        self.jobs.start("inspect", lambda progress=None, cancel=None: rows_for(handle, experiment),
+        if experiment is not None and not experiment.is_original:
+            self.show_point(experiment)
+            return
+        self.jobs.start("inspect", lambda progress=None, cancel=None: rows_for(handle),
                         on_finished=self.rowsReady.emit)
+        if experiment is not None:
+            self.pointShown.emit(PointShown(experiment, None, False, []))
+
+    def show_point(self, experiment: Experiment) -> None:
+        """Load a point's model (memory, its file, or its recipe) off the GUI thread, then show it."""
+        handle, session = self.session.handle, self.session
+
+        def job(progress: Any = None, cancel: Any = None) -> PointShown:
+            cm, rebuilt = session.point_model(experiment, progress=progress, cancel=cancel)
+            return PointShown(experiment, cm, rebuilt, rows_for(handle, experiment, cm, session.registry))
+
+        def done(shown: PointShown) -> None:
+            if self.session.handle is not handle:
+                return
+            self.rowsReady.emit(shown.rows)
+            self.pointShown.emit(shown)
+
+        if not session.has_point_model(experiment):
+            self.message.emit(f"{experiment.label}: its file was evicted from the point store; "
+                              "rebuilding it from its recipe…")
+        self.jobs.start("inspect", job, on_finished=done)
 
     # -- evaluation -----------------------------------------------------
     def ready(self) -> bool:
@@ -122,7 +165,7 @@ class EvaluationRunner(QObject):
         if known is not None:
             self.jobs.cancel("evaluate")
             self.experimentReady.emit(known)
-            self.inspect(None if known.is_original else known)
+            self.inspect(known)
             return
         self._run("evaluate", recipe)
 
@@ -144,4 +187,8 @@ class EvaluationRunner(QObject):
             accuracy = "" if top1 is None else f", top-1 {top1 * 100:.2f}%"
             self.message.emit(f"{experiment.label}: {format_bytes(experiment.size_bytes)}{accuracy}")
 
-        self.jobs.start(key, job, on_finished=done)
+        def cancelled() -> None:
+            if self.jobs.current(key) is None:  # cancelled by the user, not superseded by a newer request
+                self.message.emit("Cancelled: no point was added for that configuration.")
+
+        self.jobs.start(key, job, on_finished=done, on_cancelled=cancelled)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from squeezestudio.core.atomic_write import atomic_write_bytes
 from squeezestudio.core.compression.registry import MethodRegistry
 from squeezestudio.core.errors import ExportError
 from squeezestudio.core.io.export_formats import EXPORT_FORMATS
@@ -19,17 +20,21 @@ from squeezestudio.core.io.exports import export
 FORMATS = tuple(EXPORT_FORMATS)
 
 
-def export_one(experiment: Any, fmt: str, path: Path, registry: MethodRegistry,
+def export_one(session: Any, experiment: Any, fmt: str, path: Path,
                calibration: Optional[Callable[[], Any]] = None) -> int:
-    """Write ``experiment``'s compressed model (or a report of it) as ``fmt``; bytes written.
+    """Write the point's model (or a report of it) as ``fmt``; bytes written.
 
-    ``registry`` checks and measures plugin (custom) encodings; ``calibration()``
-    gives the images an int8 export measures activation ranges on; it is called
-    only for such a format.
+    A ``.sqz`` export copies the point's stored file byte for byte (the size
+    on the plot); other formats are written from its decoded model, with the
+    session's registry (plugin encodings). ``calibration()`` gives the images
+    an int8 export measures activation ranges on; it is called only for such a format.
     """
-    cm = experiment.compressed
+    if fmt == "sqz" and session.points.path(experiment) is not None:
+        return int(atomic_write_bytes(path, session.points.read_bytes(experiment)))
+    cm, _ = session.point_model(experiment, rebuild=False)
     if cm is None:
-        raise ExportError("this result is no longer in memory; click its point and evaluate it again (F5)")
+        raise ExportError("the original model has no compressed form to export; click a compressed point")
+    registry: MethodRegistry = session.registry
     if EXPORT_FORMATS[fmt].needs_calibration:
         return int(export(cm, fmt, path, registry=registry,
                           calibration=calibration() if calibration is not None else None))

@@ -25,13 +25,15 @@ from squeezestudio.core.session.studio_session import StudioSession, recipe_from
 from squeezestudio.core.printable import printable
 from squeezestudio.gui.qt_actions import build_actions, fill_recent_menu
 from squeezestudio.gui.qt_window_files import WindowFileActions
-from squeezestudio.gui.qt_evaluation import EvaluationRunner, NeedsTrust
+from squeezestudio.gui.qt_evaluation import EvaluationRunner, NeedsTrust, PointShown
+from squeezestudio.gui.qt_point_store_status import QtPointStoreStatus, point_caption
 from squeezestudio.gui.qt_settings import AppSettings
 from squeezestudio.gui.qt_safe_text import set_plain_text
 from squeezestudio.gui.qt_trust_dialog import ask_trust
 from squeezestudio.gui.qt_worker import JobManager, QtJobStatus
 
 AUTOSAVE_MS = 60_000
+MESSAGE_MS = 20_000  # how long an information message stays in the status bar
 
 
 def _placeholder(text: str) -> QLabel:
@@ -58,11 +60,14 @@ class QtMainWindow(WindowFileActions, QMainWindow):
         self.settings = settings or AppSettings()
         self._methods = methods
         self.controls: Any = None
+        self.stages: Any = None  # the Compression dock's stage list (QtStageList)
         self.classify_view: Any = None
         self.graph_view: Any = None
+        self.compare_view: Any = None
         self.last_error = ("", "")
         self._temp = tempfile.TemporaryDirectory(prefix="squeezestudio-graph-")
         self._graph_key: Any = None
+        self.shown_point: Optional[PointShown] = None  # the point every view shows now
         self.setWindowTitle("SqueezeStudio")
         self.setAcceptDrops(True)
         self.setDockNestingEnabled(True)
@@ -98,8 +103,14 @@ class QtMainWindow(WindowFileActions, QMainWindow):
             self.window_actions.view_menu.addAction(dock.toggleViewAction())
         self.job_status = QtJobStatus(self.jobs)
         self.message_label = QLabel("")
+        self.message_timer = QTimer(self)  # a child of the window: it dies with it
+        self.message_timer.setSingleShot(True)
+        self.message_timer.setInterval(MESSAGE_MS)
+        self.message_timer.timeout.connect(self._clear_stale_message)
         self.message_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.statusBar().addWidget(self.message_label, 1)
+        self.point_status = QtPointStoreStatus(self.session)
+        self.statusBar().addPermanentWidget(self.point_status)
         self.statusBar().addPermanentWidget(self.job_status)
         self._refresh_recent()
         self._restore_geometry()
@@ -125,6 +136,8 @@ class QtMainWindow(WindowFileActions, QMainWindow):
         s.events.model.connect(self._model_shown)
         r.rowsReady.connect(self._rows_ready)
         r.experimentReady.connect(self._experiment_shown)
+        r.pointShown.connect(self._point_shown)
+        s.experiments.on_change.append(lambda: QTimer.singleShot(0, self._refresh_point_status))
         r.message.connect(self.show_message)
         r.trustNeeded.connect(self._ask_trust)
         r.modelLoaded.connect(self._remember)
@@ -160,9 +173,13 @@ class QtMainWindow(WindowFileActions, QMainWindow):
         except Exception as exc:  # noqa: BLE001 - the window must still open
             self.controls_dock.setWidget(_placeholder(f"Compression methods are unavailable: {exc}"))
         else:
+            from squeezestudio.gui.qt_stage_list import QtStageList, wrap_with_stages
             self.controls.recipeChanged.connect(self._controls_changed)
             self.controls.attach_session(self.session, self.jobs)
-            self.controls_dock.setWidget(self.controls)
+            self.stages = QtStageList()
+            self.stages.stageSelected.connect(self.controls.set_recipe_dict)
+            self.stages.stagesChanged.connect(self.apply_recipe)
+            self.controls_dock.setWidget(wrap_with_stages(self.stages, self.controls))
         from squeezestudio.gui.qt_classify_view import QtClassifyView
         from squeezestudio.gui.qt_graph_view import QtGraphView
         from squeezestudio.gui.qt_sensitivity_view import QtSensitivityView
@@ -170,8 +187,13 @@ class QtMainWindow(WindowFileActions, QMainWindow):
         self.classify_view = self._optional_view(1, QtClassifyView)
         self.graph_view = self._optional_view(2, QtGraphView)
         self.tabs.currentChanged.connect(lambda index: self._refresh_graph() if index == 2 else None)
+        from squeezestudio.gui.qt_compare_view import QtCompareView
+        self.compare_view = QtCompareView(self.session, self.jobs)
+        self.tabs.addTab(self.compare_view, "Compare")
         try:
-            self.sensitivity_dock.setWidget(QtSensitivityView(self.session, self.jobs))
+            sensitivity = QtSensitivityView(self.session, self.jobs)
+            sensitivity.recipeChosen.connect(self.apply_recipe)
+            self.sensitivity_dock.setWidget(sensitivity)
         except Exception as exc:  # noqa: BLE001
             self.sensitivity_dock.setWidget(_placeholder(f"Sensitivity scan unavailable: {exc}"))
 
@@ -196,7 +218,8 @@ class QtMainWindow(WindowFileActions, QMainWindow):
     # -- session -> views ----------------------------------------------------
     def _recipe_shown(self, recipe: Any) -> None:
         if self.controls is not None:
-            self.controls.set_recipe_dict(recipe_to_dict(recipe))
+            shown = recipe_to_dict(recipe)
+            self.controls.set_recipe_dict(self.stages.show_recipe(shown) if self.stages is not None else shown)
         self.window_actions["undo"].setEnabled(self.session.can_undo)
         self.window_actions["redo"].setEnabled(self.session.can_redo)
 
@@ -215,21 +238,52 @@ class QtMainWindow(WindowFileActions, QMainWindow):
         self.setWindowTitle(f"SqueezeStudio — {printable(getattr(handle, 'name', 'model'))}")
         if self.plot is not None:
             self.plot.set_current(None)
+        self.shown_point = None
+        self.layers_dock.setWindowTitle("Layers — the original model")
         self._update_classify(None)
 
     def _experiment_shown(self, experiment: Any) -> None:
         if self.plot is not None:
             self.plot.set_current(experiment.id)
-        if experiment.compressed is not None:
-            self._update_classify(experiment)
+
+    def _point_shown(self, shown: PointShown) -> None:
+        """Every view now shows ``shown``'s model; they all say which point it is."""
+        self.shown_point = shown
+        experiment = shown.experiment
+        if self.plot is not None:
+            self.plot.set_current(experiment.id)
+        caption = point_caption(self.session, experiment)
+        self.layers_dock.setWindowTitle(f"Layers — {caption}")
+        for index, name in ((1, "Classify"), (2, "Graph")):
+            number = caption.split(" ", 1)[0] if caption.startswith("#") else "original"
+            self.tabs.setTabText(index, f"{name} ({number})")
+            self.tabs.setTabToolTip(index, f"{name} shows {caption}")
+        self._update_classify(shown.compressed)
+        if self.tabs.currentIndex() == 2:
+            self._refresh_graph()
+        if shown.rebuilt:
+            self.show_message(f"Showing {caption}: rebuilt from its recipe (its file had been evicted "
+                              "from the point store) and stored again.")
+        self._refresh_point_status()
+
+    def _current_compressed(self) -> Any:
+        """The highlighted point's model if it is at hand (shown, or in memory), else None."""
+        current = self.session.experiments.find(self.plot.current_id or "") if self.plot is not None else None
+        if current is None or current.is_original:
+            return None
+        if self.shown_point is not None and self.shown_point.experiment.id == current.id:
+            return self.shown_point.compressed
+        return current.compressed if current.compressed is not None else self.session.points.cached(current)
+
+    def _refresh_point_status(self) -> None:
+        self.point_status.refresh()
 
     def _refresh_graph(self) -> None:
         """Export the original and the current result to ONNX (in a worker) for the graph tab."""
         handle = self.session.handle
         if self.graph_view is None or handle is None:
             return
-        current = self.session.experiments.find(self.plot.current_id or "") if self.plot is not None else None
-        compressed = None if current is None or current.is_original else current.compressed
+        compressed = self._current_compressed()
         key = (id(handle), id(compressed))
         if key == self._graph_key:
             return
@@ -253,15 +307,16 @@ class QtMainWindow(WindowFileActions, QMainWindow):
         self.jobs.start("graph", export, on_finished=lambda paths: self.graph_view.set_models(*paths),
                         on_failed=failed)
 
-    def _update_classify(self, experiment: Any) -> None:
+    def _update_classify(self, compressed: Any) -> None:
+        """Classify with the original and ``compressed`` (the shown point's CompressedModel, or None)."""
         handle = self.session.handle
         if self.classify_view is None or handle is None:
             return
         try:
             from squeezestudio.core.data.dataset import PreprocessSpec
             models = {"original": handle.module}
-            if experiment is not None and not experiment.is_original:
-                models["compressed"] = experiment.compressed.handle.module
+            if compressed is not None:
+                models["compressed"] = compressed.handle.module
             self.classify_view.set_models(models, PreprocessSpec.from_input_spec(handle.input_spec),
                                           handle.class_names)
         except Exception as exc:  # noqa: BLE001
@@ -269,16 +324,23 @@ class QtMainWindow(WindowFileActions, QMainWindow):
 
     # -- user actions ----------------------------------------------------------
     def _controls_changed(self, recipe: dict) -> None:
+        if self.stages is not None:  # the controls edit one stage; the list holds the others
+            recipe = self.stages.combined(recipe)
         self.session.set_recipe(recipe_from_dict(recipe))
         self.runner.evaluate(self.session.recipe)
 
+    def apply_recipe(self, recipe: Any) -> None:
+        """Make ``recipe`` (a Recipe or its dict) current (the controls follow) and evaluate it as a new point."""
+        self.session.set_recipe(recipe_from_dict(recipe) if isinstance(recipe, dict) else recipe)
+        self.runner.evaluate(self.session.recipe)
+
     def restore_point(self, experiment_id: str) -> None:
+        """Clicking a point: its recipe in the controls, its exact stored model in every view."""
         experiment = self.session.restore_experiment(experiment_id)
         if self.plot is not None:
             self.plot.set_current(experiment.id)
+        self.jobs.cancel("evaluate")
         self.runner.inspect(experiment)
-        if experiment.compressed is not None:
-            self._update_classify(experiment)
 
     def evaluate_now(self) -> None:
         if self.controls is not None:
@@ -311,8 +373,27 @@ class QtMainWindow(WindowFileActions, QMainWindow):
     def cancel_jobs(self) -> None:
         self.jobs.cancel()
 
-    def open_model(self, path: str, *, trust: bool = False) -> None:
+    def open_model(self, path: str, *, trust: bool = False, confirmed: bool = False) -> None:
+        if not confirmed and not self.confirm_discard("open another model"):
+            return
         self.runner.open_model(str(path), trust=trust)
+
+    def confirm_discard(self, doing: str) -> bool:
+        """Ask before ``doing`` drops experiments that were never saved; True to go on."""
+        s = self.session
+        unsaved = s.unsaved and any(not e.is_original for e in s.experiments.list())
+        if not unsaved:
+            return True
+        count = sum(1 for e in s.experiments.list() if not e.is_original)
+        return self.ask_yes_no("Unsaved experiments",
+                               f"This session has {count} experiment(s) that are not saved in a project. "
+                               f"Discard them and {doing}? (File > Save project keeps them.)")
+
+    def ask_yes_no(self, title: str, text: str) -> bool:
+        """A yes/no question (tests replace this to answer it)."""
+        from PySide6.QtWidgets import QMessageBox
+        answer = QMessageBox.question(self, title, text)
+        return answer == QMessageBox.StandardButton.Yes
 
     def open_data(self, source: str) -> None:
         self.runner.open_data(source)
@@ -322,15 +403,22 @@ class QtMainWindow(WindowFileActions, QMainWindow):
 
     def _ask_trust(self, request: NeedsTrust) -> None:
         if ask_trust(self, request.path, request.reason):
-            self.open_model(request.path, trust=True)
+            self.open_model(request.path, trust=True, confirmed=True)
         else:
             self.show_message("Not opened: the file was not trusted.")
 
     # -- status, settings, drag and drop ----------------------------------------
     def show_message(self, text: str) -> None:
+        """An information line; it clears itself after a while so it never reads as current when stale."""
         self.message_label.setStyleSheet("")
         set_plain_text(self.message_label, text)
         self.message_label.setToolTip("")
+        self._message_shown = text
+        self.message_timer.start()
+
+    def _clear_stale_message(self) -> None:
+        if self.message_label.text() == getattr(self, "_message_shown", None):
+            self.message_label.setText("")
 
     def show_error(self, message: str, details: str = "") -> None:
         self.last_error = (message, details)

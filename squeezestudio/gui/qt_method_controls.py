@@ -107,6 +107,7 @@ class QtMethodControls(QWidget):
             layout.addWidget(group)
             self.groups[method.name] = group
             self.forms[method.name] = form
+        self._make_exclusive()
         self.retraining = QtRetrainingControls()
         self.retraining.changed.connect(self._changed)
         layout.addWidget(self.retraining)
@@ -142,6 +143,22 @@ class QtMethodControls(QWidget):
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(scroll)
 
+    def _make_exclusive(self) -> None:
+        """Methods that cannot share a layer (k-means and uniform quantization): ticking one unticks the other."""
+        for method in self.methods:
+            others = [o for o in getattr(method, "exclusive_with", ()) if o in self.groups and o != method.name]
+            if not others:
+                continue
+            group = self.groups[method.name]
+            names = ", ".join(self.groups[o].title() for o in others)
+            group.setToolTip(f"{group.toolTip()}\nNot together with {names}: both decide how each weight is "
+                             "stored, so ticking this one unticks the other.".strip())
+            group.toggled.connect(lambda on, others=others: self._untick(others) if on and not self._quiet else None)
+
+    def _untick(self, names: list[str]) -> None:
+        for name in names:
+            self.groups[name].setChecked(False)
+
     # -- recipe <-> widgets ---------------------------------------------
     def recipe_dict(self) -> dict[str, Any]:
         """The recipe the controls show: enabled global methods and layer overrides."""
@@ -161,7 +178,8 @@ class QtMethodControls(QWidget):
             global_part = recipe.get("methods") or {}
             for name, group in self.groups.items():
                 group.setChecked(name in global_part)
-                self.forms[name].set_values(global_part.get(name) or {})
+                if name in global_part:  # an unticked method keeps its settings for when it is ticked again
+                    self.forms[name].set_values(global_part.get(name) or {})
             self.overrides = copy.deepcopy({k: dict(v) for k, v in (recipe.get("layers") or {}).items()})
             self.retraining.set_finetune_dict(recipe.get("finetune"))
             self._show_layer()

@@ -5,6 +5,9 @@ Deep Compression chose per-layer pruning rates from exactly this kind of scan
 flat can be squeezed hard. The scan itself is the core's
 :func:`~squeezestudio.core.measure.sensitivity.layer_sensitivity` (the same function
 ``squeezestudio sensitivity`` runs), started here as one cancellable job.
+"Apply" turns the scan into settings: for each layer the most aggressive
+level costing at most X points (:func:`~squeezestudio.core.measure.sensitivity.recipe_within`),
+which becomes the current recipe and a new point on the plot.
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QSpinBox, QVBoxLayout, QWidget
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QHBoxLayout, QLabel, QPushButton, QSpinBox, QVBoxLayout,
+                               QWidget)
 
 from squeezestudio.core.session.studio_session import StudioSession
 from squeezestudio.gui.qt_worker import JobManager
@@ -33,12 +38,15 @@ def scan_levels(method: str, levels: Sequence[Any]) -> dict[str, tuple[Any, ...]
 
 
 class QtSensitivityView(QWidget):
-    """Choose a scan, run the core's scan in a worker, plot one curve per layer."""
+    """Choose a scan, run the core's scan in a worker, plot one curve per layer, apply it as a recipe."""
+
+    recipeChosen = Signal(object)  # a Recipe with one override per layer, from "Apply"
 
     def __init__(self, session: StudioSession, jobs: JobManager, parent: Optional[QWidget] = None) -> None:
         super().__init__(parent)
         self.session, self.jobs = session, jobs
         self.result: Any = None
+        self.method: Optional[str] = None
         self.curves: dict[str, list[tuple[float, Optional[float]]]] = {}
         self.scan_combo = QComboBox()
         self.scan_combo.addItems(list(SCANS))
@@ -50,20 +58,43 @@ class QtSensitivityView(QWidget):
         self.run_button = QPushButton("Run scan")
         self.run_button.clicked.connect(self.run)
         self.note = QLabel("Compresses one layer at a time and measures the accuracy.")
-        self.plot = pg.PlotWidget()
-        self.plot.setBackground(None)
-        self.plot.addLegend(offset=(-10, 10), labelTextSize="8pt")
+        self.max_drop = QDoubleSpinBox()
+        self.max_drop.setRange(0.0, 50.0)
+        self.max_drop.setSingleStep(0.5)
+        self.max_drop.setValue(1.0)
+        self.max_drop.setSuffix(" points")
+        self.max_drop.setToolTip("The most top-1 accuracy each layer's setting may cost, in percentage points")
+        self.apply_button = QPushButton("Apply")
+        self.apply_button.setToolTip("For each layer, the most aggressive scanned setting that costs at most this "
+                                     "many points: a per-layer recipe, evaluated as a new point")
+        self.apply_button.setEnabled(False)
+        self.apply_button.clicked.connect(self.apply)
+        self.canvas = pg.GraphicsLayoutWidget()
+        self.canvas.setBackground(None)
+        self.plot = self.canvas.addPlot(row=0, col=0)
         self.plot.setLabel("left", "Top-1 accuracy (%)")
         self.plot.showGrid(x=True, y=True, alpha=0.25)
+        for axis in ("bottom", "left"):
+            self.plot.getAxis(axis).enableAutoSIPrefix(False)  # show the levels themselves, no "x0.001"
+        side = self.canvas.addLayout(row=0, col=1)  # the legend's own column: it never covers a curve
+        self.legend = pg.LegendItem(labelTextSize="8pt")
+        side.addItem(self.legend, row=0, col=0)
+        side.addLabel("", row=1, col=0)
+        side.layout.setRowStretchFactor(1, 10)
         row = QHBoxLayout()
         for w in (QLabel("Scan"), self.scan_combo, QLabel("largest layers"), self.top_n, self.note):
             row.addWidget(w)
         row.addStretch(1)
         row.addWidget(self.run_button)
+        apply_row = QHBoxLayout()
+        for w in (QLabel("Most aggressive setting per layer costing at most"), self.max_drop, self.apply_button):
+            apply_row.addWidget(w)
+        apply_row.addStretch(1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
         layout.addLayout(row)
-        layout.addWidget(self.plot, 1)
+        layout.addLayout(apply_row)
+        layout.addWidget(self.canvas, 1)
 
     def layers_to_scan(self) -> list[str]:
         """The N compressible layers (conv/linear) with the most parameters, in model order."""
@@ -98,19 +129,24 @@ class QtSensitivityView(QWidget):
 
     def show_result(self, result: Any, method: str, axis: str = "") -> None:
         """Draw ``result``'s curves for ``method`` and the original's accuracy as a dashed line."""
-        self.result = result
+        self.result, self.method = result, method
         self.curves = result.curves(method)
         self.plot.clear()
+        self.legend.clear()
+        self.apply_button.setEnabled(result.baseline_top1 is not None and bool(self.curves))
         self.plot.setLabel("bottom", axis or method)
+        levels = sorted({level for points in self.curves.values() for level, _ in points})
+        self.plot.getAxis("bottom").setTicks([[(level, f"{level:g}") for level in levels]])
         if method != "prune":
-            self.plot.getPlotItem().invertX(True)  # fewer bits = more compression, to the right
+            self.plot.invertX(True)  # fewer bits = more compression, to the right
         else:
-            self.plot.getPlotItem().invertX(False)
+            self.plot.invertX(False)
         for i, (layer, points) in enumerate(self.curves.items()):
             x = np.array([level for level, _ in points], dtype=np.float64)
             y = np.array([np.nan if v is None else v * 100 for _, v in points], dtype=np.float64)
-            self.plot.plot(x, y, pen=pg.mkPen(pg.intColor(i, hues=max(len(self.curves), 2)), width=2),
-                           symbol="o", symbolSize=5, name=layer)
+            curve = self.plot.plot(x, y, pen=pg.mkPen(pg.intColor(i, hues=max(len(self.curves), 2)), width=2),
+                                   symbol="o", symbolSize=5)
+            self.legend.addItem(curve, layer)
         if result.baseline_top1 is not None:
             line = pg.InfiniteLine(pos=result.baseline_top1 * 100, angle=0,
                                    pen=pg.mkPen("#555", width=1, style=pg.QtCore.Qt.PenStyle.DashLine),
@@ -118,3 +154,19 @@ class QtSensitivityView(QWidget):
             self.plot.addItem(line)
             self.note.setText(f"Original top-1 {result.baseline_top1 * 100:.1f}%; each curve compresses "
                               "only that layer.")
+
+    def apply(self) -> Optional[Any]:
+        """Emit the per-layer recipe "most aggressive level costing <= X points" (None with a note if none)."""
+        from squeezestudio.core.errors import SqueezeStudioError
+        from squeezestudio.core.measure.sensitivity import recipe_within
+
+        if self.result is None or self.method is None:
+            return None
+        try:
+            recipe = recipe_within(self.result, self.method, self.max_drop.value())
+        except SqueezeStudioError as exc:
+            self.note.setText(str(exc))
+            return None
+        self.note.setText(f"Applied: {len(recipe.layers)} layer(s) set by the scan; evaluating it as a new point.")
+        self.recipeChosen.emit(recipe)
+        return recipe

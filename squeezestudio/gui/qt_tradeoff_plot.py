@@ -19,7 +19,8 @@ from PySide6.QtCore import QBuffer, QByteArray, QIODevice, Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QToolButton, QVBoxLayout, QWidget
 
 from squeezestudio.core.atomic_write import atomic_write_bytes
-from squeezestudio.core.session.experiments import Experiment, ExperimentLog, format_bytes, pareto_frontier
+from squeezestudio.core.session.experiments import (Experiment, ExperimentLog, format_bytes, frontier_points,
+                                                    pareto_frontier)
 from squeezestudio.core.session.experiments import recipe_summary
 from squeezestudio.gui.qt_worker import describe_error
 
@@ -137,7 +138,7 @@ class QtTradeoffPlot(QWidget):
         points = self.plotted()
         scale = 100.0
         self.plot.setLabel("left", f"{METRICS[self.metric_name]} (%)")
-        idx = pareto_frontier([(e.size_bytes, e.metric(self.metric_name)) for e in points])
+        idx = pareto_frontier(frontier_points(points, self.metric_name, self.log.chance))  # chance: never optimal
         self.frontier_ids = [points[i].id for i in idx]
         normal = [e for e in points if not e.is_original]
         originals = [e for e in points if e.is_original]
@@ -146,6 +147,12 @@ class QtTradeoffPlot(QWidget):
         self._ids = [e.id for e in points]
         xs, ys = self._steps([points[i] for i in idx], scale)
         self.frontier.setData(xs, ys)
+        values = [e.metric(self.metric_name) * scale for e in points]
+        if values and max(values) - min(values) < 2.0:  # one point (or a few alike): a readable range around it
+            middle = (max(values) + min(values)) / 2
+            self.plot.setYRange(max(0.0, middle - 5.0), min(100.0, middle + 5.0), padding=0)
+        else:
+            self.plot.enableAutoRange(axis="y")
         self.summary.setText(self._summary_text(points))
 
     def _spot(self, e: Experiment, scale: float) -> dict:

@@ -57,6 +57,8 @@ class WindowFileActions:
             self.open_project(path)
 
     def open_project(self, path: str) -> None:
+        if not self.confirm_discard("open the project"):
+            return
         try:
             self.session.open_project(path)
         except Exception as exc:  # noqa: BLE001
@@ -64,7 +66,10 @@ class WindowFileActions:
             return
         self._remember(path)
         self.runner.inspect()
-        self.show_message(f"Opened project {path} with {len(self.session.experiments)} result(s).")
+        self._refresh_point_status()
+        stored = len(self.session.points.ids())
+        self.show_message(f"Opened project {path} with {len(self.session.experiments)} result(s), "
+                          f"{stored} with their stored model.")
 
     def save_project(self) -> None:
         if self.session.project_path is None:
@@ -133,20 +138,34 @@ class WindowFileActions:
         self.show_message("The autosave was left unopened (File > Recover autosave still opens it).")
 
     def ask_export(self) -> None:
+        """Export the highlighted point's exact stored model (rebuilt first when it is recipe-only)."""
         current = self.plot.current_id if self.plot is not None else None
-        experiment = self.session.experiments.find(current or "") or self.session.latest_compressed()
-        if experiment is None or experiment.compressed is None or experiment.is_original:
-            self.show_message("Evaluate a compression first: export writes the selected point's model.")
+        experiment = self.session.experiments.find(current or "")
+        if experiment is None or experiment.is_original:
+            experiment = self.session.latest_compressed() if experiment is None else None
+        if experiment is None or experiment.is_original:
+            self.show_message("Click a compressed point (or evaluate one) first: export writes that point's model.")
             return
+        if self.session.has_point_model(experiment):
+            self._open_export_dialog(experiment)
+            return
+        self.show_message(f"{experiment.label}: rebuilding its model from its recipe before the export…")
+        self.jobs.start("inspect", lambda progress=None, cancel=None: self.session.point_model(
+            experiment, progress=progress, cancel=cancel), on_finished=lambda _: self._open_export_dialog(experiment))
+
+    def _open_export_dialog(self, experiment: Any) -> None:
         # lazy: the export writers import torch; the window is built before it loads
         from squeezestudio.gui.qt_export_wiring import FORMATS, expected_sizes, export_one
+        from squeezestudio.gui.qt_point_store_status import point_caption
 
+        session = self.session
+        session.points.pin(experiment)  # an exported point keeps its file
         dialog = QtExportDialog(self, FORMATS, lambda fmt, path: export_one(
-                                    experiment, fmt, path, self.session.registry,
-                                    calibration=self.session.calibration_images),
+                                    session, experiment, fmt, path, calibration=session.calibration_images),
                                 folder=Path(self._start_folder()),
                                 base_name=f"{getattr(self.session.handle, 'name', 'model')}_compressed",
                                 expected=expected_sizes(experiment))
+        dialog.setWindowTitle(f"Export {point_caption(session, experiment)}")
         self.export_dialog = dialog
         self.exec_dialog(dialog)
 
@@ -160,5 +179,12 @@ class WindowFileActions:
                           "the true size against the measured accuracy.")
 
     def _start_folder(self) -> str:
-        recent = self.settings.recent_files()
-        return str(Path(recent[0]).parent) if recent else str(Path.home())
+        """The folder the user last used: never the app's own folder (the bundled demo lives there)."""
+        import squeezestudio
+
+        app_root = Path(squeezestudio.__file__).resolve().parent.parent
+        for recent in self.settings.recent_files():
+            folder = Path(recent).resolve().parent
+            if folder.is_dir() and not folder.is_relative_to(app_root):
+                return str(folder)
+        return str(Path.home())

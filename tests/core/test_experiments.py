@@ -118,3 +118,11 @@ def test_format_bytes():
     assert format_bytes(12_345) == "12.3 KB"
     assert format_bytes(4_560_000) == "4.56 MB"
     assert format_bytes(245_000_000) == "245 MB"
+
+
+def test_points_at_or_below_chance_are_never_pareto_optimal():
+    log = ExperimentLog([Experiment("tiny", {}, "tiny", 100, {"top1": 0.1, "agreement": 0.12}),
+                         Experiment("good", {}, "good", 1000, {"top1": 0.9, "agreement": 0.95})], chance=0.1)
+    assert log.pareto_ids() == ["good"] and log.pareto_ids("agreement") == ["good"]
+    log.chance = None  # unknown class count: nothing is filtered
+    assert log.pareto_ids() == ["tiny", "good"]

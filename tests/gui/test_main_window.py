@@ -56,9 +56,9 @@ def _drop(widget, path):
 
 
 def test_layout_menus_and_shortcuts(window):
-    assert [window.tabs.tabText(i) for i in range(window.tabs.count())] == ["Trade-off", "Classify", "Graph"]
+    assert [window.tabs.tabText(i) for i in range(window.tabs.count())] == ["Trade-off", "Classify", "Graph", "Compare"]
     assert window.controls is not None and set(window.controls.groups) == {"prune", "cluster"}
-    assert window.controls_dock.widget() is window.controls
+    assert window.controls_dock.widget().isAncestorOf(window.controls)  # under the stage list
     titles = [a.text() for a in window.menuBar().actions()]
     assert titles == ["&File", "&Edit", "&Run", "&View", "&Help"]
     keys = {name: window.window_actions[name].shortcut() for name in ("undo", "redo", "evaluate", "cancel",

@@ -60,7 +60,7 @@ def test_view_runs_the_core_scan_in_a_worker_and_draws_curves(qtbot):
     levels = SCANS["Pruning sparsity"][2]
     assert set(view.curves) == {"fc1", "fc2"}
     assert [level for level, _ in view.curves["fc1"]] == pytest.approx(list(levels))
-    items = view.plot.getPlotItem().listDataItems()
+    items = view.plot.listDataItems()
     assert len(items) == 2
     assert list(items[0].getData()[1]) == pytest.approx([100 * v for _, v in view.curves["fc1"]])
     assert "Original top-1" in view.note.text()
@@ -76,8 +76,46 @@ def test_view_draws_a_given_result_and_cancel_is_reported(qtbot):
     result = SensitivityResult(0.9, [SensitivityPoint("2", "quantize", 8, 0.9, 1.0),
                                      SensitivityPoint("2", "quantize", 2, 0.5, 0.6)])
     view.show_result(result, "quantize", "bits")
-    [item] = view.plot.getPlotItem().listDataItems()
+    [item] = view.plot.listDataItems()
     assert list(item.getData()[1]) == pytest.approx([90.0, 50.0])
     view.run()  # no data: says what to do instead of starting a job
     assert jobs.current("sensitivity") is None and "data set" in view.note.text()
     jobs.shutdown()
+
+
+def test_apply_turns_the_scan_into_a_per_layer_recipe_and_a_new_point(qtbot, app_settings):
+    from squeezestudio.gui.qt_main_window import QtMainWindow
+
+    session = _tiny_session()
+    window = QtMainWindow(session, settings=app_settings)
+    qtbot.addWidget(window)
+    view = window.sensitivity_dock.widget()
+    result = SensitivityResult(0.50, [SensitivityPoint("conv1", "prune", 0.5, 0.50, 1.0),
+                                      SensitivityPoint("conv1", "prune", 0.9, 0.40, 0.8),
+                                      SensitivityPoint("fc1", "prune", 0.5, 0.499, 1.0),
+                                      SensitivityPoint("fc1", "prune", 0.9, 0.495, 0.9)])
+    view.show_result(result, "prune", "sparsity")
+    assert view.plot.getAxis("bottom")._tickLevels[0][0][1] == "0.5"  # the real level, no scale factor
+    assert view.legend.parentItem() is not view.plot.vb  # the legend is beside the plot, not over it
+    view.max_drop.setValue(1.0)
+    before = len(session.experiments)
+    recipe = view.apply()
+    assert recipe.layers == {"conv1": {"prune": {"sparsity": 0.5}}, "fc1": {"prune": {"sparsity": 0.9}}}
+    assert session.recipe is recipe
+    qtbot.waitUntil(lambda: len(session.experiments) > before, timeout=60000)  # the new point
+    point = session.experiments.list()[-1]
+    assert point.recipe["layers"] == {"conv1": {"prune": {"sparsity": 0.5}}, "fc1": {"prune": {"sparsity": 0.9}}}
+    window.jobs.shutdown()
+
+
+def test_bad_levels_are_refused_before_any_evaluation():
+    from squeezestudio.core.errors import RecipeError
+
+    session = _tiny_session()
+    calls = []
+    with pytest.raises(RecipeError, match="bits 1"):
+        layer_sensitivity(session.handle, session.data, quant_bits=(4, 1), prune_levels=(),
+                          progress=lambda f, m="": calls.append(m), registry=default_registry())
+    with pytest.raises(RecipeError, match="no layer 'nope'"):
+        layer_sensitivity(session.handle, session.data, layers=["nope"], registry=default_registry())
+    assert calls == []  # refused before the first evaluation started

@@ -79,8 +79,6 @@ class FireConfig:
                            "fitting on calibration images (plain svd when there are none)")
     reconstruct_steps: int = param(200, minimum=1, maximum=100_000,
                                    help="most Adam steps of layer-wise reconstruction per layer")
-    reconstruct_seconds: float = param(5.0, minimum=0.1, maximum=3600.0,
-                                       help="most seconds of layer-wise reconstruction per layer")
     reconstruct_lr: float = param(3e-3, minimum=1e-6, maximum=1.0,
                                   help="Adam learning rate of layer-wise reconstruction")
     fit_through: bool = param(True, help="fit the output after the BatchNorm/activation that follow the "
@@ -186,7 +184,7 @@ class FireMethod(SubstitutionMethod):
         n = min(inputs.shape[0], targets.shape[0])
         fitted = TailFit(new, [get_module(state.module, t) for t in tail]) if tail else new
         result = reconstruct_layer(fitted, inputs[:n], targets[:n], steps=config.reconstruct_steps,
-                                   time_budget_s=config.reconstruct_seconds, lr=config.reconstruct_lr,
+                                   lr=config.reconstruct_lr,
                                    progress=progress, cancel=cancel)
         where = " after BatchNorm/activation" if tail else ""
         return f"reconstruction error{where} {result.before_error:.4g} -> {result.after_error:.4g}"

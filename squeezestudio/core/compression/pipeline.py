@@ -16,7 +16,6 @@ that were replaced simply match nothing.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import Any, Optional
 
 import torch
@@ -25,7 +24,7 @@ import squeezestudio
 from squeezestudio.core.compression.compressed_model import CompressedModel
 from squeezestudio.core.compression.config import make_config
 from squeezestudio.core.compression.method import ORDER_PRUNE, CompressionMethod, FinetuneHooks
-from squeezestudio.core.compression.recipe import Recipe, recipe_to_dict, resolve, weighted_layers
+from squeezestudio.core.compression.recipe import Recipe, recipe_to_dict, resolve, validate, weighted_layers
 from squeezestudio.core.compression.registry import MethodRegistry
 from squeezestudio.core.compression.state import CompressionState
 from squeezestudio.core.errors import RecipeError
@@ -63,6 +62,14 @@ def apply_recipe_to_state(state: CompressionState, recipe: Recipe, *,
     recipe is validated before any method runs, so a typo fails in
     milliseconds rather than after a slow step.
     """
+    if recipe.stages:  # stage after stage, each on what the previous one left
+        validate(recipe, list(weighted_layers(state.module)), registry)
+        applied: list[AppliedStep] = []
+        count = len(recipe.stages)
+        for i, stage in enumerate(recipe.stages):
+            applied += apply_recipe_to_state(state, stage, registry=registry, cancel=cancel,
+                                             progress=scaled(progress, i / count, (i + 1) / count))
+        return applied
     arch_steps = _architecture_steps(state, recipe, registry)
     plan = resolve(recipe, state, registry)
     total = max(1, len(arch_steps) + len(plan))
@@ -103,13 +110,16 @@ def collect_finetune_hooks(state: CompressionState, applied: list[AppliedStep]) 
 
 
 def provenance_of(handle: ModelHandle) -> dict[str, Any]:
-    """Where a compressed model came from, for the file and the experiment log."""
+    """Where a compressed model came from, for the file and the experiment log.
+
+    No time stamp: the same command must write byte-identical files (the file's
+    own modification time says when).
+    """
     return {
         "source": handle.name,
         "source_format": handle.source_format,
         # The file name only: a shared .sqz should not reveal the author's folders.
         "source_file": handle.source_path.name if handle.source_path is not None else None,
-        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "squeezestudio_version": squeezestudio.__version__,
     }
 

@@ -15,6 +15,21 @@ name or an fnmatch glob::
     finetune: {epochs: 1}         # carried for the fine-tuning step
     architecture: []              # architecture changes, e.g. {method: fire, layer: features.3}
 
+A staged recipe (Deep Compression's prune -> retrain -> cluster -> retrain)
+is a list of such one-stage recipes, applied in order, each on the model the
+previous one left (masks, shared weights and substitutions kept)::
+
+    version: 1
+    stages:
+      - name: prune
+        methods: {prune: {sparsity: 0.92, scope: global}}
+        finetune: {epochs: 10, holdout: 0.1}   # best epoch chosen on 10% of the TRAINING data
+      - name: cluster
+        methods: {cluster: {bits: 4}}
+        finetune: {epochs: 5, optimizer: sgd}
+
+A one-stage recipe is written as before (no ``stages`` key).
+
 An override's options are merged over the global ones for that method.
 Matching patterns apply in file order with globs first and exact names last,
 so later patterns win and an exact name beats any glob. ``validate`` reports
@@ -45,7 +60,8 @@ from squeezestudio.core.errors import RecipeError
 from squeezestudio.core.limits import current_limits
 
 RECIPE_VERSION = 1
-_TOP_KEYS = ("version", "name", "methods", "layers", "finetune", "architecture")
+_TOP_KEYS = ("version", "name", "methods", "layers", "finetune", "architecture", "stages")
+_STAGE_KEYS = ("name", "methods", "layers", "finetune", "architecture")
 
 MethodOptions = dict[str, Any]
 LayerOverride = dict[str, Optional[MethodOptions]]
@@ -61,6 +77,11 @@ class Recipe:
     architecture: list[dict[str, Any]] = field(default_factory=list)
     name: str = ""
     version: int = RECIPE_VERSION
+    stages: list["Recipe"] = field(default_factory=list)  # a staged recipe: its stages (one-stage recipes each)
+
+    def stage_list(self) -> list["Recipe"]:
+        """The stages to apply in order: the recipe itself when it has no ``stages``."""
+        return list(self.stages) if self.stages else [self]
 
 
 def is_glob(pattern: str) -> bool:
@@ -80,8 +101,10 @@ def _mapping(value: Any, where: str) -> dict:
 
 
 def recipe_from_dict(data: Any) -> Recipe:
-    """Build a :class:`Recipe` from parsed YAML/JSON, checking its structure."""
+    """Build a :class:`Recipe` from parsed YAML/JSON, checking its structure (stages included)."""
     data = _mapping(data, "the recipe")
+    if "stages" in data:
+        return _staged_from_dict(data)
     unknown = sorted(set(data) - set(_TOP_KEYS))
     if unknown:
         raise RecipeError(f"the recipe has unknown section(s) {', '.join(unknown)}; known: {', '.join(_TOP_KEYS)}")
@@ -116,11 +139,54 @@ def recipe_from_dict(data: Any) -> Recipe:
                   version=version)
 
 
+def _staged_from_dict(data: dict) -> Recipe:
+    """A staged recipe: top level ``version``/``name``/``stages`` only, each stage a one-stage recipe."""
+    extra = sorted(set(data) - {"version", "name", "stages"})
+    if extra:
+        raise RecipeError(f"a recipe with stages keeps {', '.join(extra)} inside its stages, not at the top level")
+    raw = data.get("stages")
+    if not isinstance(raw, list) or not raw:
+        raise RecipeError("stages must be a non-empty list of stages, each with methods (and optional "
+                          "layers, finetune, architecture)")
+    top = recipe_from_dict({k: v for k, v in data.items() if k != "stages"})
+    stages = []
+    for i, stage in enumerate(raw):
+        entry = _mapping(stage, f"stage {i + 1}")
+        unknown = sorted(set(entry) - set(_STAGE_KEYS))
+        if unknown:
+            raise RecipeError(f"stage {i + 1} has unknown key(s) {', '.join(unknown)}; known: {', '.join(_STAGE_KEYS)}")
+        parsed = recipe_from_dict(entry)
+        parsed.name = parsed.name or f"stage {i + 1}"
+        stages.append(parsed)
+    top.stages = stages
+    return top
+
+
+def flatten_stages(recipe: Recipe) -> Recipe:
+    """One recipe that names every stage's methods (later stages win), e.g. to plan fine-tuning hooks."""
+    if not recipe.stages:
+        return recipe
+    out = Recipe(name=recipe.name, version=recipe.version)
+    for stage in recipe.stages:
+        for method, opts in stage.methods.items():
+            out.methods[method] = {**out.methods.get(method, {}), **opts}
+        for pattern, override in stage.layers.items():
+            entry = out.layers.setdefault(pattern, {})
+            for method, opts in override.items():
+                entry[method] = None if opts is None else {**(entry.get(method) or {}), **opts}
+        out.architecture.extend(dict(a) for a in stage.architecture)
+    return out
+
+
 def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
     """The recipe as plain data (inverse of :func:`recipe_from_dict`)."""
     out: dict[str, Any] = {"version": recipe.version}
     if recipe.name:
         out["name"] = recipe.name
+    if recipe.stages:
+        out["stages"] = [{k: v for k, v in recipe_to_dict(stage).items() if k != "version"}
+                         for stage in recipe.stages]
+        return out
     out["methods"] = {m: dict(o) for m, o in recipe.methods.items()}
     out["layers"] = {p: {m: None if o is None else dict(o) for m, o in ov.items()}
                      for p, ov in recipe.layers.items()}
@@ -192,6 +258,12 @@ def validate(recipe: Recipe, layer_names: Iterable[str], registry: MethodRegistr
     patterns match nothing.
     """
     names = list(layer_names)
+    if recipe.stages:  # each stage on its own; after an architecture change names may no longer match
+        changed = False
+        for stage in recipe.stages:
+            validate(stage, names, registry, skip_methods, strict_names and not changed)
+            changed = changed or bool(stage.architecture)
+        return
     skip = set(skip_methods)
     for method, opts in recipe.methods.items():
         if method not in skip:
@@ -217,8 +289,8 @@ def validate(recipe: Recipe, layer_names: Iterable[str], registry: MethodRegistr
         for method in enabled:
             clash = [o for o in registry.get(method).exclusive_with if o in enabled]
             if clash:
-                raise RecipeError(f"layer {layer}: {method} and {clash[0]} cannot both apply to one layer; "
-                                  f"disable one of them for this layer (e.g. {clash[0]}: null)")
+                raise RecipeError(f"layer {layer}: {method} and {clash[0]} cannot both apply to one layer "
+                                  f"(both decide how its weights are stored); turn one of them off for this layer")
 
 
 def weighted_layers(module: nn.Module) -> dict[str, nn.Module]:
@@ -236,6 +308,7 @@ def resolve(recipe: Recipe, state: CompressionState, registry: MethodRegistry,
     apply to (e.g. BatchNorm); naming such a layer exactly is an error.
     ``skip_methods`` and ``strict_names`` are passed to :func:`validate`.
     """
+    recipe = flatten_stages(recipe)  # a staged recipe: every stage's methods at once (fine-tuning plans)
     modules = weighted_layers(state.module)
     skip = set(skip_methods)
     validate(recipe, list(modules), registry, skip, strict_names)

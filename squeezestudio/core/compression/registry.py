@@ -120,10 +120,6 @@ class MethodRegistry:
 def builtin_methods() -> list[type[CompressionMethod]]:
     """The method classes shipped with SqueezeStudio."""
     return [FireMethod, MagnitudePruning, KMeansClustering, WeightQuantization]
-    fire_cls = getattr(fire, "FireMethod", None) or getattr(fire, "FireMethod", None)
-    if fire_cls is not None:
-        methods.insert(0, fire_cls)
-    return methods
 
 
 def build_registry(*, plugins: bool = True, entry_points: Optional[Iterable[Any]] = None) -> MethodRegistry:

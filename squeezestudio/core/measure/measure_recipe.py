@@ -36,10 +36,10 @@ from squeezestudio.core.compression.registry import MethodRegistry
 from squeezestudio.core.data.dataset import ImageDataset
 from squeezestudio.core.errors import DataError
 from squeezestudio.core.measure.evaluation import EvalResult, evaluate
+from squeezestudio.core.measure.stages import RETRAIN_BASE, run_stages
 from squeezestudio.core.model.handle import ModelHandle
 from squeezestudio.core.progress import CancelToken, ProgressCallback, check, report, scaled
 from squeezestudio.core.training.finetune import finetune_compressed
-from squeezestudio.core.training.retrain_defaults import RETRAIN_DEFAULTS
 from squeezestudio.core.training.loop import TrainConfig, TrainResult, train_config_from_dict
 
 
@@ -54,6 +54,8 @@ class Measurement:
     timings: dict[str, float] = field(default_factory=dict)
     size_report: Any = None  # the per-layer SizeReport when asked for (its total is size_bytes)
     training: Optional[TrainResult] = None  # the retraining history, when the recipe retrained
+    sqz_bytes: bytes = field(default=b"", repr=False)  # the encoded file (len == size_bytes)
+    stages: list[Any] = field(default_factory=list)  # a staged recipe's StageRecords, in order
 
     def metrics(self) -> dict[str, Any]:
         """Metrics as a flat dict (what experiments and reports store)."""
@@ -63,9 +65,6 @@ class Measurement:
         return d
 
 
-# What a ``finetune`` section's missing fields mean: the retraining defaults, not training from scratch.
-RETRAIN_BASE = TrainConfig(epochs=0, lr=RETRAIN_DEFAULTS.lr, shift_augment=RETRAIN_DEFAULTS.shift_augment,
-                           seed=RETRAIN_DEFAULTS.seed, distill_alpha=RETRAIN_DEFAULTS.distill_alpha)
 
 
 def retrain_config(recipe: Any) -> Optional[TrainConfig]:
@@ -77,8 +76,23 @@ def retrain_config(recipe: Any) -> Optional[TrainConfig]:
     section = recipe.get("finetune") if isinstance(recipe, dict) else getattr(recipe, "finetune", None)
     if not section:
         return None
-    config = train_config_from_dict(dict(section), RETRAIN_BASE)
+    section = {k: v for k, v in dict(section).items() if k != "holdout"}  # a stage option (see .stages)
+    config = train_config_from_dict(section, RETRAIN_BASE)
     return config if config.epochs > 0 else None
+
+
+def retrains(recipe: Any) -> bool:
+    """True when the recipe (any of its stages) retrains: it then needs training data."""
+    stages = getattr(recipe, "stages", None) or (recipe.get("stages") if isinstance(recipe, dict) else None)
+    if stages:
+        return any(retrain_config(stage) is not None for stage in stages)
+    return retrain_config(recipe) is not None
+
+
+def _staged(recipe: Any) -> bool:
+    """Measured stage by stage: a recipe with stages, or one whose retraining holds out training data."""
+    section = getattr(recipe, "finetune", None) or {}
+    return bool(getattr(recipe, "stages", None)) or bool(section.get("holdout"))
 
 
 def _stages(retraining: bool) -> tuple[float, float, float]:
@@ -105,6 +119,10 @@ def measure_recipe(handle: ModelHandle, recipe: Any, data: Optional[ImageDataset
     the per-layer size report instead (same bytes, one encoding, more detail).
     ``registry`` holds the methods the recipe names.
     """
+    if _staged(recipe):
+        return _measure_staged(handle, recipe, data, registry=registry, train_data=train_data, teacher=teacher, reference=reference,
+                               batch_size=batch_size, calibration=calibration, with_size_report=with_size_report,
+                               progress=progress, cancel=cancel)
     config = retrain_config(recipe)
     if config is not None and train_data is None:
         raise DataError("retraining needs training data; open a training set (digits uses its training "
@@ -135,16 +153,38 @@ def measure_recipe(handle: ModelHandle, recipe: Any, data: Optional[ImageDataset
         timings["evaluate"] = time.perf_counter() - t
         cm.metrics.update(result.to_dict())
         check(cancel)
-    # Encode last: the file carries the metrics, so this is the exact length an export writes.
+    return _encoded(cm, result, training, started, timings, with_size_report, progress, cancel, registry)
+
+
+def _encoded(cm: CompressedModel, result: Optional[EvalResult], training: Optional[TrainResult], started: float,
+             timings: dict[str, float], with_size_report: bool, progress: Optional[ProgressCallback],
+             cancel: Optional[CancelToken], registry: MethodRegistry) -> Measurement:
+    """Encode last: the file carries the metrics, so this is the exact length an export writes."""
+
     t = time.perf_counter()
     sizes = None
     if with_size_report:
         sizes = size_report(cm, cancel=cancel, registry=registry)
-        size = int(sizes.total_bytes)  # == len(encode_sqz(cm)): the report encodes the file
+        data = sizes.file_bytes  # the report encodes the file: len(data) == total_bytes
     else:
-        size = len(encode_sqz(cm, registry=registry))
+        data = encode_sqz(cm, registry=registry)
     timings["encode"] = time.perf_counter() - t
     report(progress, 1.0, "measured")
-    return Measurement(size_bytes=size, evaluation=result, compressed=cm,
+    return Measurement(size_bytes=len(data), evaluation=result, compressed=cm,
                        seconds=time.perf_counter() - started, timings=timings, size_report=sizes,
-                       training=training)
+                       training=training, sqz_bytes=data)
+
+
+def _measure_staged(handle: ModelHandle, recipe: Any, data: Optional[ImageDataset], *,
+                    registry: MethodRegistry, with_size_report: bool,
+                    progress: Optional[ProgressCallback], cancel: Optional[CancelToken],
+                    **kwargs: Any) -> Measurement:
+    """A staged recipe: each stage applied, retrained and measured in turn (see :mod:`.stages`)."""
+    started = time.perf_counter()
+    run = run_stages(handle, recipe, data, registry=registry, progress=scaled(progress, 0.0, 0.95), cancel=cancel, **kwargs)
+    check(cancel)
+    measured = _encoded(run.compressed, run.stages[-1].evaluation, run.training, started,
+                        {"stages": time.perf_counter() - started}, with_size_report, progress, cancel,
+                        registry)
+    measured.stages = run.stages
+    return measured

@@ -4,6 +4,10 @@ As in Distiller and Sparsify, each layer is pruned (and, separately,
 quantized) on its own at increasing levels while every other layer stays
 exact; the curves show which layers tolerate aggressive settings, which is
 what a practitioner needs to choose per-layer overrides.
+:func:`check_scan` checks every option before the first evaluation (a bad
+level fails in milliseconds, not after minutes), and
+:func:`settings_within` / :func:`recipe_within` turn a scan into settings:
+for each layer the most aggressive level that costs at most X points.
 """
 
 from __future__ import annotations
@@ -20,11 +24,11 @@ from squeezestudio.core.measure.evaluation import evaluate
 from squeezestudio.core.model.handle import ModelHandle
 from squeezestudio.core.progress import CancelToken, ProgressCallback, check, report
 from squeezestudio.core.compression.pipeline import compress
-from squeezestudio.core.compression.recipe import Recipe, weighted_layers
+from squeezestudio.core.compression.recipe import Recipe, validate, weighted_layers
 from squeezestudio.core.compression.registry import MethodRegistry
 
 PRUNE_LEVELS = (0.25, 0.5, 0.7, 0.8, 0.9, 0.95)
-QUANT_BITS = (8, 6, 4, 3, 2, 1)
+QUANT_BITS = (8, 6, 4, 3, 2)  # symmetric uniform quantization needs 2 bits or more
 
 
 @dataclass(frozen=True)
@@ -109,10 +113,30 @@ def measure_sensitivity_job(handle: ModelHandle, data: ImageDataset, job: Sensit
                             registry: MethodRegistry, batch_size: Optional[int] = None, cancel: Optional[CancelToken] = None) -> SensitivityPoint:
     """Compress one layer alone at one level and measure it (local scans and cluster workers)."""
     layer, method, level = job
-    options = {"sparsity": level} if method == "prune" else {"bits": int(level)}
-    cm = compress(handle, Recipe(layers={layer: {method: options}}), registry=registry, cancel=cancel)
+    cm = compress(handle, Recipe(layers={layer: {method: _options(method, level)}}), registry=registry, cancel=cancel)
     r = evaluate(cm.handle.module, data, batch_size=batch_size, reference=handle.module, cancel=cancel)
     return SensitivityPoint(layer, method, level, r.top1, r.agreement, r.loss)
+def _options(method: str, level: float) -> dict:
+    """The method options one scan level stands for (a sparsity, or a bit-width)."""
+    return {"sparsity": level} if method == "prune" else {"bits": int(level)}
+
+
+def check_scan(handle: ModelHandle, layers: Sequence[str], jobs: Sequence[SensitivityJob], *,
+               registry: MethodRegistry) -> None:
+    """Raise a :class:`RecipeError` for an unknown layer or an invalid level, before any work."""
+    names = list(weighted_layers(handle.module))
+    unknown = [layer for layer in layers if layer not in names]
+    if unknown:
+        shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
+        raise RecipeError(f"the model has no layer {unknown[0]!r} with weights; its layers are: {shown}")
+    for method, level in sorted({(m, lv) for _, m, lv in jobs}):
+        if method != "prune" and float(level) != int(level):
+            raise RecipeError(f"{method} takes whole bit-widths, not {level:g}")
+        try:
+            validate(Recipe(methods={method: _options(method, level)}), names, registry)
+        except RecipeError as exc:
+            what = "sparsity" if method == "prune" else "bits"
+            raise RecipeError(f"cannot scan {method} at {what} {level:g}: {exc}") from None
 
 
 def layer_sensitivity(handle: ModelHandle, data: ImageDataset, *,
@@ -130,6 +154,7 @@ def layer_sensitivity(handle: ModelHandle, data: ImageDataset, *,
     names = list(layers) if layers is not None else compressible_layers(handle)
     check_levels(prune_levels, quant_bits, cluster_bits)
     jobs = sensitivity_jobs(names, prune_levels, quant_bits, cluster_bits)
+    check_scan(handle, names, jobs, registry=registry)
     report(progress, 0.0, "measuring the original model")
     baseline = evaluate(handle.module, data, batch_size=batch_size, cancel=cancel)
     result = SensitivityResult(baseline_top1=baseline.top1, baseline_loss=baseline.loss)
@@ -140,3 +165,29 @@ def layer_sensitivity(handle: ModelHandle, data: ImageDataset, *,
         result.points.append(measure_sensitivity_job(handle, data, job, registry=registry, batch_size=batch_size, cancel=cancel))
     report(progress, 1.0, "sensitivity done")
     return result
+
+
+def settings_within(result: SensitivityResult, method: str, max_drop_points: float) -> dict[str, float]:
+    """For each layer, the most aggressive level of ``method`` whose top-1 is at most X points below the baseline.
+
+    Most aggressive = highest sparsity for pruning, fewest bits otherwise.
+    Layers where no level qualifies are left out (they stay uncompressed).
+    """
+    if result.baseline_top1 is None:
+        raise RecipeError("the scan has no accuracy (the data has no labels), so no setting can be chosen by it")
+    floor = result.baseline_top1 - float(max_drop_points) / 100.0
+    chosen: dict[str, float] = {}
+    for layer, points in result.curves(method).items():
+        good = [level for level, top1 in points if top1 is not None and top1 >= floor - 1e-12]
+        if good:
+            chosen[layer] = max(good) if method == "prune" else min(good)
+    return chosen
+
+
+def recipe_within(result: SensitivityResult, method: str, max_drop_points: float) -> Recipe:
+    """A per-layer :class:`Recipe` from :func:`settings_within` (each layer its own override)."""
+    chosen = settings_within(result, method, max_drop_points)
+    if not chosen:
+        raise RecipeError(f"no layer keeps its {method} cost within {max_drop_points:g} point(s); allow more")
+    return Recipe(name=f"sensitivity: {method} within {max_drop_points:g} point(s)",
+                  layers={layer: {method: _options(method, level)} for layer, level in chosen.items()})

@@ -23,7 +23,6 @@ from squeezestudio.core.model.handle import ModelHandle
 from squeezestudio.core.progress import CancelToken, ProgressCallback, check, report, scaled
 from squeezestudio.core.compression.recipe import Recipe, parse_option_value, recipe_to_dict
 from squeezestudio.core.compression.registry import MethodRegistry
-from squeezestudio.core.compression.codec import encode_sqz
 
 OFF_VALUES = ("none", "off")
 
@@ -65,17 +64,18 @@ def grid_recipes(axes: Sequence[GridAxis], base: Any = None) -> list[tuple[str, 
     points = []
     for combo in itertools.product(*(axis.values for axis in axes)):
         recipe = copy.deepcopy(base)
+        target = recipe.stages[-1] if recipe.stages else recipe  # a staged base: the grid sets its last stage
         parts = []
         for axis, value in zip(axes, combo):
             if value is None:
                 parts.append(f"{axis.method} off")
             else:
-                recipe.methods.setdefault(axis.method, {})[axis.option] = value
+                target.methods.setdefault(axis.method, {})[axis.option] = value
                 parts.append(f"{axis.method}.{axis.option}={value}")
         # "off" wins over any other axis of the same method.
         for axis, value in zip(axes, combo):
             if value is None:
-                recipe.methods.pop(axis.method, None)
+                target.methods.pop(axis.method, None)
         points.append((", ".join(parts) or "original", recipe))
     return points
 
@@ -86,19 +86,21 @@ def sweep_points(points: Sequence[tuple[str, Any]]) -> list[tuple[str, Any]]:
 
 
 def measure_point(handle: ModelHandle, data: ImageDataset, label: str, recipe: Any, *,
-                  registry: MethodRegistry, batch_size: Optional[int] = None, with_file: bool = True, progress: Optional[ProgressCallback] = None,
+                  registry: MethodRegistry, batch_size: Optional[int] = None, with_file: bool = True,
+                  train_data: Optional[ImageDataset] = None, progress: Optional[ProgressCallback] = None,
                   cancel: Optional[CancelToken] = None) -> tuple[SweepRow, Optional[bytes]]:
     """One sweep row and (``with_file``) the .sqz bytes it measured (the row's size is their length).
 
     The local loop and a cluster worker both measure through this function, so
-    a point is the same wherever it ran.
+    a point is the same wherever it ran. ``train_data`` is what recipes that
+    retrain (a stage's ``finetune``) train on.
     """
     m = measure_recipe(handle, recipe, data, registry=registry, reference=handle.module, batch_size=batch_size,
-                       progress=progress, cancel=cancel)
+                       train_data=train_data, progress=progress, cancel=cancel)
     row = SweepRow(label=label, recipe=recipe_to_dict(recipe), size_bytes=m.size_bytes, metrics=m.metrics())
     if not with_file:
         return row, None
-    sqz = encode_sqz(m.compressed, registry=registry)  # the encoder is deterministic: these are the bytes measured
+    sqz = m.sqz_bytes  # the bytes measured
     if len(sqz) != m.size_bytes:
         raise CodecError(f"{label}: the file encodes to {len(sqz)} bytes, not the {m.size_bytes} measured")
     return row, sqz
@@ -106,15 +108,20 @@ def measure_point(handle: ModelHandle, data: ImageDataset, label: str, recipe: A
 
 def run_sweep(handle: ModelHandle, data: ImageDataset, points: Sequence[tuple[str, Any]], *,
               registry: MethodRegistry,
-              batch_size: Optional[int] = None, progress: Optional[ProgressCallback] = None,
+              batch_size: Optional[int] = None, train_data: Optional[ImageDataset] = None,
+              progress: Optional[ProgressCallback] = None,
               cancel: Optional[CancelToken] = None) -> list[SweepRow]:
-    """Measure every ``(label, recipe)`` point; the original model is measured first."""
+    """Measure every ``(label, recipe)`` point; the original model is measured first.
+
+    ``train_data`` is what recipes that retrain (a stage's ``finetune``) train on.
+    """
     rows: list[SweepRow] = []
     all_points = sweep_points(points)
     for i, (label, recipe) in enumerate(all_points):
         check(cancel)
         report(progress, i / len(all_points), label)
         row, _ = measure_point(handle, data, label, recipe, registry=registry, batch_size=batch_size, with_file=False,
+                               train_data=train_data,
                                progress=scaled(progress, i / len(all_points), (i + 1) / len(all_points)),
                                cancel=cancel)
         rows.append(row)

@@ -85,9 +85,10 @@ class ExperimentLog:
     they are plain callables so the core stays free of any GUI toolkit.
     """
 
-    def __init__(self, experiments: Sequence[Experiment] = ()) -> None:
+    def __init__(self, experiments: Sequence[Experiment] = (), chance: Optional[float] = None) -> None:
         self._items: list[Experiment] = list(experiments)
         self.on_change: list[Callable[[], None]] = []
+        self.chance = chance  # top-1 of guessing (1 / classes): points at or below it are never Pareto-optimal
 
     def __len__(self) -> int:
         return len(self._items)
@@ -138,7 +139,7 @@ class ExperimentLog:
     def pareto_ids(self, metric: str = "top1") -> list[str]:
         """Ids of the non-dominated experiments for ``metric``, smallest first."""
         items = [e for e in self._items if e.metric(metric) is not None]
-        idx = pareto_frontier([(e.size_bytes, e.metric(metric)) for e in items])
+        idx = pareto_frontier(frontier_points(items, metric, self.chance))
         return [items[i].id for i in idx]
 
     def to_dict(self) -> dict[str, Any]:
@@ -173,6 +174,14 @@ def recipe_summary(recipe: dict[str, Any], defaults: Mapping[str, Mapping[str, A
     differs from the defaults (``defaults`` maps method -> {knob: default},
     see :func:`method_defaults`; a method missing there shows all its knobs).
     """
+    stages = recipe.get("stages")
+    if isinstance(stages, list) and stages:  # a staged recipe: its stages in order, with their retraining
+        texts = []
+        for stage in stages:
+            stage = stage if isinstance(stage, dict) else {}
+            epochs = (stage.get("finetune") or {}).get("epochs")
+            texts.append(recipe_summary(stage, defaults) + (f" + retrain {epochs} ep" if epochs else ""))
+        return " → ".join(texts)
     parts: list[str] = []
     methods = recipe.get("methods")
     if isinstance(methods, dict):
@@ -196,6 +205,16 @@ def method_defaults(registry: MethodRegistry) -> dict[str, dict[str, Any]]:
 
 def _short(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def above_chance(top1: Optional[float], chance: Optional[float]) -> bool:
+    """False for a model no better than guessing (its top-1 at or below ``chance``); True when unknown."""
+    return top1 is None or chance is None or top1 > chance + 1e-9
+
+
+def frontier_points(items: Sequence[Any], metric: str, chance: Optional[float]) -> list[tuple[float, Optional[float]]]:
+    """``(size, metric)`` per experiment, the metric None (never on the frontier) for points at chance."""
+    return [(e.size_bytes, e.metric(metric) if above_chance(e.metric("top1"), chance) else None) for e in items]
 
 
 def format_bytes(n: float) -> str:

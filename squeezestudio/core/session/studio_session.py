@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 from squeezestudio.core.atomic_write import PathLike, atomic_write_bytes
 from squeezestudio.core.data.calibration import CALIBRATION_IMAGES, calibration_images, training_source
 from squeezestudio.core.errors import SqueezeStudioError
+from squeezestudio.core.session.point_store import PointEvicted, PointStore
 from squeezestudio.core.progress import CancelToken, ProgressCallback, report
 from squeezestudio.core.session.experiments import (Experiment, ExperimentLog, method_defaults, new_experiment_id,
                                                     recipe_summary)
@@ -108,6 +109,8 @@ class StudioSession:
         self.recipe: Any = None
         self.selected_layer: Optional[str] = None
         self.project_path: Optional[Path] = None
+        self.points = PointStore()  # every measured point's .sqz; its folder is chosen on the first point
+        self.unsaved = False  # experiments were added since the project was last saved or opened
         self._undo: list[Any] = []
         self._redo: list[Any] = []
         self._undo_limit = max(1, int(undo_limit))
@@ -144,6 +147,10 @@ class StudioSession:
         self.selected_layer = None
         self._train_cache = None
         self.experiments.clear()
+        names = list(getattr(handle, "class_names", None) or [])
+        self.experiments.chance = 1.0 / len(names) if names else None
+        self.points = PointStore()
+        self.unsaved = False
         self._undo.clear()
         self._redo.clear()
         self.recipe = None
@@ -168,6 +175,8 @@ class StudioSession:
         self.data = dataset
         self.data_source = source
         self.experiments.clear()
+        self.points = PointStore()
+        self.unsaved = False
         self.events.data.emit()
 
     # -- training data (for retraining) --------------------------------
@@ -265,18 +274,18 @@ class StudioSession:
             raise SqueezeStudioError("open a model before evaluating a recipe")
         if data is None:
             raise SqueezeStudioError("open a data set (File > Open data) before evaluating a recipe")
-        from squeezestudio.core.measure.measure_recipe import measure_recipe, retrain_config  # lazy: torch
+        from squeezestudio.core.measure.measure_recipe import measure_recipe, retrain_config, retrains  # lazy: torch
 
         if original or recipe is None:
             recipe_obj = recipe_from_dict({})
         else:
             recipe_obj = recipe_from_dict(recipe) if isinstance(recipe, dict) else recipe
         calibration = train = None
-        if not original and recipe_to_dict(recipe_obj).get("architecture"):
+        if not original and any(stage.architecture for stage in recipe_obj.stage_list()):
             report(progress, 0.0, "preparing calibration images")
             calibration = self.calibration_images(handle, data)
         config = None if original else retrain_config(recipe_obj)
-        if config is not None:
+        if not original and retrains(recipe_obj):
             report(progress, 0.0, "loading training data")
             train = self.training_data(handle)
         report(progress, 0.0, "compressing")
@@ -343,28 +352,97 @@ class StudioSession:
         return None
 
     def add_experiment(self, experiment: Experiment) -> Experiment:
-        return self.experiments.append(experiment)
+        """Add a measured point and store its model's exact .sqz bytes in the point store."""
+        self.experiments.append(experiment)
+        if not experiment.is_original and experiment.compressed is not None:
+            self._store_point(experiment, experiment.compressed, experiment.size_report)
+        self.unsaved = True
+        return experiment
+
+    def _store_point(self, experiment: Experiment, cm: Any, sizes: Any = None) -> None:
+        from squeezestudio.core.compression.codec import encode_sqz
+
+        data = getattr(sizes, "file_bytes", b"") or encode_sqz(cm, registry=self.registry)
+        if self.points.folder is None:
+            self.points.set_folder(self._points_folder())
+        self.points.add(experiment, data, cm)
+
+    def _points_folder(self) -> Path:
+        """Beside the project file once saved, else this session's folder under the autosave folder."""
+        if self.project_path is not None:
+            return points_folder_for(self.project_path)
+        return default_autosave_dir() / "points" / self._token
+
+    @property
+    def _token(self) -> str:
+        token = getattr(self, "_session_token", None)
+        if token is None:
+            token = self._session_token = time.strftime("%Y%m%d-%H%M%S-") + new_experiment_id()[:6]
+        return token
+
+    def has_point_model(self, experiment: Experiment) -> bool:
+        """True when the point's model is in memory or in the store (no recomputation needed)."""
+        return experiment.is_original or experiment.compressed is not None or self.points.has(experiment)
+
+    def point_model(self, experiment: Experiment, *, rebuild: bool = True,
+                    progress: Optional[ProgressCallback] = None,
+                    cancel: Optional[CancelToken] = None) -> tuple[Any, bool]:
+        """``(CompressedModel, rebuilt)`` of a point: memory, then its stored file, else its recipe.
+
+        A recipe-only point (its file was evicted) is rebuilt by measuring its
+        recipe again, stored again, and reported as rebuilt (``rebuilt`` True);
+        with ``rebuild=False`` that case raises :class:`PointEvicted`. The
+        original point has no compressed model (None). Safe in a worker thread.
+        """
+        if experiment.is_original:
+            return None, False
+        if experiment.compressed is not None:
+            return experiment.compressed, False
+        try:
+            return self.points.get(experiment, registry=self.registry), False
+        except PointEvicted:
+            if not rebuild:
+                raise
+        again = self.evaluate_recipe(recipe_from_dict(experiment.recipe), progress, cancel)
+        if again.size_bytes != experiment.size_bytes:
+            raise SqueezeStudioError(
+                f"rebuilding point {experiment.label} from its recipe gave {again.size_bytes:,} bytes, not the "
+                f"{experiment.size_bytes:,} measured; the recipe is not deterministic on this machine")
+        self._store_point(experiment, again.compressed, again.size_report)
+        return again.compressed, True
 
     def latest_compressed(self) -> Optional[Experiment]:
-        """The newest experiment that still holds its compressed model (for export)."""
+        """The newest compressed point whose model can be had without recomputing (for export)."""
         for e in reversed(self.experiments.list()):
-            if e.compressed is not None:
+            if not e.is_original and self.has_point_model(e):
                 return e
         return None
 
     # -- project files --------------------------------------------------
-    def project_dict(self) -> dict[str, Any]:
-        return {"format": PROJECT_FORMAT, "version": PROJECT_VERSION, "saved_at": time.time(),
-                "model_path": self.model_path, "data_source": self.data_source, "train_source": self.train_source,
-                "recipe": recipe_to_dict(self.recipe), "selected_layer": self.selected_layer,
-                **model_settings(self.handle), **self.experiments.to_dict()}
+    def project_dict(self, points_folder: Optional[str] = None) -> dict[str, Any]:
+        d = {"format": PROJECT_FORMAT, "version": PROJECT_VERSION, "saved_at": time.time(),
+             "model_path": self.model_path, "data_source": self.data_source, "train_source": self.train_source,
+             "recipe": recipe_to_dict(self.recipe), "selected_layer": self.selected_layer,
+             **model_settings(self.handle), **self.experiments.to_dict()}
+        if points_folder is not None:
+            d["points_folder"] = points_folder
+        return d
 
     def save_project(self, path: PathLike) -> int:
-        """Write the project as JSON (atomically); returns bytes written."""
-        data = json.dumps(self.project_dict(), indent=2, sort_keys=True).encode("utf-8")
+        """Write the project as JSON (atomically) and its points' .sqz files beside it; returns JSON bytes.
+
+        The points go to ``<name>.points/`` next to ``<name>.sqproj`` (the
+        project file refers to it by that relative name, so the two move together).
+        """
+        path = Path(path)
+        folder = points_folder_for(path)
+        if self.points.folder is not None or len(self.points.ids()):
+            self.points.set_folder(folder)
+        data = json.dumps(self.project_dict(folder.name), indent=2, sort_keys=True).encode("utf-8")
         written = atomic_write_bytes(path, data)
-        self.project_path = Path(path)
-        self.events.project.emit(Path(path))
+        self.project_path = path
+        self.unsaved = False
+        self.events.project.emit(path)
         return written
 
     def open_project(self, path: PathLike, *, trust: bool = False) -> None:
@@ -378,6 +456,11 @@ class StudioSession:
         if d.get("train_source") and self.handle is not None:
             self.open_training_data(d["train_source"])
         self.experiments.replace_all(ExperimentLog.from_dict(d).list())
+        folder = d.get("points_folder")
+        self.points = PointStore()
+        if isinstance(folder, str) and folder:
+            self.points.set_folder(Path(path).parent / folder, move=False)  # absolute paths stay absolute
+        self.unsaved = False
         recipe = d.get("recipe") or None
         self._undo.clear()
         self._redo.clear()
@@ -391,7 +474,7 @@ class StudioSession:
         """Save a recovery copy (default: the autosave folder); returns its path."""
         target = Path(path) if path is not None else default_autosave_dir() / "autosave.sqproj"
         target.parent.mkdir(parents=True, exist_ok=True)
-        d = self.project_dict()
+        d = self.project_dict(None if self.points.folder is None else str(self.points.folder.resolve()))
         d["autosaved_at"] = time.time()
         atomic_write_bytes(target, json.dumps(d, indent=2, sort_keys=True).encode("utf-8"))
         return target
@@ -400,6 +483,12 @@ class StudioSession:
         """Open a recovery copy found by :func:`find_autosave`."""
         self.open_project(info.path, trust=trust)
         self.project_path = None  # a recovery copy is not the user's project file
+
+
+def points_folder_for(project: PathLike) -> Path:
+    """The folder of a project's point files: ``name.points`` beside ``name.sqproj``."""
+    project = Path(project)
+    return project.with_name(project.stem + ".points")
 
 
 def _metrics_of(result: Any) -> dict[str, Optional[float]]:

@@ -88,6 +88,7 @@ class SizeReport:
     raw_bytes: int = 0
     container_bytes: int = 0
     total_bytes: int = 0
+    file_bytes: bytes = field(default=b"", repr=False, compare=False)  # the encoded file itself
 
     def bytes_per_layer(self) -> dict[str, int]:
         """Bytes each layer's stored weights take in the file, keyed by layer (module) name."""
@@ -142,8 +143,13 @@ class SizeReport:
     _HEADER = ["layer", "shape", "kind", "nonzero%", "dense B", "pruned B", "quantized B", "coded B",
                "bits/w", "value bits", "index bits", "ratio"]
 
-    def to_table(self) -> str:
-        """A fixed-width text table, one row per layer, like Deep Compression's."""
+    def to_table(self, original_bytes: Optional[int] = None) -> str:
+        """A fixed-width text table, one row per layer, like Deep Compression's.
+
+        ``original_bytes`` (the original model's dense .sqz size) is what the
+        last line's "x smaller" is measured against; without it, this model's own
+        dense size (which after a Fire substitution is already smaller than the original's).
+        """
         rows = [self._HEADER] + [[str(c) for c in r] for r in self._rows()]
         widths = [max(len(r[i]) for r in rows) for i in range(len(self._HEADER))]
         lines = []
@@ -151,8 +157,12 @@ class SizeReport:
             lines.append("  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
             if k == 0 or k == len(rows) - 2:
                 lines.append("-" * len(lines[-1]))
-        lines.append(f"file size {self.total_bytes} bytes = {self.compression_ratio:.1f}x smaller than "
-                     f"{self.dense_bytes} dense bytes")
+        if original_bytes:
+            lines.append(f"file size {self.total_bytes} bytes = {original_bytes / self.total_bytes:.1f}x smaller "
+                         f"than the original model's {original_bytes} dense bytes")
+        else:
+            lines.append(f"file size {self.total_bytes} bytes = {self.compression_ratio:.1f}x smaller than "
+                         f"{self.dense_bytes} dense bytes")
         return "\n".join(lines)
 
     def to_csv(self) -> str:
@@ -203,4 +213,4 @@ def size_report(cm: CompressedModel, progress: Optional[ProgressCallback] = None
     raw_count = len(cm.handle.module.state_dict()) - len(layers)
     container = len(data) - sum(r.coded for r in rows) - raw_bytes
     return SizeReport(layers=rows, raw_tensors=raw_count, raw_bytes=raw_bytes,
-                      container_bytes=container, total_bytes=len(data))
+                      container_bytes=container, total_bytes=len(data), file_bytes=data)

@@ -36,6 +36,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
+from squeezestudio.core.compression.codec.file_metrics import metrics_for_file, metrics_from_file
 from squeezestudio.core.compression.codec.json_checks import as_dict, as_int, as_shape, as_str, field
 from squeezestudio.core.compression.codec.layer_codec import LayerStreams, check_encoding, decode_layer, encode_layer
 from squeezestudio.core.compression.codec.sqz_layout import (
@@ -201,7 +202,7 @@ def encode_container(cm: CompressedModel, progress: Optional[ProgressCallback] =
         "format": FORMAT, "version": VERSION,
         "architecture": handle.architecture.to_dict(), "input_spec": handle.input_spec.to_dict(),
         "class_names": list(handle.class_names), "name": handle.name, "outputs": output_semantics(handle),
-        "recipe": cm.recipe, "metrics": cm.metrics, "provenance": cm.provenance,
+        "recipe": cm.recipe, "metrics": metrics_for_file(cm.metrics), "provenance": cm.provenance,
         "layers": {name: {**s.meta, STREAMS: spans[name]} for name, s in layers.items()}, "raw": raw_meta,
         "checksum": _checksum(tensors),
     }
@@ -386,4 +387,4 @@ def decode_container(data: bytes, source_path: Optional[Path] = None,
         raise CodecError(f"the .sqz header's output description is invalid ({exc})") from None
     report(progress, 1.0, "decoded")
     return CompressedModel(handle=handle, encodings=encodings, recipe=extras["recipe"],
-                           metrics=extras["metrics"], provenance=extras["provenance"])
+                           metrics=metrics_from_file(extras["metrics"]), provenance=extras["provenance"])

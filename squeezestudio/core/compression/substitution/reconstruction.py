@@ -116,14 +116,17 @@ def relative_error(module: nn.Module, inputs: torch.Tensor, targets: torch.Tenso
 
 
 def reconstruct_layer(module: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *,
-                      steps: int = 200, time_budget_s: float = 5.0, batch_size: int = 32,
+                      steps: int = 200, time_budget_s: Optional[float] = None, batch_size: int = 32,
                       lr: float = 3e-3, seed: int = 0,
                       progress: Optional[ProgressCallback] = None,
                       cancel: Optional[CancelToken] = None) -> ReconstructionResult:
     """Train ``module`` in place so that ``module(inputs) ~= targets``.
 
-    Stops after ``steps`` Adam steps or ``time_budget_s`` seconds, whichever
-    comes first; the learning rate follows a cosine decay over ``steps``.
+    Runs exactly ``steps`` Adam steps, so the result does not depend on the
+    machine's speed (the same command gives the same bytes everywhere);
+    ``time_budget_s`` (None by default) is only a safety stop for interactive
+    use and makes the result machine-dependent. The learning rate follows a
+    cosine decay over ``steps``.
     Evaluation of the error uses the whole capture; training uses random
     minibatches of ``batch_size`` samples.
     """
@@ -157,7 +160,7 @@ def reconstruct_layer(module: nn.Module, inputs: torch.Tensor, targets: torch.Te
             optimizer.step()
             schedule.step()
             done = step + 1
-            out_of_time = time.perf_counter() - budget_start > time_budget_s
+            out_of_time = time_budget_s is not None and time.perf_counter() - budget_start > time_budget_s
             if done % check_every == 0 or done == steps or out_of_time:
                 error = relative_error(module, inputs, targets)
                 if error < best_error:
@@ -173,7 +176,7 @@ def reconstruct_layer(module: nn.Module, inputs: torch.Tensor, targets: torch.Te
 
 
 def fit_to_original(state: "CompressionState", layer: str, new: nn.Module, images: torch.Tensor, *,
-                    steps: int = 200, time_budget_s: float = 5.0,
+                    steps: int = 200, time_budget_s: Optional[float] = None,
                     progress: Optional[ProgressCallback] = None,
                     cancel: Optional[CancelToken] = None) -> ReconstructionResult:
     """Fit ``new`` (about to replace ``layer``) to the original model's output of that layer.

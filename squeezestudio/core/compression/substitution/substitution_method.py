@@ -85,14 +85,14 @@ class SubstitutionMethod(CompressionMethod):
             cancel: Optional[CancelToken] = None) -> Optional[str]:
         """Fit ``new`` to the original model's output of ``layer``; a log fragment, or None if not fitted.
 
-        Default: ``config.reconstruct_steps`` Adam steps within
-        ``config.reconstruct_seconds`` (configs without these fields are not fitted).
+        Default: exactly ``config.reconstruct_steps`` Adam steps, a budget in steps so
+        the result does not depend on the machine's speed (configs without the field
+        are not fitted).
         """
         steps = int(getattr(config, "reconstruct_steps", 0) or 0)
         if steps <= 0:
             return None
         fit = fit_to_original(state, layer, new, calibration, steps=steps,
-                              time_budget_s=float(getattr(config, "reconstruct_seconds", 5.0)),
                               progress=progress, cancel=cancel)
         return f"reconstruction error {fit.before_error:.4g} -> {fit.after_error:.4g}"
 
