@@ -77,7 +77,7 @@ class QtExportDialog(QDialog):
 
     def __init__(self, parent: Optional[QWidget], formats: Sequence[str], on_export: ExportFn, *,
                  folder: Optional[Path] = None, base_name: str = "model",
-                 expected: Optional[dict[str, int]] = None) -> None:
+                 expected: Optional[dict[str, int]] = None, notes: Optional[dict[str, str]] = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Export")
         self._on_export = on_export
@@ -88,7 +88,9 @@ class QtExportDialog(QDialog):
         box_layout = QVBoxLayout(box)
         self.checks: dict[str, QCheckBox] = {}
         for fmt in formats:
-            check = QCheckBox(format_info(fmt).label)
+            note = (notes or {}).get(fmt)
+            check = QCheckBox(format_info(fmt).label + (f" — {note}" if note else ""))
+            check.setToolTip(note or "")
             check.setChecked(True)
             check.toggled.connect(self._update_preview)
             self.checks[fmt] = check

@@ -16,6 +16,7 @@ from squeezestudio.core.compression.registry import MethodRegistry
 from squeezestudio.core.errors import ExportError
 from squeezestudio.core.io.export_formats import EXPORT_FORMATS
 from squeezestudio.core.io.exports import export
+from squeezestudio.core.session.experiments import format_bytes
 
 FORMATS = tuple(EXPORT_FORMATS)
 
@@ -39,6 +40,26 @@ def export_one(session: Any, experiment: Any, fmt: str, path: Path,
         return int(export(cm, fmt, path, registry=registry,
                           calibration=calibration() if calibration is not None else None))
     return int(export(cm, fmt, path, registry=registry))
+
+
+DENSE_FORMATS = ("pt", "safetensors", "onnx")
+
+
+def dense_notes(session: Any, experiment: Any) -> dict[str, str]:
+    """Per format, a note saying that the plain exports are dense float32, and about how large.
+
+    The size is the point's parameters at 4 bytes each (the file adds a little
+    structure), so the user sees before exporting that only the .sqz (and the
+    int8 ONNX, at about a quarter) keeps the compression.
+    """
+    cm = experiment.compressed if experiment.compressed is not None else session.points.cached(experiment)
+    handle = cm.handle if cm is not None else session.handle  # not decoded now: the original's parameters
+    if handle is None:
+        return {}
+    dense = 4 * sum(int(p.numel()) for p in handle.module.parameters())
+    text = (f"dense float32, about {format_bytes(dense)}: pruning, clustering and quantization are not kept "
+            f"(the .sqz of this point is {format_bytes(int(experiment.size_bytes))})")
+    return {fmt: text for fmt in DENSE_FORMATS}
 
 
 def expected_sizes(experiment: Any) -> dict[str, int]:

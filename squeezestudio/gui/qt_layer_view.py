@@ -3,7 +3,10 @@
 Bars stack kept (coloured by bits per weight) over pruned (grey) parameters,
 with a log-scale toggle for models whose classifier dwarfs the rest. Selecting
 a bar selects its table row and the other way round; both report the choice
-through ``layerSelected`` so the session and the override panel follow.
+through ``layerSelected`` (the primary layer) and ``layersSelected`` (every
+selected layer: Ctrl/Shift in the table, Ctrl-click on a bar) so the session
+and the override panel follow. Layers with per-layer overrides are marked
+with a diamond in the table and a dashed outline in the chart.
 """
 
 from __future__ import annotations
@@ -22,6 +25,11 @@ from squeezestudio.core.printable import printable
 
 PRUNED_COLOR = (170, 170, 170)
 SELECTED_PEN = (220, 40, 40)
+OVERRIDE_PEN = (120, 60, 170)
+OVERRIDE_MARK = "\u25c6 "  # shown before a layer name that has per-layer overrides
+KEY_COLUMNS = ("name", "compressed_bytes", "share", "bits", "params", "nonzeros")
+"""Shown first, so they are visible at the default size; type, shape and MACs follow."""
+MAX_COLUMN_PX = {"name": 220, "type": 110, "shape": 120}
 
 
 def bits_color(bits: Optional[float]) -> tuple[int, int, int]:
@@ -65,6 +73,13 @@ class LayerTableModel(QAbstractTableModel):
     def __init__(self, parent: Optional[Any] = None) -> None:
         super().__init__(parent)
         self.rows: list[LayerRow] = []
+        self.overridden: set[str] = set()
+
+    def set_overridden(self, names: set[str]) -> None:
+        """Mark the layers with per-layer overrides (their names get a diamond)."""
+        self.overridden = set(names)
+        if self.rows:
+            self.dataChanged.emit(self.index(0, 0), self.index(len(self.rows) - 1, 0))
 
     def set_rows(self, rows: Sequence[LayerRow]) -> None:
         self.beginResetModel()
@@ -87,7 +102,10 @@ class LayerTableModel(QAbstractTableModel):
             return None
         row, column = self.rows[index.row()], COLUMNS[index.column()]
         if role == Qt.ItemDataRole.DisplayRole:
-            return printable(_text(row, column))
+            mark = OVERRIDE_MARK if column == "name" and row.name in self.overridden else ""
+            return mark + printable(_text(row, column))
+        if role == Qt.ItemDataRole.ToolTipRole and column == "name" and row.name in self.overridden:
+            return f"{printable(row.name)} has per-layer settings (see the selected-layer panel)"
         if role == Qt.ItemDataRole.UserRole:
             value = row.value(column)
             return -1 if value is None else value
@@ -100,11 +118,13 @@ class QtLayerView(QWidget):
     """Bar chart + table of layers, with linked selection."""
 
     layerSelected = Signal(str)
+    layersSelected = Signal(list)
 
     def __init__(self, parent: Optional[QWidget] = None) -> None:
         super().__init__(parent)
         self.rows: list[LayerRow] = []
         self.selected: Optional[str] = None
+        self.selected_names: list[str] = []
         self.model = LayerTableModel(self)
         self.proxy = QSortFilterProxyModel(self)
         self.proxy.setSourceModel(self.model)
@@ -114,7 +134,8 @@ class QtLayerView(QWidget):
         self.table.setSortingEnabled(True)
         self.table.horizontalHeader().setSortIndicator(-1, Qt.SortOrder.AscendingOrder)  # model order first
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.table.setToolTip("Ctrl- or Shift-click to select several layers: a per-layer setting applies to all")
         self.table.verticalHeader().setVisible(False)
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.selectionModel().selectionChanged.connect(self._table_selection)
@@ -128,14 +149,17 @@ class QtLayerView(QWidget):
         self.pruned_bars = pg.BarGraphItem(x=[], height=[], width=0.8)
         self.highlight = pg.BarGraphItem(x=[], height=[], width=0.9, brush=None,
                                          pen=pg.mkPen(SELECTED_PEN, width=2))
-        for item in (self.kept_bars, self.pruned_bars, self.highlight):
+        self.override_marks = pg.BarGraphItem(x=[], height=[], width=0.96, brush=None,
+                                              pen=pg.mkPen(OVERRIDE_PEN, width=1.5, style=Qt.PenStyle.DashLine))
+        for item in (self.kept_bars, self.pruned_bars, self.override_marks, self.highlight):
             self.chart.addItem(item)
         self.chart.scene().sigMouseClicked.connect(self._chart_clicked)
 
         self.log_box = QCheckBox("Log scale")
         self.log_box.setToolTip("Show parameter counts on a logarithmic axis")
         self.log_box.toggled.connect(lambda _: self._draw())
-        self.legend = QLabel("Kept parameters, coloured by bits per weight (blue 32 → orange 1); grey: pruned")
+        self.legend = QLabel("Kept parameters, coloured by bits per weight (blue 32 → orange 1); grey: pruned; "
+                             "dashed outline / \u25c6: per-layer settings")
         self.legend.setWordWrap(True)
         top = QHBoxLayout()
         top.addWidget(self.legend, 1)
@@ -171,12 +195,35 @@ class QtLayerView(QWidget):
         """Show new rows, keeping the selected layer if it still exists."""
         self.rows = list(rows)
         self.model.set_rows(self.rows)
-        self.table.resizeColumnsToContents()
+        self._fit_columns()
         self._set_ticks()
         self._draw()
-        keep = self.selected if any(r.name == self.selected for r in self.rows) else None
-        self.selected = None
-        self.select_layer(keep, emit=False)
+        self.select_layers(self.selected_names, emit=False)  # those that still exist stay selected
+
+    def _fit_columns(self) -> None:
+        """Key columns first and long text columns capped, so the sizes show at the default width."""
+        header = self.table.horizontalHeader()
+        order = list(KEY_COLUMNS) + [c for c in COLUMNS if c not in KEY_COLUMNS]
+        for visual, column in enumerate(order):
+            header.moveSection(header.visualIndex(COLUMNS.index(column)), visual)
+        self.table.resizeColumnsToContents()
+        for column, cap in MAX_COLUMN_PX.items():
+            index = COLUMNS.index(column)
+            if self.table.columnWidth(index) > cap:
+                self.table.setColumnWidth(index, cap)
+
+    def set_overridden(self, names: set[str]) -> None:
+        """Mark the layers that have per-layer overrides in the table and the chart."""
+        self.model.set_overridden(names)
+        self._draw_overrides()
+
+    def _draw_overrides(self) -> None:
+        marked = [i for i, r in enumerate(self.rows) if r.name in self.model.overridden]
+        if not marked:
+            self.override_marks.setOpts(x=[], height=[])
+            return
+        _, total_top = self.heights()
+        self.override_marks.setOpts(x=marked, y0=[0] * len(marked), height=[total_top[i] for i in marked], width=0.96)
 
     def heights(self) -> tuple[np.ndarray, np.ndarray]:
         """(kept top, pruned top) per bar, in the chart's y units (log10 when on)."""
@@ -195,48 +242,66 @@ class QtLayerView(QWidget):
         self.kept_bars.setOpts(x=x, y0=np.zeros_like(x), height=kept_top, width=0.8, brushes=brushes)
         self.pruned_bars.setOpts(x=x, y0=kept_top, height=total_top - kept_top, width=0.8,
                                  brush=pg.mkBrush(*PRUNED_COLOR))
+        self._draw_overrides()
         self._draw_highlight()
         self.chart.getPlotItem().vb.autoRange(padding=0.05)
 
     def _draw_highlight(self) -> None:
-        index = self.index_of(self.selected)
-        if index is None:
+        indices = [i for i in (self.index_of(n) for n in self.selected_names) if i is not None]
+        if not indices:
             self.highlight.setOpts(x=[], height=[])
             return
         _, total_top = self.heights()
-        self.highlight.setOpts(x=[index], y0=[0], height=[total_top[index]], width=0.9)
+        self.highlight.setOpts(x=indices, y0=[0] * len(indices), height=[total_top[i] for i in indices], width=0.9)
 
     def index_of(self, name: Optional[str]) -> Optional[int]:
         return next((i for i, r in enumerate(self.rows) if r.name == name), None)
 
     # -- selection ------------------------------------------------------
     def select_layer(self, name: Optional[str], *, emit: bool = True) -> None:
-        """Select ``name`` in both the chart and the table."""
-        if name == self.selected:
+        """Select ``name`` alone in both the chart and the table."""
+        if name == self.selected and self.selected_names == ([name] if name else []):
             return
-        self.selected = name
-        index = self.index_of(name)
+        self.select_layers([name] if name else [], emit=emit)
+
+    def select_layers(self, names: Sequence[str], *, emit: bool = True) -> None:
+        """Select ``names`` (the first is the primary layer) in both the chart and the table."""
+        names = [n for n in dict.fromkeys(names) if self.index_of(n) is not None]
+        self.selected_names = names
+        self.selected = names[0] if names else None
         selection = self.table.selectionModel()
         selection.blockSignals(True)
         try:
             selection.clearSelection()
-            if index is not None:
-                proxy_index = self.proxy.mapFromSource(self.model.index(index, 0))
-                selection.select(proxy_index, QItemSelectionModel.SelectionFlag.ClearAndSelect
+            for name in names:
+                proxy_index = self.proxy.mapFromSource(self.model.index(self.index_of(name), 0))
+                selection.select(proxy_index, QItemSelectionModel.SelectionFlag.Select
                                  | QItemSelectionModel.SelectionFlag.Rows)
-                self.table.scrollTo(proxy_index)
+            if names:
+                self.table.scrollTo(self.proxy.mapFromSource(self.model.index(self.index_of(names[0]), 0)))
         finally:
             selection.blockSignals(False)
         self.table.viewport().update()
         self._draw_highlight()
-        if emit and name is not None:
-            self.layerSelected.emit(name)
+        self._emit(emit)
+
+    def _emit(self, emit: bool) -> None:
+        if emit and self.selected is not None:
+            self.layerSelected.emit(self.selected)
+            self.layersSelected.emit(list(self.selected_names))
 
     def _table_selection(self, *_: Any) -> None:
-        rows = self.table.selectionModel().selectedRows()
-        if rows:
-            source = self.proxy.mapToSource(rows[0])
-            self.select_layer(self.rows[source.row()].name)
+        rows = sorted(self.proxy.mapToSource(r).row() for r in self.table.selectionModel().selectedRows())
+        if not rows:
+            return
+        names = [self.rows[r].name for r in rows]
+        current = self.table.currentIndex()
+        primary = self.rows[self.proxy.mapToSource(current).row()].name if current.isValid() else names[0]
+        primary = primary if primary in names else names[0]
+        self.selected_names = [primary] + [n for n in names if n != primary]
+        self.selected = primary
+        self._draw_highlight()
+        self._emit(True)
 
     def _chart_clicked(self, event: Any) -> None:
         vb = self.chart.getPlotItem().vb
@@ -245,4 +310,9 @@ class QtLayerView(QWidget):
         point = vb.mapSceneToView(event.scenePos())
         index = int(round(point.x()))
         if 0 <= index < len(self.rows) and abs(point.x() - index) <= 0.45:
-            self.select_layer(self.rows[index].name)
+            name = self.rows[index].name
+            if event.modifiers() & Qt.KeyboardModifier.ControlModifier:  # Ctrl-click adds or removes a bar
+                names = [n for n in self.selected_names if n != name]
+                self.select_layers(names if name in self.selected_names else self.selected_names + [name])
+            else:
+                self.select_layer(name)

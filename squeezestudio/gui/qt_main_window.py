@@ -18,7 +18,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QPalette
-from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QTabWidget, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QSplitter, QTabWidget, QVBoxLayout, QWidget
 
 from squeezestudio.core.session.experiments import method_defaults
 from squeezestudio.core.session.studio_session import StudioSession, recipe_from_dict, recipe_to_dict
@@ -33,7 +33,20 @@ from squeezestudio.gui.qt_trust_dialog import ask_trust
 from squeezestudio.gui.qt_worker import JobManager, QtJobStatus
 
 AUTOSAVE_MS = 60_000
+PANEL_MIN_WIDTH = 330  # the selected-layer panel: its method names and modes readable
 MESSAGE_MS = 20_000  # how long an information message stays in the status bar
+
+
+def _beside(view: QWidget, panel: QWidget) -> QWidget:
+    """The layer view with the selected-layer panel to its right, where the selection is made."""
+    splitter = QSplitter(Qt.Orientation.Horizontal)
+    splitter.addWidget(view)
+    splitter.addWidget(panel)
+    panel.setMinimumWidth(PANEL_MIN_WIDTH)
+    splitter.setStretchFactor(0, 3)
+    splitter.setStretchFactor(1, 1)
+    splitter.setSizes([3 * PANEL_MIN_WIDTH, PANEL_MIN_WIDTH])
+    return splitter
 
 
 def _placeholder(text: str) -> QLabel:
@@ -176,10 +189,12 @@ class QtMainWindow(WindowFileActions, QMainWindow):
             from squeezestudio.gui.qt_stage_list import QtStageList, wrap_with_stages
             self.controls.recipeChanged.connect(self._controls_changed)
             self.controls.attach_session(self.session, self.jobs)
-            self.stages = QtStageList()
+            self.stages = QtStageList(defaults=method_defaults(self.session.registry))
             self.stages.stageSelected.connect(self.controls.set_recipe_dict)
             self.stages.stagesChanged.connect(self.apply_recipe)
             self.controls_dock.setWidget(wrap_with_stages(self.stages, self.controls))
+            self.controls.overridesChanged.connect(self.layers.set_overridden)
+            self.layers_dock.setWidget(_beside(self.layers, self.controls.take_layer_panel()))
         from squeezestudio.gui.qt_classify_view import QtClassifyView
         from squeezestudio.gui.qt_graph_view import QtGraphView
         from squeezestudio.gui.qt_sensitivity_view import QtSensitivityView
@@ -228,10 +243,14 @@ class QtMainWindow(WindowFileActions, QMainWindow):
             self.layers.set_rows(rows)
 
     def _selection_shown(self, name: Optional[str]) -> None:
+        chosen = [name] if name else []
         if self.layers is not None:
-            self.layers.select_layer(name, emit=False)
+            if name is not None and name in self.layers.selected_names:
+                chosen = list(self.layers.selected_names)  # a multi-selection stays whole
+            else:
+                self.layers.select_layer(name, emit=False)
         if self.controls is not None:
-            self.controls.set_layer(name)
+            self.controls.set_layers(chosen)
 
     def _model_shown(self) -> None:
         handle = self.session.handle

@@ -4,8 +4,11 @@ A global section holds one checkable group per method (ticked = applied to
 every layer it fits), its knobs built by :class:`QtParamEditor` and its
 description as tooltip, then the "Retraining" group (the recipe's
 ``finetune`` section, :mod:`squeezestudio.gui.qt_retraining_controls`).
-Below, an override panel edits the selected layer:
-for each method "as global", "off for this layer" or "custom" settings.
+An override panel (``layer_box``; the main window shows it in the Layers dock,
+beside the selection) edits the selected layers: for each method "as global",
+"off for this layer" or "custom" settings, applied to every selected layer at
+once. ``overridesChanged`` carries the names of the layers that have overrides,
+so the layer chart and table can mark them.
 Every change restarts a short timer; when it fires ``recipeChanged`` carries
 the recipe as a dict in the recipe file layout (``{"version": 1, "methods": ...,
 "layers": ..., "finetune": ...}``, see :mod:`squeezestudio.core.compression.recipe`), so dragging a
@@ -78,12 +81,14 @@ class QtMethodControls(QWidget):
     """Global method settings plus the selected layer's overrides."""
 
     recipeChanged = Signal(dict)
+    overridesChanged = Signal(object)  # the set of layer names with per-layer overrides
 
     def __init__(self, methods: Optional[Sequence[Any]] = None, parent: Optional[QWidget] = None,
                  debounce_ms: int = DEBOUNCE_MS) -> None:
         super().__init__(parent)
         self.methods = display_order(list(methods) if methods is not None else default_methods())
-        self.layer: Optional[str] = None
+        self.layer: Optional[str] = None  # the primary selected layer (whose overrides the panel shows)
+        self.selected_layers: list[str] = []  # every selected layer: an edit applies to all of them
         self.overrides: dict[str, dict[str, Optional[dict[str, Any]]]] = {}
         self._quiet = False
         self.timer = QTimer(self)
@@ -132,6 +137,7 @@ class QtMethodControls(QWidget):
             layer_layout.addWidget(form)
             self.layer_modes[method.name] = mode
             self.layer_forms[method.name] = form
+        self.inner_layout = layout
         layout.addWidget(self.layer_box)
         layout.addStretch(1)
         self.set_layer(None)
@@ -185,16 +191,42 @@ class QtMethodControls(QWidget):
             self._show_layer()
         finally:
             self._quiet = False
+        self.overridesChanged.emit(self.overridden_layers())
 
     def set_layer(self, layer: Optional[str]) -> None:
-        """Point the override panel at ``layer`` (None hides its controls)."""
-        self.layer = layer
-        self.layer_box.setTitle(f"Selected layer: {layer}" if layer else "Selected layer: none (pick one in the layer table)")
+        """Point the override panel at ``layer`` alone (None hides its controls)."""
+        self.set_layers([layer] if layer else [])
+
+    def set_layers(self, layers: Sequence[str]) -> None:
+        """Point the override panel at ``layers`` (the first is shown; edits apply to all)."""
+        layers = [name for name in dict.fromkeys(layers) if name]
+        self.selected_layers = layers
+        self.layer = layers[0] if layers else None
+        if not layers:
+            title = "Selected layer: none (pick one or more in the layer table)"
+        elif len(layers) == 1:
+            title = f"Selected layer: {layers[0]}"
+        else:
+            shown = ", ".join(layers[:3]) + (", …" if len(layers) > 3 else "")
+            title = f"{len(layers)} selected layers ({shown}): a change applies to all of them"
+        self.layer_box.setTitle(title)
         self._quiet = True
         try:
             self._show_layer()
         finally:
             self._quiet = False
+
+    def take_layer_panel(self) -> QWidget:
+        """The override panel, moved out of these controls (to sit beside the layer table)."""
+        self.inner_layout.removeWidget(self.layer_box)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(self.layer_box)
+        return scroll
+
+    def overridden_layers(self) -> set[str]:
+        """Names of the layers that have per-layer overrides."""
+        return {layer for layer, entry in self.overrides.items() if entry}
 
     def _show_layer(self) -> None:
         current = self.overrides.get(self.layer or "", {})
@@ -255,10 +287,12 @@ class QtMethodControls(QWidget):
                 entry[name] = None
             elif choice == CUSTOM:
                 entry[name] = self.layer_forms[name].values()
-        if entry:
-            self.overrides[self.layer] = entry
-        else:
-            self.overrides.pop(self.layer, None)
+        for layer in self.selected_layers or [self.layer]:
+            if entry:
+                self.overrides[layer] = copy.deepcopy(entry)
+            else:
+                self.overrides.pop(layer, None)
+        self.overridesChanged.emit(self.overridden_layers())
         self._changed()
 
     def _changed(self, *_: Any) -> None:

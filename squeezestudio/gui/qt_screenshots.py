@@ -34,9 +34,13 @@ SCREENSHOT_RECIPES: tuple[dict[str, Any], ...] = (
     {"version": 1, "methods": {"cluster": {"bits": 5}}, "layers": {}},
     {"version": 1, "methods": {"cluster": {"bits": 4}}, "layers": {}},
     {"version": 1, "methods": {"prune": {"sparsity": 0.8}, "cluster": {"bits": 5}}, "layers": {}},
-    {"version": 1, "methods": {"prune": {"sparsity": 0.5}, "cluster": {"bits": 4}}, "layers": {}},
+    {"version": 1, "methods": {"prune": {"sparsity": 0.5}, "cluster": {"bits": 4}},
+     "layers": {"features.3.expand3x3": {"cluster": {"bits": 3}}}},
 )
-"""What the screenshot evaluates; the last one stays selected in the controls."""
+"""What the screenshot evaluates; the last one stays selected in the controls (its override marked)."""
+
+SHOWN_LAYER = "features.3.expand3x3"
+"""The layer selected in the screenshot, so the selected-layer panel shows its override."""
 
 WINDOW_SIZE = (1440, 900)
 
@@ -140,6 +144,8 @@ def render_screenshots(out_dir: Path, model: Optional[str] = None, data: Optiona
             e = log_.list()[-1]
             log(f"{e.label}: {e.size_bytes:,} bytes, top-1 {100 * (e.metric('top1') or 0):.2f}%")
         wait_until(lambda: not window.jobs.busy, timeout_s, "the layer view")
+        if window.layers is not None and window.layers.index_of(SHOWN_LAYER) is not None:
+            window.layers.select_layer(SHOWN_LAYER)
         window.layers_dock.raise_()
         settle()
         written.append(_save(window, out_dir / "main_window.png"))

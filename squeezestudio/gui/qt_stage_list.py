@@ -11,7 +11,7 @@ Compression: prune + retrain in stage 1, cluster + retrain in stage 2);
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Mapping, Optional
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QListWidget, QPushButton, QVBoxLayout, QWidget)
@@ -21,10 +21,13 @@ from squeezestudio.core.session.experiments import recipe_summary
 EMPTY_STAGE: dict[str, Any] = {"methods": {}, "layers": {}}
 
 
-def stage_text(index: int, stage: dict[str, Any]) -> str:
-    """``1. prune(sparsity=0.9) + retrain 10 ep`` (the name first when the stage has one)."""
+def stage_text(index: int, stage: dict[str, Any], defaults: Mapping[str, Mapping[str, Any]]) -> str:
+    """``1. prune(sparsity=0.9) + retrain 10 ep`` (the name first when the stage has one).
+
+    ``defaults`` (method -> {knob: default}) decides which knobs are shown: every non-default one.
+    """
     epochs = (stage.get("finetune") or {}).get("epochs")
-    body = recipe_summary(stage) + (f" + retrain {epochs} ep" if epochs else "")
+    body = recipe_summary(stage, defaults) + (f" + retrain {epochs} ep" if epochs else "")
     name = stage.get("name")
     return f"{index + 1}. {name}: {body}" if name else f"{index + 1}. {body}"
 
@@ -35,8 +38,10 @@ class QtStageList(QWidget):
     stageSelected = Signal(dict)   # the stage the controls should now show
     stagesChanged = Signal(dict)   # the whole recipe changed here (a stage added, removed, a file loaded)
 
-    def __init__(self, parent: Optional[QWidget] = None) -> None:
+    def __init__(self, parent: Optional[QWidget] = None, *,
+                 defaults: Optional[Mapping[str, Mapping[str, Any]]] = None) -> None:
         super().__init__(parent)
+        self.defaults: Mapping[str, Mapping[str, Any]] = defaults or {}
         self.stages: list[dict[str, Any]] = [copy.deepcopy(EMPTY_STAGE)]
         self.name = ""
         self.list = QListWidget()
@@ -145,7 +150,7 @@ class QtStageList(QWidget):
         self.list.blockSignals(True)
         self.list.clear()
         for i, stage in enumerate(self.stages):
-            self.list.addItem(stage_text(i, stage))
+            self.list.addItem(stage_text(i, stage, self.defaults))
         self.list.setCurrentRow(selected)
         self.list.blockSignals(False)
         self.remove_button.setEnabled(len(self.stages) > 1)

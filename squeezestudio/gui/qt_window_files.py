@@ -155,7 +155,7 @@ class WindowFileActions:
 
     def _open_export_dialog(self, experiment: Any) -> None:
         # lazy: the export writers import torch; the window is built before it loads
-        from squeezestudio.gui.qt_export_wiring import FORMATS, expected_sizes, export_one
+        from squeezestudio.gui.qt_export_wiring import FORMATS, dense_notes, expected_sizes, export_one
         from squeezestudio.gui.qt_point_store_status import point_caption
 
         session = self.session
@@ -164,7 +164,7 @@ class WindowFileActions:
                                     session, experiment, fmt, path, calibration=session.calibration_images),
                                 folder=Path(self._start_folder()),
                                 base_name=f"{getattr(self.session.handle, 'name', 'model')}_compressed",
-                                expected=expected_sizes(experiment))
+                                expected=expected_sizes(experiment), notes=dense_notes(session, experiment))
         dialog.setWindowTitle(f"Export {point_caption(session, experiment)}")
         self.export_dialog = dialog
         self.exec_dialog(dialog)
