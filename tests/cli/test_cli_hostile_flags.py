@@ -36,6 +36,18 @@ def test_non_finite_compression_values_are_refused(capsys, model: Path, flags: l
     assert_refused(run_hostile(capsys, "compress", model, "--data", "none", *flags), needle)
 
 
+@pytest.mark.parametrize("flags", [
+    ["--threshold", "1000"],
+    ["--set", "prune.mode=threshold", "--set", "prune.threshold=1e6"],
+    ["--prune", "0.5", "--layer", "fc2:prune.mode=threshold,prune.threshold=50"],
+])
+def test_threshold_that_would_prune_every_weight_is_refused(capsys, model: Path, flags: list[str]) -> None:
+    """Like ``sparsity=1``: a finite threshold above every magnitude would empty the layer and exit 0."""
+    line = assert_refused(run_hostile(capsys, "compress", model, "--data", "none", *flags),
+                          "every weight", "largest weight magnitude")
+    assert ("layer fc2:" in line) if "--layer" in flags else ("layer conv1:" in line)
+
+
 def test_non_finite_grid_value_is_refused(capsys, model: Path, tmp_path: Path) -> None:
     assert_refused(run_hostile(capsys, "sweep", model, "--grid", "prune.sparsity=0.5,nan",
                                "-o", tmp_path / "s.csv"), "finite")

@@ -174,3 +174,21 @@ def test_decode_equals_a_plain_scatter_and_cached_positions_follow_the_mask() ->
     assert kept_positions(mask) is kept_positions(mask)  # found once per mask
     mask[np.flatnonzero(~mask)[0]] = True  # an in-place edit is noticed, not served stale
     assert np.array_equal(kept_positions(mask), np.flatnonzero(mask))
+
+
+def test_threshold_above_every_magnitude_is_refused_like_sparsity_one() -> None:
+    _, state = tiny_state()
+    orig = weight(state, "classifier.1")
+    largest = float(np.abs(orig).max())
+    method = MagnitudePruning()
+    # features.0 alone would be fine: the refusal names the layer that would be emptied
+    configs = {"features.0": cfg(mode="threshold", threshold=1e-6),
+               "classifier.1": cfg(mode="threshold", threshold=largest * 1.0001)}
+    with pytest.raises(RecipeError, match=r"layer classifier\.1: .*every weight.*largest weight magnitude") as info:
+        method.apply(state, configs)
+    assert f"{largest:.6g}" in str(info.value)
+    assert not state.encodings or all(e.mask is None for e in state.encodings.values())  # nothing changed
+    assert np.array_equal(weight(state, "classifier.1"), orig)
+    # a threshold just at the largest magnitude still keeps that weight (|w| < t is pruned, not <=)
+    method.apply(state, {"classifier.1": cfg(mode="threshold", threshold=largest)})
+    assert (weight(state, "classifier.1") != 0).sum() == 1

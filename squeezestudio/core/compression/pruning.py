@@ -11,7 +11,9 @@ accuracy at high sparsity. Two ways to choose what goes:
   more than small, sensitive ones. Layers whose config differs (a per-layer
   override in the recipe) form their own group, so an override on one layer
   prunes that layer on its own while the rest still share one threshold.
-- ``mode="threshold"``: drop every weight with ``|w| < threshold``.
+- ``mode="threshold"``: drop every weight with ``|w| < threshold``; a
+  threshold that would drop every weight of a layer is refused, as
+  ``sparsity=1`` is.
 
 The result is a float32 encoding of the kept values plus the mask; the mask
 stays in the encoding so later methods (clustering, quantization) and
@@ -74,6 +76,20 @@ def _weight_of(state: CompressionState, layer: str) -> np.ndarray:
     return state.layer(layer).weight.detach().cpu().numpy()
 
 
+def _refuse_empty_layer(layer: str, weight: np.ndarray, mask: np.ndarray, threshold: float) -> None:
+    """Refuse a threshold that would prune every weight of ``layer``.
+
+    ``sparsity=1`` is refused by :meth:`PruneConfig.validate` because it
+    deletes the layer; a threshold at or above the layer's largest magnitude
+    does the same thing, but only the weights can tell, so it is checked
+    here, before any layer is changed.
+    """
+    if weight.size and not mask.any():
+        largest = float(np.abs(weight).max())
+        raise RecipeError(f"layer {layer}: threshold={threshold:g} would prune every weight, since the "
+                          f"largest weight magnitude is {largest:.6g}; choose a threshold below {largest:.6g}")
+
+
 class MagnitudePruning(CompressionMethod):
     """Built-in method ``prune``."""
 
@@ -93,7 +109,10 @@ class MagnitudePruning(CompressionMethod):
             if cfg.mode == "sparsity" and cfg.scope == "global":
                 groups.setdefault(cfg, []).append(layer)
             else:
-                masks[layer] = self._single(_weight_of(state, layer), cfg)
+                weight = _weight_of(state, layer)
+                masks[layer] = self._single(weight, cfg)
+                if cfg.mode == "threshold":
+                    _refuse_empty_layer(layer, weight, masks[layer], cfg.threshold)
         for cfg, layers in groups.items():
             weights = [_weight_of(state, name) for name in layers]
             total = sum(w.size for w in weights)

@@ -44,7 +44,7 @@ from squeezestudio.core.model.handle import (
     default_class_names,
 )
 from squeezestudio.core.model.outputs import restore_output_semantics
-from squeezestudio.core.model.zoo import input_spec_for, zoo_entry
+from squeezestudio.core.model.zoo import ZOO_ENTRIES, ZooEntry, input_spec_for, zoo_entry
 
 WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights")
 """Keys under which training scripts commonly nest the state_dict."""
@@ -210,6 +210,37 @@ def build_for_spec(spec: ArchitectureSpec, tensors: Mapping[str, torch.Tensor],
     return module
 
 
+def _renaming_entries(arch: Optional[str], meta: Optional[CheckpointMetadata]) -> list[ZooEntry]:
+    """The zoo entries whose older key names a checkpoint may use.
+
+    The one it is loaded as (``--arch`` or its recorded zoo architecture); every
+    entry when the architecture is to be inferred from the keys, since old
+    names would otherwise match nothing; none for a recorded non-zoo model.
+    """
+    if arch is not None:
+        return [zoo_entry(arch)]
+    if meta is not None and meta.architecture is not None:
+        spec = meta.architecture
+        return [ZOO_ENTRIES[spec.name]] if spec.kind == "zoo" and spec.name in ZOO_ENTRIES else []
+    return list(ZOO_ENTRIES.values())
+
+
+def with_current_names(tensors: dict[str, torch.Tensor], entries: list[ZooEntry], source: str,
+                       warnings: list[str]) -> dict[str, torch.Tensor]:
+    """``tensors`` with the keys of an older release of one of ``entries`` renamed (e.g. torchvision's
+    pre-0.3 DenseNet ``norm.1``); the first entry that renames anything wins, and the user is told."""
+    for entry in entries:
+        if entry.current_keys is None:
+            continue
+        renamed = entry.current_keys(tensors)
+        count = sum(1 for key in tensors if key not in renamed)
+        if count:
+            warnings.append(f"{source} uses the parameter names of an older {entry.title} release; "
+                            f"{count} tensors were renamed to the current names")
+            return renamed
+    return tensors
+
+
 def _recorded_class_names(meta: Optional[CheckpointMetadata], num_classes: Optional[int],
                           warnings: list[str]) -> list[str]:
     """Class names from our metadata, dropped (with a warning) if they do not fit the model."""
@@ -235,6 +266,7 @@ def handle_from_tensors(tensors: dict[str, torch.Tensor], meta: Optional[Checkpo
     tensors = check_tensor_budget(tensors, path.stat().st_size, source)
     refuse_unusable_dtypes(tensors, source)
     tensors = to_float32(tensors, warnings)
+    tensors = with_current_names(tensors, _renaming_entries(arch, meta), source, warnings)
     shapes = shapes_of(tensors)
     inferred = False
     if arch is not None:

@@ -36,6 +36,11 @@ def attributes(node: onnx.NodeProto) -> dict[str, Any]:
     return out
 
 
+def int_list(values: np.ndarray | list) -> list[int]:
+    """Any ONNX ints (an attribute list or a constant tensor of any shape) as a flat list of ints."""
+    return [int(v) for v in np.asarray(values).reshape(-1)]
+
+
 def describe_node(node: onnx.NodeProto) -> str:
     return f"{node.op_type} node {node.name!r}" if node.name else f"{node.op_type} node producing {node.output[0]!r}"
 
@@ -76,6 +81,21 @@ class ConversionContext:
 
     def optional_input(self, node: onnx.NodeProto, index: int) -> Optional[str]:
         return node.input[index] if index < len(node.input) and node.input[index] else None
+
+    def axes(self, node: onnx.NodeProto) -> object:
+        """The axes of a Reduce/Squeeze/Unsqueeze node, wherever its opset keeps them.
+
+        Older opsets give an ``axes`` attribute, newer ones an optional second
+        input: a list of ints when that input is constant, a graph value when it
+        is computed at run time, None when the node gives no axes at all.
+        """
+        a = attributes(node)
+        if "axes" in a:
+            return int_list(a["axes"])
+        if not self.optional_input(node, 1):
+            return None
+        const = self.const(node.input[1])
+        return int_list(const) if const is not None else self.ref(node.input[1])
 
     def ref(self, name: str) -> Ref:
         """A graph value for ``name``, turning a constant into a buffer on first use."""

@@ -13,14 +13,10 @@ import numpy as np
 import onnx
 
 from squeezestudio.core.errors import UnsupportedOperatorError
-from squeezestudio.core.io.loading.onnx_context import ConversionContext, attributes, describe_node
+from squeezestudio.core.io.loading.onnx_context import ConversionContext, attributes, describe_node, int_list
 from squeezestudio.core.io.loading.onnx_folding import TORCH_DTYPES, supported_array
 
 Converter = Callable[[ConversionContext, onnx.NodeProto], None]
-
-
-def _ints(values: np.ndarray | list) -> list[int]:
-    return [int(v) for v in np.asarray(values).reshape(-1)]
 
 
 def _call(target: str, **fixed: object) -> Converter:
@@ -109,11 +105,8 @@ def _einsum(ctx: ConversionContext, node: onnx.NodeProto) -> None:
 def _reduce(kind: str) -> Converter:
     def convert(ctx: ConversionContext, node: onnx.NodeProto) -> None:
         a = attributes(node)
-        axes: object = _ints(a["axes"]) if "axes" in a else None
-        if axes is None and ctx.optional_input(node, 1):
-            const = ctx.const(node.input[1])
-            axes = _ints(const) if const is not None else ctx.ref(node.input[1])
-        ctx.call(node, "squeezestudio.onnx_reduce", [kind, ctx.ref(node.input[0]), axes, int(a.get("keepdims", 1)),
+        ctx.call(node, "squeezestudio.onnx_reduce", [kind, ctx.ref(node.input[0]), ctx.axes(node),
+                                                     int(a.get("keepdims", 1)),
                                                      int(a.get("noop_with_empty_axes", 0))])
     return convert
 
@@ -121,9 +114,9 @@ def _reduce(kind: str) -> Converter:
 def _split(ctx: ConversionContext, node: onnx.NodeProto) -> None:
     a = attributes(node)
     axis = int(a.get("axis", 0))
-    sizes = _ints(a["split"]) if "split" in a else None
+    sizes = int_list(a["split"]) if "split" in a else None
     if sizes is None and ctx.optional_input(node, 1):
-        sizes = _ints(ctx.require_const(node, 1, "split sizes"))
+        sizes = int_list(ctx.require_const(node, 1, "split sizes"))
     count = int(a.get("num_outputs", len(node.output)))
     if sizes is not None and len(sizes) != len(node.output):
         raise UnsupportedOperatorError(f"{describe_node(node)} lists {len(sizes)} split sizes for "

@@ -16,7 +16,7 @@ import onnx
 import torch
 
 from squeezestudio.core.errors import UnsupportedOperatorError
-from squeezestudio.core.io.loading.onnx_context import ConversionContext, attributes, describe_node
+from squeezestudio.core.io.loading.onnx_context import ConversionContext, attributes, describe_node, int_list
 from squeezestudio.core.io.loading.onnx_folding import TORCH_DTYPES
 from squeezestudio.core.io.loading.onnx_elementwise import ELEMENTWISE_CONVERTERS
 from squeezestudio.core.io.loading.onnx_layers import LAYER_CONVERTERS
@@ -25,10 +25,6 @@ from squeezestudio.core.io.loading.onnx_shape_ops import convert_in_shape_domain
 from squeezestudio.core.model.graph_spec.values import Ref
 
 Converter = Callable[[ConversionContext, onnx.NodeProto], None]
-
-
-def _ints(values: np.ndarray | list) -> list[int]:
-    return [int(v) for v in np.asarray(values).reshape(-1)]
 
 
 def _conv(ctx: ConversionContext, node: onnx.NodeProto) -> None:
@@ -201,7 +197,7 @@ def _reshape(ctx: ConversionContext, node: onnx.NodeProto) -> None:
         target_ref = ctx.shape_values.get(node.input[1]) or ctx.ref(node.input[1])
         ctx.call(node, "squeezestudio.onnx_reshape", [x, target_ref, allowzero])
         return
-    target = _ints(shape)
+    target = int_list(shape)
     source = ctx.shapes.get(node.input[0])
     # A batch size baked in at export time (e.g. [1, 64]) keeps the batch dimension instead.
     if (source and target and source[0] is not None and target[0] == source[0] and 0 not in target
@@ -240,12 +236,12 @@ def _pad(ctx: ConversionContext, node: onnx.NodeProto) -> None:
     mode = str(a.get("mode", "constant"))
     if mode not in ("constant", "reflect", "edge", "wrap"):
         raise UnsupportedOperatorError(f"{describe_node(node)} uses pad mode {mode!r}, which is not supported")
-    pads = _ints(a["pads"]) if "pads" in a else _ints(ctx.require_const(node, 1, "pads"))
+    pads = int_list(a["pads"]) if "pads" in a else int_list(ctx.require_const(node, 1, "pads"))
     value = float(a.get("value", 0.0))
     if ctx.optional_input(node, 2):
         value = float(ctx.require_const(node, 2, "pad value").reshape(-1)[0])
     if ctx.optional_input(node, 3):
-        axes = _ints(ctx.require_const(node, 3, "axes"))
+        axes = int_list(ctx.require_const(node, 3, "axes"))
         rank = ctx.rank(node.input[0])
         if rank is None:
             raise UnsupportedOperatorError(f"{describe_node(node)} pads listed axes of a tensor of unknown rank")
@@ -274,11 +270,7 @@ def _passthrough(ctx: ConversionContext, node: onnx.NodeProto) -> None:
 
 def _axes_op(target: str, required: bool) -> Converter:
     def convert(ctx: ConversionContext, node: onnx.NodeProto) -> None:
-        a = attributes(node)
-        axes: object = _ints(a["axes"]) if "axes" in a else None
-        if axes is None and ctx.optional_input(node, 1):
-            const = ctx.const(node.input[1])
-            axes = _ints(const) if const is not None else ctx.ref(node.input[1])
+        axes = ctx.axes(node)
         if axes is None and required:
             raise UnsupportedOperatorError(f"{describe_node(node)} has no axes")
         ctx.call(node, target, [ctx.ref(node.input[0]), axes])
@@ -293,13 +285,13 @@ def _gather(ctx: ConversionContext, node: onnx.NodeProto) -> None:
 def _slice(ctx: ConversionContext, node: onnx.NodeProto) -> None:
     a = attributes(node)
     if ctx.opset < 10:
-        parts: list[object] = [_ints(a["starts"]), _ints(a["ends"]), _ints(a["axes"]) if "axes" in a else None, None]
+        parts: list[object] = [int_list(a["starts"]), int_list(a["ends"]), ctx.axes(node), None]  # one input
     else:
         parts = []
         for index in range(1, 5):
             name = ctx.optional_input(node, index)
             const = ctx.const(name) if name else None
-            parts.append(None if name is None else (_ints(const) if const is not None else ctx.ref(name)))
+            parts.append(None if name is None else (int_list(const) if const is not None else ctx.ref(name)))
     steps = parts[3]
     if isinstance(steps, list) and any(s == 0 for s in steps):
         raise UnsupportedOperatorError(f"{describe_node(node)} slices with a step of 0, which ONNX does not allow")

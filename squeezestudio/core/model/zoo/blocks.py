@@ -14,7 +14,6 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
-from squeezestudio.core.model.zoo.weight_init import is_meta
 
 ActivationFactory = Optional[Callable[[], nn.Module]]
 
@@ -78,20 +77,3 @@ class StochasticDepth(nn.Module):
         keep = 1.0 - self.p
         noise = torch.empty((x.shape[0],) + (1,) * (x.dim() - 1), dtype=x.dtype, device=x.device)
         return x * noise.bernoulli_(keep).div_(keep)
-
-
-def init_mobile_weights(module: nn.Module) -> None:
-    """He-normal (fan-out) convolutions, unit BatchNorms, N(0, 0.01) linears, zero biases."""
-    if is_meta(module):
-        return
-    for m in module.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, 0.0, 0.01)
-            nn.init.zeros_(m.bias)

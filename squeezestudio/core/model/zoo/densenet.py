@@ -5,12 +5,18 @@ input and all earlier layers' outputs and adds ``growth`` new channels;
 transitions halve channels (1x1) and resolution (2x2 average pool). Names
 (``features.denseblockK.denselayerJ.norm1/conv1/norm2/conv2``,
 ``features.transitionK.norm/conv``, ``features.norm5``, ``classifier``) are
-those of ``torchvision.models.densenet121().state_dict()``. (Checkpoints
-saved by very old torchvision releases use ``norm.1``-style names; rename
-them first.)
+those of ``torchvision.models.densenet121().state_dict()``. Checkpoints
+saved by torchvision releases before 0.3 name a dense layer's parts
+``norm.1``/``conv.1``/``norm.2``/``conv.2``; :func:`current_key_names` renames
+them, and the checkpoint loader applies it to any checkpoint meant for a zoo
+DenseNet.
 """
 
 from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +25,23 @@ from torch import nn
 from squeezestudio.core.model.zoo.weight_init import init_classifier_weights
 
 DENSENET121_BLOCKS = (6, 12, 24, 16)
+
+T = TypeVar("T")
+_DOTTED_PART = re.compile(r"(\.denselayer\d+\.(?:norm|relu|conv))\.([12])\.")
+
+
+def current_key_names(state: Mapping[str, T]) -> dict[str, T]:
+    """``state`` with old torchvision dense-layer names (``denselayer1.norm.1.weight``) made current
+    (``denselayer1.norm1.weight``); other keys, and a state that already uses current names, are unchanged.
+
+    Old torchvision built a dense layer with ``add_module("norm.1", ...)``, a
+    dot inside a module name, which newer PyTorch refuses; the published
+    ImageNet weights of that era still use those keys. A state holding both
+    spellings of one key is returned as it is, so that the loader's key check
+    reports the clash instead of one tensor silently replacing the other.
+    """
+    renamed = {_DOTTED_PART.sub(r"\1\2.", key): value for key, value in state.items()}
+    return renamed if len(renamed) == len(state) else dict(state)
 
 
 class DenseLayer(nn.Module):

@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from squeezestudio.core.model.zoo.blocks import (SqueezeExcitation, StochasticDepth, conv_norm_act,
-                                                 init_mobile_weights, make_divisible)
+                                                 make_divisible)
+from squeezestudio.core.model.zoo.weight_init import init_classifier_weights
 
 
 class MBConvStage(NamedTuple):
@@ -81,7 +82,7 @@ class EfficientNet(nn.Module):
         self.features = nn.Sequential(*layers)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(nn.Dropout(p=dropout), nn.Linear(head, num_classes))
-        init_mobile_weights(self)
+        init_classifier_weights(self)
         linear = self.classifier[1]
         if not linear.weight.is_meta:
             bound = 1.0 / math.sqrt(linear.out_features)

@@ -14,8 +14,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from squeezestudio.core.model.zoo.blocks import (SqueezeExcitation, conv_norm_act, init_mobile_weights,
-                                                 make_divisible)
+from squeezestudio.core.model.zoo.blocks import SqueezeExcitation, conv_norm_act, make_divisible
+from squeezestudio.core.model.zoo.weight_init import init_classifier_weights
 
 V2_SETTINGS: tuple[tuple[int, int, int, int], ...] = (
     # expansion t, output channels c, repeats n, first stride s
@@ -62,7 +62,7 @@ class MobileNetV2(nn.Module):
         self.features = nn.Sequential(*layers)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(nn.Dropout(p=dropout), nn.Linear(last, num_classes))
-        init_mobile_weights(self)
+        init_classifier_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
@@ -135,7 +135,7 @@ class MobileNetV3(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(nn.Linear(head, last_channel), nn.Hardswish(), nn.Dropout(p=dropout),
                                         nn.Linear(last_channel, num_classes))
-        init_mobile_weights(self)
+        init_classifier_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Optional
 
+import torch
 from torch import nn
 
 from squeezestudio.core.model.zoo.alexnet import AlexNet
 from squeezestudio.core.model.zoo.cnds import CNDS8, CNDS8_SLIM_CONFIG
 from squeezestudio.core.model.zoo.lenet import LeNet5, LeNet300100
-from squeezestudio.core.model.zoo.densenet import DenseNet
+from squeezestudio.core.model.zoo.densenet import DenseNet, current_key_names
 from squeezestudio.core.model.zoo.efficientnet import EfficientNet
 from squeezestudio.core.model.zoo.mobilenet import V3_LARGE, V3_SMALL, MobileNetV2, MobileNetV3
 from squeezestudio.core.model.zoo.resnet import Bottleneck, ResNet
@@ -27,6 +28,8 @@ from squeezestudio.core.model.zoo.vgg import VGG, VGG_CONFIGS
 
 Builder = Callable[[int, int, int], nn.Module]
 """``builder(num_classes, in_channels, input_size) -> module``."""
+KeyRenamer = Callable[[Mapping[str, torch.Tensor]], dict[str, torch.Tensor]]
+"""``renamer(state_dict) -> state_dict`` with an older release's keys renamed to the zoo's."""
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,9 @@ class ZooEntry:
     ``first_weight`` / ``last_weight`` are the state_dict keys whose dim 1 is
     the input channel count (or flattened input size for an MLP) and whose
     dim 0 is the class count. ``size_dependent`` is True when parameter
-    shapes depend on ``input_size`` (the LeNets).
+    shapes depend on ``input_size`` (the LeNets). ``current_keys``, where
+    older releases of the reference implementation named parameters
+    differently, renames a checkpoint's keys to this definition's names.
     """
 
     name: str
@@ -50,6 +55,7 @@ class ZooEntry:
     first_weight: str
     last_weight: str
     size_dependent: bool = False
+    current_keys: Optional[KeyRenamer] = None
 
 
 def _entries() -> dict[str, ZooEntry]:
@@ -105,7 +111,7 @@ def _entries() -> dict[str, ZooEntry]:
         ZooEntry("densenet121", "DenseNet-121",
                  lambda n, c, s: DenseNet(num_classes=n, in_channels=c),
                  min_input_size=29, first_weight="features.conv0.weight", last_weight="classifier.weight",
-                 **imagenet),
+                 current_keys=current_key_names, **imagenet),
         ZooEntry("lenet5", "LeNet-5",
                  lambda n, c, s: LeNet5(num_classes=n, in_channels=c, input_size=s),
                  default_num_classes=10, default_in_channels=1, default_input_size=28,
