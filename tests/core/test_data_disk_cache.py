@@ -223,3 +223,23 @@ def test_default_cache_folder_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.delenv(disk_cache.CACHE_DIR_ENV)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert disk_cache.default_cache_dir() == tmp_path / "xdg" / "squeezestudio" / "data"
+
+
+def test_old_cache_files_are_removed_beyond_the_budget(mixed, tmp_path):
+    cache_dir = tmp_path / "cache"
+    _load(mixed, cache_dir)
+    (old,) = _cache_files(cache_dir)
+    os.utime(old, (1, 1))  # used long ago
+    stale = cache_dir / ".x.pixels.123.abcd.tmp"  # a build whose process died
+    stale.write_bytes(b"partial")
+    os.utime(stale, (1, 1))
+    fresh = cache_dir / ".y.pixels.456.abcd.tmp"  # a build in progress elsewhere: kept
+    fresh.write_bytes(b"partial")
+    _image(mixed / "b" / "new.png", "RGB", (20, 20), seed=7)
+    data = load_dataset(str(mixed), SPEC, cache=DatasetCache(), cache_dir=cache_dir, memory_bytes=0)
+    assert len(_cache_files(cache_dir)) == 2 and not stale.exists()  # within the default budget
+    newest = data.images.path
+    roomy = disk_cache.PixelCache(cache_dir, max_bytes=old.stat().st_size + newest.stat().st_size)
+    assert roomy.prune(newest) == [] and len(_cache_files(cache_dir)) == 2
+    tight = disk_cache.PixelCache(cache_dir, max_bytes=newest.stat().st_size)
+    assert tight.prune(newest) == [old] and _cache_files(cache_dir) == [newest] and fresh.exists()

@@ -23,6 +23,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -31,6 +32,10 @@ from squeezestudio.core.data.pixel_file import DamagedCacheFile, PixelFileInfo, 
 
 CACHE_DIR_ENV = "SQUEEZESTUDIO_CACHE_DIR"
 SUFFIX = ".pixels"
+MAX_CACHE_BYTES = 32 * 2**30
+"""A folder's cache files beyond this total are removed, least recently used first (an ImageNet-size
+validation set at 224x224 takes 7.5 GB)."""
+STALE_TEMPORARY_S = 24 * 3600  # a build's temporary file this old was left by a process that died
 
 _temp_lock = threading.Lock()
 _temp_dir: Optional[Path] = None
@@ -67,8 +72,9 @@ def _process_temp_dir() -> Path:
 class PixelCache:
     """The cache files of one folder, with the fallbacks; ``notices`` collects what the user should hear."""
 
-    def __init__(self, folder: Optional[Path] = None) -> None:
+    def __init__(self, folder: Optional[Path] = None, max_bytes: int = MAX_CACHE_BYTES) -> None:
         self.folder = Path(folder).expanduser() if folder is not None else default_cache_dir()
+        self.max_bytes = int(max_bytes)
         self.notices: list[str] = []
 
     def _folders(self) -> list[Path]:
@@ -84,10 +90,7 @@ class PixelCache:
             except DamagedCacheFile as exc:
                 self.notices.append(f"the cached images {path} were not used because {exc}; they were "
                                     "rebuilt from the image files")
-                try:
-                    path.unlink()
-                except OSError:
-                    pass
+                _unlink(path)
                 continue
             if info is not None:
                 _touch(path)
@@ -116,6 +119,50 @@ class PixelCache:
         """Record that a build stopped on a write error (e.g. a full disk); the caller holds the set in memory."""
         self.notices.append(f"the cache folder {self.folder} ran into an error while writing "
                             f"({exc.strerror or type(exc).__name__}), so the images are held in memory")
+
+
+    def prune(self, keep: Path) -> list[Path]:
+        """Remove least recently used files of ``keep``'s folder until it is within ``max_bytes`` (never ``keep``).
+
+        Old data sets (an edited folder leaves its previous file behind)
+        would otherwise fill the disk; temporary files of builds that died
+        are removed too. Returns what was removed.
+        """
+        now = time.time()
+        entries = []
+        removed = []
+        for p in keep.parent.iterdir():
+            try:
+                st = p.stat()
+            except OSError:
+                continue
+            if p.name.startswith(".") and p.name.endswith(".tmp") and now - st.st_mtime > STALE_TEMPORARY_S:
+                removed.append(p)
+            elif p.suffix == SUFFIX and p != keep:
+                entries.append((st.st_mtime, st.st_size, p))
+        total = sum(size for _, size, _ in entries) + _size(keep)
+        for _, size, p in sorted(entries):
+            if total <= self.max_bytes:
+                break
+            removed.append(p)
+            total -= size
+        return [p for p in removed if _unlink(p)]
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _unlink(path: Path) -> bool:
+    """Remove a file; False if it could not be (a read-only folder keeps its files)."""
+    try:
+        path.unlink()
+        return True
+    except OSError:
+        return False
 
 
 def _touch(path: Path) -> None:

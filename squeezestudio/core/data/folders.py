@@ -313,6 +313,7 @@ def _decode_through_disk(plan: _Plan, spec: PreprocessSpec, progress: Optional[P
         try:
             kept, decode_skips = _decode_rows(plan, spec, progress, cancel, where, writer.add)
             info = writer.finish(key, kept, [(s.path, s.reason) for s in decode_skips])
+            disk.prune(info.path)
         except OSError as exc:
             writer.abort()
             disk.write_failed(exc)
