@@ -243,3 +243,14 @@ def test_old_cache_files_are_removed_beyond_the_budget(mixed, tmp_path):
     assert roomy.prune(newest) == [] and len(_cache_files(cache_dir)) == 2
     tight = disk_cache.PixelCache(cache_dir, max_bytes=newest.stat().st_size)
     assert tight.prune(newest) == [old] and _cache_files(cache_dir) == [newest] and fresh.exists()
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="needs Linux's /proc/self/maps")
+def test_reading_a_batch_leaves_nothing_of_the_file_mapped(mixed, tmp_path):
+    data = _load(mixed, tmp_path / "cache")
+    path = str(data.images.path)
+    for start in range(0, len(data), 4):
+        data.images[start:start + 4]
+    data.images[torch.tensor([5, 0, 3])]
+    with open("/proc/self/maps") as maps:
+        assert path not in maps.read()  # resident memory cannot grow with the set: each batch is unmapped
