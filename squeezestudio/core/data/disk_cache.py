@@ -131,7 +131,11 @@ class PixelCache:
         now = time.time()
         entries = []
         removed = []
-        for p in keep.parent.iterdir():
+        try:
+            listing = list(keep.parent.iterdir())
+        except OSError:
+            return []
+        for p in listing:
             try:
                 st = p.stat()
             except OSError:

@@ -313,7 +313,6 @@ def _decode_through_disk(plan: _Plan, spec: PreprocessSpec, progress: Optional[P
         try:
             kept, decode_skips = _decode_rows(plan, spec, progress, cancel, where, writer.add)
             info = writer.finish(key, kept, [(s.path, s.reason) for s in decode_skips])
-            disk.prune(info.path)
         except OSError as exc:
             writer.abort()
             disk.write_failed(exc)
@@ -321,6 +320,7 @@ def _decode_through_disk(plan: _Plan, spec: PreprocessSpec, progress: Optional[P
         except BaseException:
             writer.abort()
             raise
+        disk.prune(info.path)
     else:
         report(progress, 1.0, f"{info.count} images (cached on disk)")
     sources = [str(plan.items[i][0]) for i in info.kept]
