@@ -1,4 +1,4 @@
-"""Test-wide settings: Qt offscreen, deterministic torch, a writable HOME for QSettings."""
+"""Test-wide settings: Qt offscreen, deterministic torch, a writable HOME for QSettings, a scratch data cache."""
 
 from __future__ import annotations
 
@@ -23,9 +23,22 @@ def _seeded_torch():
 
 def pytest_configure(config):
     """One torch thread: the test models are tiny, and thread start-up dominates on 2 cores."""
+    import tempfile
+
     import torch
 
     torch.set_num_threads(1)
+    # Data sets cached on disk go to a folder of this run, never the user's ~/.cache.
+    os.environ.setdefault("SQUEEZESTUDIO_CACHE_DIR", tempfile.mkdtemp(prefix="squeezestudio-test-cache-"))
+
+
+def pytest_unconfigure(config):
+    """Remove the run's data cache folder."""
+    import shutil
+
+    folder = os.environ.get("SQUEEZESTUDIO_CACHE_DIR", "")
+    if "squeezestudio-test-cache-" in folder:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -105,6 +105,8 @@ def load_data_for(handle: "ModelHandle", source: str, label: str = "loading data
         data = load_dataset(source, spec, progress=bar, max_classes=len(handle.class_names))
     from squeezestudio.core.printable import printable
 
+    for notice in data.notices:
+        print(f"note: {printable(notice)}")
     for skipped in data.skipped[:10]:
         print(f"skipped {printable(skipped.path)}: {printable(skipped.reason)}")
     if len(data.skipped) > 10:

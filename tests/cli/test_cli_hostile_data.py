@@ -101,3 +101,36 @@ def test_symlinked_class_folder_out_of_the_root_is_skipped(tmp_path: Path) -> No
     assert followed.class_names == ["cat", "dog"] and len(followed) == 5
     with pytest.raises(DataError, match="the data has 2 classes but the model has 1"):
         load_dataset(str(root), spec, follow_links=True, max_classes=1)
+
+
+def _digit_folder(root: Path) -> Path:
+    for label in ("0", "1"):
+        (root / label).mkdir(parents=True)
+        for i in range(3):
+            hb.small_png(root / label / f"{i}.png", size=8 + i)
+    return root
+
+
+def test_unwritable_or_damaged_cache_is_a_note_and_the_same_numbers(capsys, model: Path, tmp_path: Path,
+                                                                     monkeypatch) -> None:
+    from squeezestudio.core.data.cache import shared_cache
+
+    data = _digit_folder(tmp_path / "digits")
+    cache_dir = tmp_path / "cache"
+    monkeypatch.setenv("SQUEEZESTUDIO_CACHE_DIR", str(cache_dir))
+    code, first, err, _ = run_hostile(capsys, "eval", model, "--data", data)
+    assert code == 0 and "note:" not in first, err
+    (cache_file,) = cache_dir.glob("*.pixels")
+    cache_file.write_bytes(cache_file.read_bytes()[:-10])  # truncated
+    shared_cache().clear()  # as a new process would start
+    code, second, err, _ = run_hostile(capsys, "eval", model, "--data", data)
+    assert code == 0 and "note: the cached images" in second and "rebuilt" in second, (second, err)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("SQUEEZESTUDIO_CACHE_DIR", str(blocker / "cache"))
+    shared_cache().clear()
+    code, third, err, _ = run_hostile(capsys, "eval", model, "--data", data)
+    assert code == 0 and "note: the cache folder" in third and "cannot be written" in third, (third, err)
+    numbers = [[line for line in out.splitlines() if line.startswith(("top-1", "loss"))]
+               for out in (first, second, third)]
+    assert numbers[0] and numbers[0] == numbers[1] == numbers[2]

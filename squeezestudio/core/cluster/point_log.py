@@ -41,7 +41,10 @@ def inputs_fingerprint(handle: ModelHandle, data: ImageDataset, batch_size: int)
     for name, t in handle.module.state_dict().items():
         h.update(name.encode())
         _tensor_digest(h, t)
-    _tensor_digest(h, data.images)
+    if isinstance(data.images, torch.Tensor):
+        _tensor_digest(h, data.images)
+    else:  # a disk-backed set: its cache key names the files and the preprocessing
+        h.update(data.images.digest.encode())
     if data.labels is not None:
         _tensor_digest(h, data.labels)
     return h.hexdigest()

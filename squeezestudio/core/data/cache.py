@@ -16,14 +16,17 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Hashable, Iterable, Optional
 
+import torch
+
 from squeezestudio.core.data.dataset import ImageDataset
 
 DEFAULT_CACHE_BYTES = 512 * 1024 * 1024
 
 
 def dataset_nbytes(data: ImageDataset) -> int:
-    """Bytes held by the data set's tensors (what the cache budget counts)."""
-    total = data.images.element_size() * data.images.nelement()
+    """Bytes held in memory by the data set's tensors (what the cache budget counts; a disk-backed view holds none)."""
+    images = data.images
+    total = images.element_size() * images.nelement() if isinstance(images, torch.Tensor) else 0
     if data.labels is not None:
         total += data.labels.element_size() * data.labels.nelement()
     return int(total)
@@ -44,7 +47,8 @@ def files_fingerprint(paths: Iterable[Path]) -> tuple[tuple[str, int, int], ...]
 def _shallow_copy(data: ImageDataset) -> ImageDataset:
     """A new data set object sharing the (never mutated) tensors, so callers may edit its lists."""
     return replace(data, class_names=list(data.class_names),
-                   paths=None if data.paths is None else list(data.paths), skipped=list(data.skipped))
+                   paths=None if data.paths is None else list(data.paths), skipped=list(data.skipped),
+                   notices=list(data.notices))
 
 
 class DatasetCache:

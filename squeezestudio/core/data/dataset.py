@@ -1,17 +1,23 @@
-"""The in-memory, preprocessed data set every evaluation and training loop reads.
+"""The preprocessed data set every evaluation and training loop reads.
 
-Images are decoded and preprocessed once into one float tensor, so repeated
-evaluation (every point on the trade-off plot) costs only the forward passes.
+Images are decoded and preprocessed once, so repeated evaluation (every point
+on the trade-off plot) costs only the forward passes. A set that fits the
+memory budget is one float tensor; a larger one stays on disk as uint8
+(:class:`~squeezestudio.core.data.pixel_images.PixelImages`), indexed the same
+way and converted to float one batch at a time, so memory stays bounded.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterator, Optional, Union
+from typing import TYPE_CHECKING, Iterator, Optional, Union
 
 import torch
 
 from squeezestudio.core.model.handle import InputSpec
+
+if TYPE_CHECKING:
+    from squeezestudio.core.data.pixel_images import PixelImages
 
 
 @dataclass(frozen=True)
@@ -60,14 +66,22 @@ class SkippedFile:
 
 @dataclass
 class ImageDataset:
-    """Preprocessed images ``(N, C, H, W)`` float32, labels ``(N,)`` int64 or None."""
+    """Preprocessed images ``(N, C, H, W)`` float32, labels ``(N,)`` int64 or None.
 
-    images: torch.Tensor
+    ``images`` is a tensor, or for a set larger than the memory budget a
+    :class:`PixelImages` view of the disk cache: slicing or indexing either
+    gives float32 tensors. ``notices`` are sentences for the user about how
+    the data was loaded (a cache folder that could not be written, a damaged
+    cache file rebuilt).
+    """
+
+    images: "Union[torch.Tensor, PixelImages]"
     labels: Optional[torch.Tensor]
     class_names: list[str]
     name: str = "data"
     paths: Optional[list[str]] = None
     skipped: list[SkippedFile] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -83,9 +97,10 @@ class ImageDataset:
             yield self.images[start:stop], None if self.labels is None else self.labels[start:stop]
 
     def subset(self, indices: torch.Tensor, name: Optional[str] = None) -> "ImageDataset":
-        """The examples at ``indices`` (for calibration sets and quick evaluation)."""
+        """The examples at ``indices`` (for calibration sets and quick evaluation); a disk-backed set stays on disk."""
+        images = self.images[indices] if isinstance(self.images, torch.Tensor) else self.images.take(indices)
         return ImageDataset(
-            images=self.images[indices], labels=None if self.labels is None else self.labels[indices],
+            images=images, labels=None if self.labels is None else self.labels[indices],
             class_names=list(self.class_names), name=name or self.name,
             paths=None if self.paths is None else [self.paths[int(i)] for i in indices],
-            skipped=list(self.skipped))
+            skipped=list(self.skipped), notices=list(self.notices))

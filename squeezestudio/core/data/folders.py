@@ -12,14 +12,18 @@ import io
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
+import numpy as np
 import torch
 
 from squeezestudio.core.data.cache import DatasetCache, files_fingerprint, shared_cache
 from squeezestudio.core.data.dataset import ImageDataset, PreprocessSpec, SkippedFile
 from squeezestudio.core.data.digits import load_digits_split
-from squeezestudio.core.data.images import check_spec, decode_size, is_image_file, load_image, preprocess
+from squeezestudio.core.data.disk_cache import PixelCache, cache_key
+from squeezestudio.core.data.images import (check_spec, decode_size, is_image_file, load_image, normalise_pixels,
+                                            prepare_pixels)
+from squeezestudio.core.data.pixel_images import PixelImages
 from squeezestudio.core.errors import DataError, ImageDecodeError
 from squeezestudio.core.limits import current_limits, limits_hint
 from squeezestudio.core.model.labels import has_placeholder_names
@@ -224,9 +228,55 @@ def _plan_csv(csv_path: Path, class_names: Optional[Sequence[str]]) -> _Plan:
     return _Plan(csv_path.stem, items, names, labelled, skipped, extra_files=[csv_path])
 
 
+def _decode_rows(plan: _Plan, spec: PreprocessSpec, progress: Optional[ProgressCallback],
+                 cancel: Optional[CancelToken], where: str,
+                 sink: Callable[[np.ndarray], None]) -> tuple[list[int], list[SkippedFile]]:
+    """Decode every planned file into a ``(C, H, W)`` uint8 row given to ``sink``, skipping unusable ones.
+
+    Returns the indices of the planned files that became rows, in order,
+    and the files skipped at decode (with why).
+    """
+    n = len(plan.items)
+    min_size = decode_size(spec)
+    kept: list[int] = []
+    skipped: list[SkippedFile] = []
+    step = max(1, n // 100)
+    report(progress, 0.0, f"reading {n} images")
+    for i, (path, _) in enumerate(plan.items):
+        check(cancel)
+        try:
+            pixels = prepare_pixels(load_image(path, min_size=min_size), spec)
+        except ImageDecodeError as exc:
+            skipped.append(SkippedFile(str(path), str(exc)))
+        except (ValueError, OverflowError, MemoryError) as exc:  # a size Pillow's resize cannot handle
+            skipped.append(SkippedFile(str(path), f"cannot be resized for the model ({type(exc).__name__})"))
+        else:
+            sink(pixels)
+            kept.append(i)
+        if (i + 1) % step == 0 or i + 1 == n:
+            report(progress, (i + 1) / n, f"read {i + 1}/{n} images")
+    if not kept:
+        every = plan.skipped + skipped
+        first = f" (first: {every[0].path}: {every[0].reason})" if every else ""
+        raise DataError(f"none of the {len(plan.items) + len(plan.skipped)} files in {where} "
+                        f"is a usable image{first}")
+    return kept, skipped
+
+
+def _dataset(plan: _Plan, kept: list[int], skipped: list[SkippedFile], images: "torch.Tensor | PixelImages",
+             notices: Optional[list[str]] = None) -> ImageDataset:
+    labels = [plan.items[i][1] for i in kept]
+    return ImageDataset(images=images,
+                        labels=torch.tensor([-1 if y is None else y for y in labels], dtype=torch.int64)
+                        if plan.labelled else None,
+                        class_names=list(plan.class_names), name=plan.name,
+                        paths=[str(plan.items[i][0]) for i in kept], skipped=plan.skipped + skipped,
+                        notices=list(notices or []))
+
+
 def _decode(plan: _Plan, spec: PreprocessSpec, progress: Optional[ProgressCallback],
-            cancel: Optional[CancelToken], where: str) -> ImageDataset:
-    """Decode and preprocess every planned file into one tensor, skipping unusable ones."""
+            cancel: Optional[CancelToken], where: str, notices: Optional[list[str]] = None) -> ImageDataset:
+    """Decode and preprocess every planned file into one float tensor in memory, skipping unusable ones."""
     check_spec(spec)
     n = len(plan.items)
     try:
@@ -235,32 +285,49 @@ def _decode(plan: _Plan, spec: PreprocessSpec, progress: Optional[ProgressCallba
         gib = n * spec.channels * spec.height * spec.width * 4 / 2**30
         raise DataError(f"{n} images at {spec.height}x{spec.width} need {gib:.1f} GiB of memory; "
                         "use fewer images or a smaller input size") from None
-    min_size = decode_size(spec)
-    labels: list[int] = []
-    paths: list[str] = []
-    skipped = list(plan.skipped)
-    step = max(1, n // 100)
-    report(progress, 0.0, f"reading {n} images")
-    for i, (path, label) in enumerate(plan.items):
-        check(cancel)
+    count = [0]
+
+    def put(pixels: np.ndarray) -> None:
+        images[count[0]] = torch.from_numpy(normalise_pixels(pixels, spec))
+        count[0] += 1
+
+    kept, skipped = _decode_rows(plan, spec, progress, cancel, where, put)
+    return _dataset(plan, kept, skipped, images[: len(kept)].clone() if len(kept) < n else images, notices)
+
+
+def _decode_through_disk(plan: _Plan, spec: PreprocessSpec, progress: Optional[ProgressCallback],
+                         cancel: Optional[CancelToken], where: str, key: str, disk: PixelCache,
+                         memory_bytes: int) -> ImageDataset:
+    """The set from its uint8 cache file (built first if missing or damaged); in memory if no file can be written.
+
+    The result holds one float tensor when that fits ``memory_bytes``, else
+    a :class:`PixelImages` view read batch by batch.
+    """
+    check_spec(spec)
+    shape = (spec.channels, spec.height, spec.width)
+    info = disk.find(key, shape, len(plan.items))
+    if info is None:
+        writer = disk.writer(key, shape)
+        if writer is None:
+            return _decode(plan, spec, progress, cancel, where, disk.notices)
         try:
-            images[len(paths)] = preprocess(load_image(path, min_size=min_size), spec)
-        except ImageDecodeError as exc:
-            skipped.append(SkippedFile(str(path), str(exc)))
-        except (ValueError, OverflowError, MemoryError) as exc:  # a size Pillow's resize cannot handle
-            skipped.append(SkippedFile(str(path), f"cannot be resized for the model ({type(exc).__name__})"))
-        else:
-            paths.append(str(path))
-            labels.append(-1 if label is None else label)
-        if (i + 1) % step == 0 or i + 1 == n:
-            report(progress, (i + 1) / n, f"read {i + 1}/{n} images")
-    if not paths:
-        first = f" (first: {skipped[0].path}: {skipped[0].reason})" if skipped else ""
-        raise DataError(f"none of the {len(plan.items) + len(plan.skipped)} files in {where} "
-                        f"is a usable image{first}")
-    kept = images[: len(paths)].clone() if len(paths) < n else images
-    return ImageDataset(images=kept, labels=torch.tensor(labels, dtype=torch.int64) if plan.labelled else None,
-                        class_names=list(plan.class_names), name=plan.name, paths=paths, skipped=skipped)
+            kept, decode_skips = _decode_rows(plan, spec, progress, cancel, where, writer.add)
+            info = writer.finish(key, kept, [(s.path, s.reason) for s in decode_skips])
+        except OSError as exc:
+            writer.abort()
+            disk.write_failed(exc)
+            return _decode(plan, spec, progress, cancel, where, disk.notices)
+        except BaseException:
+            writer.abort()
+            raise
+        disk.prune(info.path)
+    else:
+        report(progress, 1.0, f"{info.count} images (cached on disk)")
+    sources = [str(plan.items[i][0]) for i in info.kept]
+    view = PixelImages(info, spec, sources, key)
+    skipped = [SkippedFile(p, r) for p, r in info.skipped]
+    images = view.to_tensor() if 4 * view.numel() <= memory_bytes else view
+    return _dataset(plan, info.kept, skipped, images, disk.notices)
 
 
 def load_image_folder(root: str | Path, spec: PreprocessSpec, *, class_names: Optional[Sequence[str]] = None,
@@ -289,11 +356,16 @@ def load_csv_list(csv_path: str | Path, spec: PreprocessSpec, *, class_names: Op
 def load_dataset(source: str, spec: PreprocessSpec, *, split: str = "val",
                  class_names: Optional[Sequence[str]] = None, progress: Optional[ProgressCallback] = None,
                  cancel: Optional[CancelToken] = None, cache: Optional[DatasetCache] = None,
-                 max_classes: Optional[int] = None, follow_links: bool = False) -> ImageDataset:
+                 max_classes: Optional[int] = None, follow_links: bool = False,
+                 cache_dir: Optional[str | Path] = None, memory_bytes: Optional[int] = None) -> ImageDataset:
     """Load ``digits`` / ``digits:train`` / ``digits:val`` / ``digits:all``, a folder or a ``.csv`` list.
 
     ``split`` applies to a bare ``digits``. Results are cached (``cache``
-    defaults to the shared one) under the source's files and the spec.
+    defaults to the shared one) under the source's files and the spec; a
+    folder or list is also cached on disk as uint8 (in ``cache_dir``, by
+    default :func:`~squeezestudio.core.data.disk_cache.default_cache_dir`),
+    and a set whose float tensor would exceed ``memory_bytes`` (default: the
+    memory cache's budget) is read from there batch by batch.
     ``max_classes`` (the model's number of outputs) refuses data with more
     classes before any image is decoded; ``follow_links`` uses class folders
     and images whose symbolic links lead out of the data folder.
@@ -323,10 +395,14 @@ def load_dataset(source: str, spec: PreprocessSpec, *, split: str = "val",
         raise DataError(f"the data has {len(plan.class_names):,d} classes but the model has {max_classes} outputs; "
                         "use data with the model's classes (checked before decoding any image)")
     files = [p for p, _ in plan.items] + [Path(s.path) for s in plan.skipped] + plan.extra_files
-    key = ("files", str(path.resolve()), spec, names_key, files_fingerprint(files))
+    fingerprint = files_fingerprint(files)
+    key = ("files", str(path.resolve()), spec, names_key, fingerprint)
     data = cache.get(key)
     if data is None:
-        data = _decode(plan, spec, progress, cancel, str(path))
+        disk = PixelCache(None if cache_dir is None else Path(cache_dir))
+        data = _decode_through_disk(plan, spec, progress, cancel, str(path),
+                                    cache_key(path.resolve(), spec, names_key, fingerprint), disk,
+                                    cache.max_bytes if memory_bytes is None else int(memory_bytes))
         cache.put(key, data)
     else:
         report(progress, 1.0, f"{len(data)} images (cached)")

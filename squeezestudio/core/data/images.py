@@ -257,6 +257,19 @@ def normalise_pixels(pixels: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     return np.ascontiguousarray((pixels.astype(np.float32) * scale - mean) / std, dtype=np.float32)
 
 
+def normalise_tensor(pixels: torch.Tensor, spec: PreprocessSpec) -> torch.Tensor:
+    """:func:`normalise_pixels` for a uint8 tensor ``(..., C, H, W)``, in place on one float copy.
+
+    The same float32 operations in the same order, so a batch read from the
+    disk cache equals what :func:`preprocess` makes of the image, bit for bit.
+    """
+    mean, std = normalisation(spec)
+    out = pixels.to(torch.float32)
+    out.mul_(torch.tensor(spec.pixel_scale / 255.0, dtype=torch.float32))
+    out.sub_(torch.from_numpy(mean))
+    return out.div_(torch.from_numpy(std))
+
+
 def preprocess(image: Image.Image, spec: PreprocessSpec) -> torch.Tensor:
     """Turn a decoded image into a normalised ``(C, H, W)`` float32 tensor.
 
