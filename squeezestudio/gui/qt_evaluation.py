@@ -108,7 +108,8 @@ class EvaluationRunner(QObject):
             self.dataLoaded.emit(source)
             skipped = len(getattr(dataset, "skipped", []) or [])
             note = f" ({skipped} file(s) skipped)" if skipped else ""
-            self.message.emit(f"Data: {source}, {len(dataset)} images{note}.")
+            notices = " ".join(getattr(dataset, "notices", []) or [])  # e.g. a rebuilt disk cache
+            self.message.emit(f"Data: {source}, {len(dataset)} images{note}." + (f" {notices}" if notices else ""))
             self.evaluate_original()
             if self.session.recipe is not None:
                 self.evaluate(self.session.recipe)
