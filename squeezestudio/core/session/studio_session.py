@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 from squeezestudio.core.atomic_write import PathLike, atomic_write_bytes
 from squeezestudio.core.data.calibration import CALIBRATION_IMAGES, calibration_images, training_source
 from squeezestudio.core.errors import SqueezeStudioError
+from squeezestudio.core.session.evented import EventedField, FieldEvents
 from squeezestudio.core.session.point_store import PointEvicted, PointStore
 from squeezestudio.core.progress import CancelToken, ProgressCallback, report
 from squeezestudio.core.session.experiments import (Experiment, ExperimentLog, method_defaults, new_experiment_id,
@@ -32,7 +33,10 @@ from squeezestudio.core.session.project_files import (PROJECT_FORMAT, PROJECT_VE
                                               model_settings, read_project)
 
 if TYPE_CHECKING:
+    from squeezestudio.core.compression.recipe import Recipe
     from squeezestudio.core.compression.registry import MethodRegistry
+    from squeezestudio.core.data.dataset import ImageDataset
+    from squeezestudio.core.model.handle import ModelHandle
 
 UNDO_LIMIT = 100
 
@@ -57,7 +61,12 @@ class Event:
 
 
 class SessionEvents:
-    """The session's events: what changed, so views redraw only what they show."""
+    """The session's compound events: a model, data set or project was opened, as one step.
+
+    Each field also has its own typed event in ``session.changed`` (see
+    :mod:`.evented`): ``changed.selected_layer``, ``changed.unsaved``... fire on
+    every assignment that changes the field, whoever made it.
+    """
 
     def __init__(self) -> None:
         self.model = Event()        # () a model was opened
@@ -94,25 +103,28 @@ class StudioSession:
     loaders; tests inject small ones.
     """
 
-    def __init__(self, *, registry: Union["MethodRegistry", Callable[[], "MethodRegistry"]], model_loader: Optional[Callable[..., Any]] = None,
-                 data_loader: Optional[Callable[[str, Any], Any]] = None,
+    handle = EventedField[Optional["ModelHandle"]](None)
+    model_path = EventedField[Optional[str]](None)
+    data = EventedField[Optional["ImageDataset"]](None)
+    data_source = EventedField[Optional[str]](None)
+    train_source = EventedField[Optional[str]](None)  # the user's own training set (folder/CSV), if opened
+    recipe = EventedField[Optional["Recipe"]](None)
+    selected_layer = EventedField[Optional[str]](None)
+    project_path = EventedField[Optional[Path]](None)
+    unsaved = EventedField[bool](False)  # experiments were added since the project was last saved or opened
+
+    def __init__(self, *, registry: Union["MethodRegistry", Callable[[], "MethodRegistry"]],
+                 model_loader: Optional[Callable[..., "ModelHandle"]] = None,
+                 data_loader: Optional[Callable[[str, Any], "ImageDataset"]] = None,
                  undo_limit: int = UNDO_LIMIT) -> None:
         self._registry = registry
         self.events = SessionEvents()
+        self.changed = FieldEvents(type(self))  # one typed event per field above
         self.experiments = ExperimentLog()
-        self.handle: Any = None
-        self.model_path: Optional[str] = None
-        self.data: Any = None
-        self.data_source: Optional[str] = None
-        self.train_source: Optional[str] = None  # the user's own training set (folder/CSV), if opened
         self._train_cache: Any = None  # ((id(module), source), dataset): loaded once per model and source
-        self.recipe: Any = None
-        self.selected_layer: Optional[str] = None
-        self.project_path: Optional[Path] = None
         self.points = PointStore()  # every measured point's .sqz; its folder is chosen on the first point
-        self.unsaved = False  # experiments were added since the project was last saved or opened
-        self._undo: list[Any] = []
-        self._redo: list[Any] = []
+        self._undo: list[Optional["Recipe"]] = []
+        self._redo: list[Optional["Recipe"]] = []
         self._undo_limit = max(1, int(undo_limit))
         self._model_loader = model_loader or self._load_model_with_registry
         self._data_loader = data_loader or _default_data_loader
@@ -125,21 +137,21 @@ class StudioSession:
         return self._registry
 
     # -- model and data -------------------------------------------------
-    def _load_model_with_registry(self, path: str, trust: bool = False) -> Any:
+    def _load_model_with_registry(self, path: str, trust: bool = False) -> "ModelHandle":
         from squeezestudio.core.io.loading import load_model  # lazy: torch (see the module's docstring)
         return load_model(path, trust=trust, registry=self.registry)
 
-    def load_model_file(self, path: PathLike, *, trust: bool = False) -> Any:
+    def load_model_file(self, path: PathLike, *, trust: bool = False) -> "ModelHandle":
         """Load a model file without changing the session (safe in a worker thread)."""
         return self._model_loader(str(path), trust=trust)
 
-    def open_model(self, path: PathLike, *, trust: bool = False) -> Any:
+    def open_model(self, path: PathLike, *, trust: bool = False) -> "ModelHandle":
         """Load a model file and make it current (experiments start afresh)."""
         handle = self.load_model_file(path, trust=trust)
         self.set_model(handle, str(path))
         return handle
 
-    def set_model(self, handle: Any, path: Optional[str] = None) -> None:
+    def set_model(self, handle: "ModelHandle", path: Optional[str] = None) -> None:
         """Make ``handle`` the current model; old results no longer apply to it."""
         self.handle = handle
         self.model_path = path if path is not None else (
@@ -157,20 +169,20 @@ class StudioSession:
         self.events.model.emit()
         self.events.recipe.emit(self.recipe)
 
-    def load_data_source(self, source: str, handle: Any = None) -> Any:
+    def load_data_source(self, source: str, handle: Optional["ModelHandle"] = None) -> "ImageDataset":
         """Load a data set for ``handle`` (default: the current model) without changing the session."""
         handle = handle if handle is not None else self.handle
         if handle is None:
             raise SqueezeStudioError("open a model before opening data, so images are preprocessed for it")
         return self._data_loader(str(source), handle)
 
-    def open_data(self, source: str) -> Any:
+    def open_data(self, source: str) -> "ImageDataset":
         """Load ``digits``, an image folder or a CSV list, preprocessed for the model."""
         dataset = self.load_data_source(source)
         self.set_data(dataset, str(source))
         return dataset
 
-    def set_data(self, dataset: Any, source: Optional[str]) -> None:
+    def set_data(self, dataset: "ImageDataset", source: Optional[str]) -> None:
         """Make ``dataset`` the evaluation data; existing metrics came from other data."""
         self.data = dataset
         self.data_source = source
@@ -184,19 +196,19 @@ class StudioSession:
         """Retraining's data: digits' training split, else the user's training set; never the evaluation data."""
         return training_source(self.data_source, self.train_source)
 
-    def set_training_data(self, dataset: Any, source: str) -> None:
+    def set_training_data(self, dataset: "ImageDataset", source: str) -> None:
         """Retrain on ``dataset`` (loaded from ``source`` for the current model)."""
         self.train_source = str(source)
         self._train_cache = ((id(getattr(self.handle, "module", None)), str(source)), dataset)
         self.events.data.emit()
 
-    def open_training_data(self, source: str) -> Any:
+    def open_training_data(self, source: str) -> "ImageDataset":
         """Load a folder or CSV list as the retraining set (File > Open training data...)."""
         dataset = self.load_data_source(source)
         self.set_training_data(dataset, source)
         return dataset
 
-    def training_data(self, handle: Any = None) -> Any:
+    def training_data(self, handle: Optional["ModelHandle"] = None) -> "ImageDataset":
         """The retraining set for ``handle``, loaded once per (model, source); a sentence when there is none."""
         handle = handle if handle is not None else self.handle
         source = self.training_source()
@@ -210,7 +222,7 @@ class StudioSession:
         return cached[1]
 
     # -- recipe and undo/redo -------------------------------------------
-    def set_recipe(self, recipe: Any, *, record: bool = True) -> None:
+    def set_recipe(self, recipe: Optional["Recipe"], *, record: bool = True) -> None:
         """Make ``recipe`` current; with ``record`` the previous one can be undone."""
         if record:
             self._undo.append(self.recipe)
