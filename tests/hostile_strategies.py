@@ -409,4 +409,7 @@ class FuzzWorker:
         if self.proc is not None:
             self.proc.kill()
             self.proc.wait(10)
+            for pipe in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+                if pipe is not None:
+                    pipe.close()
             self.proc = None

@@ -168,6 +168,20 @@ class PixelImages:
                 pass  # a read-only cache: the row is rebuilt on every read instead
         return pixels
 
+    def close(self) -> None:
+        """Close the cache file (it is opened again on the next read)."""
+        handle, self._file = self.__dict__.get("_file"), None
+        if handle is not None:
+            handle.close()
+
+    def __del__(self) -> None:
+        # The file stays open between reads (a replaced cache file stays readable); a set that is
+        # dropped closes it here rather than leaving it to the garbage collector (a ResourceWarning).
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - nothing to report during interpreter shutdown
+            pass
+
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_file"] = None  # an open file does not travel; it is reopened by path
