@@ -54,10 +54,10 @@ class ClusterSweep:
     resumed: int = 0
 
 
-def put_shared(conn: RayConnection, handle: ModelHandle, data: ImageDataset) -> list[Any]:
-    """The model and the data in the object store, once; the reference wrapped so tasks do not resolve it."""
+def put_shared(conn: RayConnection, handle: ModelHandle, data: ImageDataset, *more: Any) -> list[Any]:
+    """The model, the data (and ``more``) in the object store, once; the reference wrapped so tasks do not resolve it."""
     try:
-        return [conn.ray.put((handle, data))]
+        return [conn.ray.put((handle, data, *more))]
     except (pickle.PicklingError, TypeError, AttributeError) as exc:
         raise ClusterError(f"this model cannot be sent to Ray workers ({exc}); save it as a state_dict, "
                            "safetensors or ONNX file and open that") from exc
