@@ -100,7 +100,7 @@ def _search_on_ray(target: Any, handle: Any, train: Any, options: dict[str, Any]
                    bar: Any) -> Any:
     """The search with its table cells and candidates measured on Ray, resuming from the folder beside the recipe."""
     from squeezestudio.core.cluster.connection import RayConnection
-    from squeezestudio.core.cluster.point_log import PointLog, log_folder_for
+    from squeezestudio.core.measure.point_log import PointLog, log_folder_for
     from squeezestudio.core.cluster.ray_search import RaySearchMeasurer
     from squeezestudio.core.search.budget_search import search_budget
 

@@ -33,7 +33,7 @@ from squeezestudio.core.progress import CancelToken, Cancelled
 
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'squeezestudio[cluster]' runs these")
 
-from squeezestudio.core.cluster.point_log import PointLog  # noqa: E402
+from squeezestudio.core.measure.point_log import PointLog  # noqa: E402
 from squeezestudio.core.cluster.ray_sensitivity import layer_sensitivity_on_ray  # noqa: E402
 from squeezestudio.core.cluster.ray_sweep import run_sweep_on_ray  # noqa: E402
 from squeezestudio.core.compression.registry import default_registry

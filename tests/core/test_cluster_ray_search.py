@@ -26,7 +26,7 @@ from squeezestudio.core.search.settings import LayerSetting, setting_grid
 
 pytest.importorskip("ray", reason="Ray is not installed: pip install 'squeezestudio[cluster]' runs these")
 
-from squeezestudio.core.cluster.point_log import PointLog  # noqa: E402
+from squeezestudio.core.measure.point_log import PointLog  # noqa: E402
 from squeezestudio.core.cluster.ray_search import RaySearchMeasurer  # noqa: E402
 
 LENET = str(demo_model_path("lenet300_100"))
