@@ -202,5 +202,6 @@ def test_the_cli_prints_the_local_table_with_ray_local(cluster, tmp_path, capsys
     assert main(args + ["-o", str(tmp_path / "ray.csv"), "--ray", "local", "--workers", "2"]) == 0
     remote = table(capsys.readouterr().out)
     assert len(local) == 3 and remote == local  # sizes included
-    files = sorted(len(p.read_bytes()) for p in (tmp_path / "ray.points").glob("*.sqz"))
-    assert files == sorted(int(r[1].replace(",", "")) for r in remote)  # the files the workers sent back
+    files = {p.name: p.read_bytes() for p in (tmp_path / "ray.points").glob("*.sqz")}  # what the workers sent
+    assert sorted(map(len, files.values())) == sorted(int(r[1].replace(",", "")) for r in remote)
+    assert files == {p.name: p.read_bytes() for p in (tmp_path / "local.points").glob("*.sqz")}  # byte for byte
