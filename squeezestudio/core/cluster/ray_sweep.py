@@ -55,7 +55,7 @@ class ClusterSweep:
 
 
 def put_shared(conn: RayConnection, handle: ModelHandle, data: ImageDataset, *more: Any) -> list[Any]:
-    """The model, the data (and ``more``) in the object store, once; the reference wrapped so tasks do not resolve it."""
+    """The model, the data (and ``more``) in the object store once, wrapped so tasks do not resolve the reference."""
     try:
         return [conn.ray.put((handle, data, *more))]
     except (pickle.PicklingError, TypeError, AttributeError) as exc:
