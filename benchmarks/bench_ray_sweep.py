@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from squeezestudio.core.cluster.connection import ClusterTarget, RayConnection
-from squeezestudio.core.cluster.point_log import PointLog
+from squeezestudio.core.measure.point_log import PointLog
 from squeezestudio.core.cluster.ray_sweep import run_sweep_on_ray
 from squeezestudio.core.cluster.task_stream import remote_function
 from squeezestudio.core.data.dataset import PreprocessSpec

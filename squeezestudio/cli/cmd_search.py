@@ -4,7 +4,10 @@ Chooses per layer among pruning sparsities, cluster widths and quantization
 widths from measured per-layer damage and the codec's exact byte costs,
 choosing on a held-out part of ``--train-data`` only; then measures the
 chosen recipe on ``--data`` (retrained first with ``--finetune``), prints the
-per-layer choice and writes the recipe (and the .sqz with ``-o``).
+per-layer choice and writes the recipe (and the .sqz with ``-o``). With
+``--ray``, the table's cells and the candidate recipes are measured as Ray
+tasks (the choices and the final measurement stay here), resumable from the
+``.points`` folder beside the recipe.
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
+from squeezestudio.cli.cluster_options import add_cluster_arguments, cluster_target
 from squeezestudio.cli.common import add_data_arguments, add_model_arguments, load_data_for, load_model_from_args
 
 
@@ -37,6 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save-recipe", metavar="PATH", help="where the recipe goes (default: MODEL.search.yaml here)")
     p.add_argument("-o", "--output", help="also write the chosen compressed model (.sqz)")
+    add_cluster_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -50,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from squeezestudio.core.search.layer_table import table_from_dict, table_to_dict
 
     registry = default_registry()
+    target = cluster_target(args)
     handle = load_model_from_args(args)
     data = load_data_for(handle, args.data)
     train = load_data_for(handle, args.train_data, "loading training data")
@@ -58,11 +65,16 @@ def run(args: argparse.Namespace) -> int:
         table = table_from_dict(json.loads(Path(args.table).read_text(encoding="utf-8")))
     finetune = ({"epochs": args.finetune, "lr": args.lr, "seed": args.seed, "shift_augment": 1}
                 if args.finetune else None)
+    recipe_path = Path(args.save_recipe) if args.save_recipe else Path(f"{Path(args.model).stem}.search.yaml")
+    options: dict[str, Any] = dict(registry=registry, budget_bytes=args.budget_bytes, max_drop=args.max_drop,
+                                   report_data=data, table=table, finetune=finetune,
+                                   selection_fraction=args.selection_fraction, seed=args.seed,
+                                   batch_size=args.batch_size)
     with TerminalProgress("searching") as bar:
-        result = search_budget(handle, train, registry=registry, budget_bytes=args.budget_bytes, max_drop=args.max_drop,
-                               report_data=data, table=table, finetune=finetune,
-                               selection_fraction=args.selection_fraction, seed=args.seed,
-                               batch_size=args.batch_size, progress=bar)
+        if target is None:
+            result = search_budget(handle, train, progress=bar, **options)
+        else:
+            result = _search_on_ray(target, handle, train, options, recipe_path, bar)
     if args.table and table is None:
         atomic_write_bytes(args.table, json.dumps(table_to_dict(result.table)).encode())
     print("per-layer choice (bytes: change of the .sqz; loss: rise on the held-out training images):")
@@ -78,8 +90,24 @@ def run(args: argparse.Namespace) -> int:
             else f"at most {args.max_drop:g} points below the original on held-out images")
     print(f"measured on {data.name}{' after retraining' if finetune else ''}: {final.size_bytes:,d} bytes "
           f"({goal}), top-1 {final.evaluation.top1 * 100:.2f}% (search took {result.seconds:.1f} s)")
-    recipe_path = Path(args.save_recipe) if args.save_recipe else Path(f"{Path(args.model).stem}.search.yaml")
     print(f"wrote {recipe_path} ({save_recipe(result.recipe, recipe_path):,d} bytes)")
     if args.output:
         print(f"wrote {args.output} ({export(final.compressed, 'sqz', Path(args.output), registry=registry):,d} bytes)")
     return 0
+
+
+def _search_on_ray(target: Any, handle: Any, train: Any, options: dict[str, Any], recipe_path: Path,
+                   bar: Any) -> Any:
+    """The search with its table cells and candidates measured on Ray, resuming from the folder beside the recipe."""
+    from squeezestudio.core.cluster.connection import RayConnection
+    from squeezestudio.core.measure.point_log import PointLog, log_folder_for
+    from squeezestudio.core.cluster.ray_search import RaySearchMeasurer
+    from squeezestudio.core.search.budget_search import search_budget
+
+    log = PointLog(log_folder_for(recipe_path))
+    with RayConnection(target) as conn:
+        measurer = RaySearchMeasurer(conn, log=log)
+        result = search_budget(handle, train, measurer=measurer, progress=bar, **options)
+    if measurer.resumed:
+        print(f"resumed {measurer.resumed} measurement(s) already in {log.folder}")
+    return result

@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
 def _sensitivity_on_ray(target: Any, handle: Any, data: Any, options: dict, out: Path, bar: Any) -> tuple[Any, list]:
     """The scan measured on Ray, resuming from (and recording into) the results folder beside ``out``."""
     from squeezestudio.core.cluster.connection import RayConnection
-    from squeezestudio.core.cluster.point_log import PointLog, log_folder_for
+    from squeezestudio.core.measure.point_log import PointLog, log_folder_for
     from squeezestudio.core.cluster.ray_sensitivity import layer_sensitivity_on_ray
 
     log = PointLog(log_folder_for(out))

@@ -15,7 +15,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sweep", help="measure a grid of configurations (size vs accuracy, Pareto frontier)",
                        description="Evaluate the Cartesian product of the --grid axes on top of an "
                                    "optional base recipe; every point is the exact .sqz size and the "
-                                   "accuracy measured on --data.")
+                                   "accuracy measured on --data. Each point is stored (with its .sqz) in "
+                                   "OUTPUT.points/ as soon as it is measured, so a rerun measures only "
+                                   "the points not there yet.")
     add_model_arguments(p)
     add_data_arguments(p)
     p.add_argument("--grid", action="append", required=True, metavar="METHOD.OPTION=V1,V2,...",
@@ -39,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from squeezestudio.core.session.experiments import above_chance, pareto_frontier
     from squeezestudio.core.errors import DataError
     from squeezestudio.core.measure.measure_recipe import retrains
+    from squeezestudio.core.measure.point_log import PointLog, log_folder_for
     from squeezestudio.core.measure.sweep import grid_recipes, parse_grid_axis, run_sweep, sweep_csv
 
     axes = [parse_grid_axis(text) for text in args.grid]
@@ -53,12 +56,16 @@ def run(args: argparse.Namespace) -> int:
         raise DataError("recipes that retrain are measured on this machine only for now; leave out --ray")
     train = load_data_for(handle, args.train_data, "loading training data") if retraining else None
     out = Path(args.output)
+    log = PointLog(log_folder_for(out))
     with TerminalProgress(f"sweeping {len(points)} points") as bar:
         if target is None:
             rows = run_sweep(handle, data, points, registry=default_registry(), batch_size=args.batch_size,
-                             train_data=train, progress=bar)
+                             train_data=train, log=log, progress=bar)
         else:
-            rows, failed = _sweep_on_ray(target, handle, data, points, args.batch_size, out, bar)
+            rows, failed = _sweep_on_ray(target, handle, data, points, args.batch_size, log, bar)
+    resumed = sum(r.resumed for r in rows)
+    if resumed:
+        print(f"resumed {resumed} point(s) already measured in {log.folder}")
     chance = 1.0 / len(handle.class_names) if handle.class_names else None  # guessing is never Pareto-optimal
     front = pareto_frontier([(r.size_bytes, r.metrics.get(args.metric) if above_chance(r.metrics.get("top1"), chance)
                               else None) for r in rows])
@@ -74,16 +81,12 @@ def run(args: argparse.Namespace) -> int:
     return print_failures(failed)
 
 
-def _sweep_on_ray(target: Any, handle: Any, data: Any, points: list, batch_size: int, out: Path,
+def _sweep_on_ray(target: Any, handle: Any, data: Any, points: list, batch_size: int, log: Any,
                   bar: Any) -> tuple[list, list]:
-    """The sweep's rows measured on Ray, resuming from (and recording into) the results folder beside ``out``."""
+    """The sweep's rows measured on Ray, resuming from (and recording into) the results folder ``log``."""
     from squeezestudio.core.cluster.connection import RayConnection
-    from squeezestudio.core.cluster.point_log import PointLog, log_folder_for
     from squeezestudio.core.cluster.ray_sweep import run_sweep_on_ray
 
-    log = PointLog(log_folder_for(out))
     with RayConnection(target) as conn:
         result = run_sweep_on_ray(conn, handle, data, points, batch_size=batch_size, log=log, progress=bar)
-    if result.resumed:
-        print(f"resumed {result.resumed} point(s) already measured in {log.folder}")
     return result.rows, result.failed

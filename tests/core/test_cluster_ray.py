@@ -1,10 +1,9 @@
 """Sweeps and sensitivity scans on a real local Ray instance of two CPUs (the ``cluster`` extra).
 
 One Ray instance serves the whole session (it takes several seconds to start).
-Points must equal a local run's: the same rows, and .sqz files whose content
-is identical -- apart from the wall-clock fields every .sqz carries (the
-provenance time and the measured latencies), which differ between two local
-runs just as much.
+Points must equal a local run's: the same rows (the measured latency aside:
+it is a wall-clock number of the machine) and byte-identical .sqz files (they
+carry a fixed-width metric block and no time stamp).
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ import io
 import os
 import re
 import signal
-import struct
 import threading
 import time
 from functools import lru_cache
@@ -23,7 +21,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from squeezestudio.core.compression.codec.sqz_format import read_header
 from squeezestudio.core.data.dataset import PreprocessSpec
 from squeezestudio.core.data.digits import load_digits_split
 from squeezestudio.core.data.folders import load_dataset, match_classes
@@ -36,12 +33,11 @@ from squeezestudio.core.progress import CancelToken, Cancelled
 
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'squeezestudio[cluster]' runs these")
 
-from squeezestudio.core.cluster.point_log import PointLog  # noqa: E402
+from squeezestudio.core.measure.point_log import PointLog  # noqa: E402
 from squeezestudio.core.cluster.ray_sensitivity import layer_sensitivity_on_ray  # noqa: E402
 from squeezestudio.core.cluster.ray_sweep import run_sweep_on_ray  # noqa: E402
 from squeezestudio.core.compression.registry import default_registry
 
-TIMING_METRICS = ("latency_ms_per_image", "latency_ms_per_batch")
 TASK_TITLE = b"ray::measure_sweep_point"
 
 
@@ -70,17 +66,7 @@ def grid(*axes):
     return grid_recipes([parse_grid_axis(a) for a in axes])
 
 
-def without_timings(sqz: bytes):
-    """A .sqz file's header minus its wall-clock fields, and its tensor payload."""
-    header = read_header(sqz)
-    for key in TIMING_METRICS:
-        header["metrics"].pop(key, None)
-    header["provenance"].pop("time", None)
-    (length,) = struct.unpack("<Q", sqz[:8])
-    return header, sqz[8 + length:]
-
-
-def csv_without_timings(text: str, drop=("latency_ms_per_image", "size_bytes")):
+def csv_without_timings(text: str, drop=("latency_ms_per_image",)):
     rows = list(csv.reader(io.StringIO(text)))
     keep = [i for i, name in enumerate(rows[0]) if name not in drop]
     return [[r[i] for i in keep] for r in rows]
@@ -122,9 +108,10 @@ def test_sweep_on_ray_gives_the_local_rows_and_files(cluster, tmp_path):
     by_index = {a.index: a for a in arrivals}
     for i, (row, sqz) in enumerate(local):
         remote = by_index[i]
-        assert remote.row.size_bytes == len(remote.sqz) and row.size_bytes == len(sqz)
-        assert without_timings(remote.sqz) == without_timings(sqz)
+        assert remote.row.size_bytes == len(remote.sqz) == row.size_bytes == len(sqz)
+        assert remote.sqz == sqz  # byte for byte: weights, encodings, header, metric block
         assert remote.worker.pid != os.getpid()
+    assert len({a.sqz for a in arrivals}) == len(arrivals)  # the points differ from one another
     assert len({a.worker.pid for a in arrivals}) == 2  # both CPUs of the instance measured points
 
 
@@ -214,7 +201,7 @@ def test_the_cli_prints_the_local_table_with_ray_local(cluster, tmp_path, capsys
     local = table(capsys.readouterr().out)
     assert main(args + ["-o", str(tmp_path / "ray.csv"), "--ray", "local", "--workers", "2"]) == 0
     remote = table(capsys.readouterr().out)
-    assert len(local) == 3 and [r[:1] + r[2:] for r in remote] == [r[:1] + r[2:] for r in local]
-    # Sizes: those of the .sqz files the workers sent back (the wall-clock fields aside, the local files).
-    files = sorted(len(p.read_bytes()) for p in (tmp_path / "ray.points").glob("*.sqz"))
-    assert files == sorted(int(r[1].replace(",", "")) for r in remote)
+    assert len(local) == 3 and remote == local  # sizes included
+    files = {p.name: p.read_bytes() for p in (tmp_path / "ray.points").glob("*.sqz")}  # what the workers sent
+    assert sorted(map(len, files.values())) == sorted(int(r[1].replace(",", "")) for r in remote)
+    assert files == {p.name: p.read_bytes() for p in (tmp_path / "local.points").glob("*.sqz")}  # byte for byte

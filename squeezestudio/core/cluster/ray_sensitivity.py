@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
 from squeezestudio.core.cluster.connection import RayConnection
-from squeezestudio.core.cluster.point_log import PointLog, inputs_fingerprint, point_key
+from squeezestudio.core.measure.point_log import PointLog, inputs_fingerprint, point_key
 from squeezestudio.core.cluster.ray_sweep import FailedPoint, put_shared
 from squeezestudio.core.cluster.task_stream import TaskOutcome, remote_function, stream_tasks
 from squeezestudio.core.cluster.worker_side import WorkerSettings, evaluate_baseline, measure_sensitivity_point

@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
 from squeezestudio.core.cluster.connection import RayConnection
-from squeezestudio.core.cluster.point_log import PointLog, inputs_fingerprint, point_key
+from squeezestudio.core.measure.point_log import PointLog
 from squeezestudio.core.cluster.task_stream import TaskOutcome, remote_function, stream_tasks
 from squeezestudio.core.cluster.worker_side import WorkerInfo, WorkerSettings, measure_sweep_point
 from squeezestudio.core.data.dataset import ImageDataset
 from squeezestudio.core.errors import ClusterError
-from squeezestudio.core.measure.sweep import SweepRow, sweep_points
+from squeezestudio.core.measure.sweep import SweepRow, record_row, stored_rows, sweep_keys, sweep_points
 from squeezestudio.core.model.handle import ModelHandle
 from squeezestudio.core.progress import CancelToken, ProgressCallback, report
 
@@ -54,19 +54,13 @@ class ClusterSweep:
     resumed: int = 0
 
 
-def put_shared(conn: RayConnection, handle: ModelHandle, data: ImageDataset) -> list[Any]:
-    """The model and the data in the object store, once; the reference wrapped so tasks do not resolve it."""
+def put_shared(conn: RayConnection, handle: ModelHandle, data: ImageDataset, *more: Any) -> list[Any]:
+    """The model, the data (and ``more``) in the object store once, wrapped so tasks do not resolve the reference."""
     try:
-        return [conn.ray.put((handle, data))]
+        return [conn.ray.put((handle, data, *more))]
     except (pickle.PicklingError, TypeError, AttributeError) as exc:
         raise ClusterError(f"this model cannot be sent to Ray workers ({exc}); save it as a state_dict, "
                            "safetensors or ONNX file and open that") from exc
-
-
-def _recipe_key(fingerprint: str, recipe: Any) -> str:
-    from squeezestudio.core.compression.recipe import recipe_to_dict
-
-    return point_key(fingerprint, "sweep", recipe_to_dict(recipe))
 
 
 def run_sweep_on_ray(conn: RayConnection, handle: ModelHandle, data: ImageDataset,
@@ -82,21 +76,13 @@ def run_sweep_on_ray(conn: RayConnection, handle: ModelHandle, data: ImageDatase
     ``on_point`` is called on this thread for every point, resumed ones first.
     """
     all_points = sweep_points(points)
-    fingerprint = inputs_fingerprint(handle, data, batch_size) if log is not None else ""
-    keys = [_recipe_key(fingerprint, recipe) for _, recipe in all_points] if log is not None else []
-    stored = log.measured() if log is not None else {}
-    rows: dict[int, SweepRow] = {}
+    keys = sweep_keys(handle, data, all_points, batch_size=batch_size) if log is not None else []
+    rows: dict[int, SweepRow] = stored_rows(log, keys, all_points) if log is not None else {}
     failed: dict[int, FailedPoint] = {}
-    todo = []
-    for i, (label, _) in enumerate(all_points):
-        entry = stored.get(keys[i]) if log is not None else None
-        if entry is not None and entry.get("status") == "measured":
-            rows[i] = SweepRow(label=label, recipe=entry["recipe"], size_bytes=int(entry["size_bytes"]),
-                               metrics=dict(entry["metrics"]))
-            if on_point is not None:
-                on_point(PointArrival(i, rows[i], None, resumed=True))
-        else:
-            todo.append(i)
+    if on_point is not None:
+        for i in sorted(rows):
+            on_point(PointArrival(i, rows[i], None, resumed=True))
+    todo = [i for i in range(len(all_points)) if i not in rows]
     resumed = len(rows)
     report(progress, 0.0, "sending the model and the data to the cluster")
     shared = put_shared(conn, handle, data) if todo else []
@@ -113,9 +99,7 @@ def run_sweep_on_ray(conn: RayConnection, handle: ModelHandle, data: ImageDatase
         if outcome.ok:
             rows[i] = outcome.value
             if log is not None:
-                log.record(keys[i], {"status": "measured", "label": label, "recipe": rows[i].recipe,
-                                     "size_bytes": rows[i].size_bytes, "metrics": rows[i].metrics,
-                                     "worker": where}, outcome.sqz)
+                record_row(log, keys[i], rows[i], outcome.sqz, where)
             arrival = PointArrival(i, rows[i], None, outcome.sqz, worker=outcome.worker)
         else:
             failed[i] = FailedPoint(label, outcome.error or "unknown failure")

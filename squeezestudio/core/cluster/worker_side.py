@@ -5,7 +5,9 @@ the driver; tasks receive their references wrapped in a list (so Ray does not
 resolve them per task) and each worker process fetches and unpickles them on
 its first task, keeping them for the next ones. Each point is then measured by
 the very function a local run uses (:func:`~squeezestudio.core.measure.sweep.measure_point`,
-:func:`~squeezestudio.core.measure.sensitivity.measure_sensitivity_job`).
+:func:`~squeezestudio.core.measure.sensitivity.measure_sensitivity_job`, and for the
+byte-budget search :func:`~squeezestudio.core.search.layer_table.measure_table_entry` and
+:func:`~squeezestudio.core.search.candidates.measure_candidates`).
 
 A :class:`SqueezeStudioError` (bad input: it would fail again) is returned as
 a :class:`PointError` instead of raised, so Ray retries only real faults
@@ -132,3 +134,37 @@ def evaluate_baseline(bundle_ref: list[Any], batch_size: int,
     except SqueezeStudioError as exc:
         return PointError(str(exc)), None, _here()
     return top1, None, _here()
+
+
+def measure_table_cell(bundle_ref: list[Any], layer: str, setting: Any, base_bytes: int,
+                       reused: Optional[tuple[float, Optional[float]]], batch_size: int,
+                       settings: WorkerSettings) -> tuple[Any, None, WorkerInfo]:
+    """One cell of the search's layer table: ``(TableEntry or PointError, None, where)``.
+
+    The bundle is ``(handle, selection data, the original's predictions on it)``.
+    """
+    from squeezestudio.core.search.layer_table import measure_table_entry
+
+    settings.apply()
+    handle, data, reference = shared_inputs(bundle_ref)
+    try:
+        entry = measure_table_entry(handle, data, layer, setting, base_bytes=base_bytes, reference=reference,
+                                    registry=worker_registry(), reused=reused, batch_size=batch_size)
+    except SqueezeStudioError as exc:
+        return PointError(str(exc)), None, _here()
+    return entry, None, _here()
+
+
+def measure_search_candidate(bundle_ref: list[Any], label: str, recipe: Any, batch_size: int,
+                             settings: WorkerSettings) -> tuple[Any, None, WorkerInfo]:
+    """One candidate recipe of the search: ``(CandidateResult or PointError, None, where)``."""
+    from squeezestudio.core.search.candidates import measure_candidates
+
+    settings.apply()
+    handle, data, reference = shared_inputs(bundle_ref)
+    try:
+        (result,) = measure_candidates(handle, [(label, recipe)], data, registry=worker_registry(),
+                                       reference=reference, batch_size=batch_size)
+    except SqueezeStudioError as exc:
+        return PointError(str(exc)), None, _here()
+    return result, None, _here()

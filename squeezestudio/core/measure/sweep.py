@@ -18,7 +18,8 @@ from typing import Any, Optional, Sequence
 
 from squeezestudio.core.data.dataset import ImageDataset
 from squeezestudio.core.errors import CodecError, RecipeError
-from squeezestudio.core.measure.measure_recipe import measure_recipe
+from squeezestudio.core.measure.measure_recipe import measure_recipe, retrains
+from squeezestudio.core.measure.point_log import PointLog, inputs_fingerprint, point_key
 from squeezestudio.core.model.handle import ModelHandle
 from squeezestudio.core.progress import CancelToken, ProgressCallback, check, report, scaled
 from squeezestudio.core.compression.recipe import Recipe, parse_option_value, recipe_to_dict
@@ -44,6 +45,7 @@ class SweepRow:
     recipe: dict[str, Any]
     size_bytes: int
     metrics: dict[str, Any] = field(default_factory=dict)
+    resumed: bool = field(default=False, compare=False)  # read back from a results file, not measured now
 
 
 def parse_grid_axis(text: str) -> GridAxis:
@@ -106,24 +108,64 @@ def measure_point(handle: ModelHandle, data: ImageDataset, label: str, recipe: A
     return row, sqz
 
 
+def sweep_keys(handle: ModelHandle, data: ImageDataset, all_points: Sequence[tuple[str, Any]], *,
+               batch_size: Optional[int], train_data: Optional[ImageDataset] = None) -> list[str]:
+    """Each point's key in a results file: the inputs (the training data too, for a point that retrains) + recipe.
+
+    The same for a local sweep and one on Ray, so either resumes the other's folder.
+    """
+    plain = inputs_fingerprint(handle, data, batch_size)
+    trained = inputs_fingerprint(handle, data, batch_size, train_data) if train_data is not None else plain
+    return [point_key(trained if retrains(recipe) else plain, "sweep", recipe_to_dict(recipe))
+            for _, recipe in all_points]
+
+
+def stored_rows(log: PointLog, keys: Sequence[str], all_points: Sequence[tuple[str, Any]]) -> dict[int, SweepRow]:
+    """The rows ``log`` already holds for these points (by position), labelled as in this sweep."""
+    stored = log.measured()
+    rows = {}
+    for i, (label, _) in enumerate(all_points):
+        entry = stored.get(keys[i])
+        if entry is not None and entry.get("status") == "measured":
+            rows[i] = SweepRow(label=label, recipe=entry["recipe"], size_bytes=int(entry["size_bytes"]),
+                               metrics=dict(entry["metrics"]), resumed=True)
+    return rows
+
+
+def record_row(log: PointLog, key: str, row: SweepRow, sqz: Optional[bytes], worker: Optional[str] = None) -> None:
+    """Store one measured row and its .sqz file in ``log`` now."""
+    log.record(key, {"status": "measured", "label": row.label, "recipe": row.recipe, "size_bytes": row.size_bytes,
+                     "metrics": row.metrics, "worker": worker}, sqz)
+
+
 def run_sweep(handle: ModelHandle, data: ImageDataset, points: Sequence[tuple[str, Any]], *,
               registry: MethodRegistry,
               batch_size: Optional[int] = None, train_data: Optional[ImageDataset] = None,
-              progress: Optional[ProgressCallback] = None,
+              log: Optional[PointLog] = None, progress: Optional[ProgressCallback] = None,
               cancel: Optional[CancelToken] = None) -> list[SweepRow]:
     """Measure every ``(label, recipe)`` point; the original model is measured first.
 
     ``train_data`` is what recipes that retrain (a stage's ``finetune``) train on.
+    With a ``log``, points it already holds for these inputs are not measured
+    again (their rows say ``resumed``), and each new point is recorded there,
+    with its .sqz, the moment it is measured: an interrupted sweep resumes.
     """
-    rows: list[SweepRow] = []
     all_points = sweep_points(points)
+    keys = sweep_keys(handle, data, all_points, batch_size=batch_size, train_data=train_data) if log is not None else []
+    done = stored_rows(log, keys, all_points) if log is not None else {}
+    rows: list[SweepRow] = []
     for i, (label, recipe) in enumerate(all_points):
+        if i in done:
+            rows.append(done[i])
+            continue
         check(cancel)
         report(progress, i / len(all_points), label)
-        row, _ = measure_point(handle, data, label, recipe, registry=registry, batch_size=batch_size, with_file=False,
-                               train_data=train_data,
-                               progress=scaled(progress, i / len(all_points), (i + 1) / len(all_points)),
-                               cancel=cancel)
+        row, sqz = measure_point(handle, data, label, recipe, registry=registry, batch_size=batch_size,
+                                 with_file=log is not None, train_data=train_data,
+                                 progress=scaled(progress, i / len(all_points), (i + 1) / len(all_points)),
+                                 cancel=cancel)
+        if log is not None:
+            record_row(log, keys[i], row, sqz)
         rows.append(row)
     report(progress, 1.0, "sweep done")
     return rows

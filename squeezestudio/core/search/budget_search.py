@@ -36,8 +36,9 @@ from squeezestudio.core.measure.sensitivity import SensitivityResult, compressib
 from squeezestudio.core.model.handle import ModelHandle
 from squeezestudio.core.progress import CancelToken, ProgressCallback, check, report, scaled
 from squeezestudio.core.search.allocation import Choice, allocate, shrink_to, spend_slack
-from squeezestudio.core.search.candidates import CandidateResult, measure_candidates
-from squeezestudio.core.search.layer_table import LayerTable, measure_layer_table
+from squeezestudio.core.search.candidates import CandidateResult
+from squeezestudio.core.search.layer_table import LayerTable
+from squeezestudio.core.search.measurer import SearchMeasurer
 from squeezestudio.core.search.settings import LayerSetting, recipe_for, setting_grid
 
 SELECTION_FRACTION = 0.3
@@ -151,7 +152,7 @@ def search_budget(handle: ModelHandle, train_data: ImageDataset, *, registry: Me
                   settings: Optional[Sequence[LayerSetting]] = None, layers: Optional[Sequence[str]] = None,
                   table: Optional[LayerTable] = None, sensitivity: Optional[SensitivityResult] = None,
                   finetune: Optional[dict[str, Any]] = None, selection_fraction: float = SELECTION_FRACTION,
-                  seed: int = 0, batch_size: int = 256, measure: Optional[MeasureFn] = None,
+                  seed: int = 0, batch_size: int = 256, measurer: Optional[SearchMeasurer] = None,
                   progress: Optional[ProgressCallback] = None,
                   cancel: Optional[CancelToken] = None) -> SearchResult:
     """Find the most accurate per-layer recipe within ``budget_bytes`` (or ``max_drop`` top-1 points).
@@ -159,8 +160,9 @@ def search_budget(handle: ModelHandle, train_data: ImageDataset, *, registry: Me
     ``table`` reuses a layer table measured before on the same selection
     split; ``sensitivity`` a sensitivity scan of it. ``finetune`` (a recipe
     ``finetune`` section) retrains the winner before the final measurement
-    on ``report_data``. ``measure`` replaces :func:`measure_candidates`
-    (same signature), e.g. by one that farms the list out.
+    on ``report_data``. ``measurer`` is where the table's cells and the
+    candidates are measured (default: here; ``core.cluster`` has one that
+    farms them out to Ray); the final measurement is always made here.
     """
     if (budget_bytes is None) == (max_drop is None):
         raise DataError("give the search either a byte budget or a largest accuracy drop, not both or neither")
@@ -171,19 +173,13 @@ def search_budget(handle: ModelHandle, train_data: ImageDataset, *, registry: Me
     chosen_settings = list(settings) if settings is not None else setting_grid()
     names = list(layers) if layers is not None else compressible_layers(handle)
     compact = set(names) == set(compressible_layers(handle))
+    measurer = measurer if measurer is not None else SearchMeasurer()
     if table is None:
-        table = measure_layer_table(handle, selection, names, chosen_settings, registry=registry,
-                                    sensitivity=sensitivity,
-                                    batch_size=batch_size, progress=scaled(progress, 0.0, 0.6), cancel=cancel)
-    reference = None
-    if measure is None:
-        from squeezestudio.core.measure.evaluation import reference_predictions
+        table = measurer.table(handle, selection, names, chosen_settings, registry=registry, sensitivity=sensitivity,
+                               batch_size=batch_size, progress=scaled(progress, 0.0, 0.6), cancel=cancel)
 
-        reference = reference_predictions(handle.module, selection, batch_size=batch_size, cancel=cancel)
-
-        def measure(cands: Any, data: ImageDataset, **kw: Any) -> list[CandidateResult]:
-            return measure_candidates(handle, cands, data, registry=registry, reference=reference,
-                                      batch_size=batch_size, **kw)
+    def measure(cands: Any, data: ImageDataset, **kw: Any) -> list[CandidateResult]:
+        return measurer.candidates(handle, cands, data, registry=registry, batch_size=batch_size, **kw)
     measured: list[CandidateResult] = []
     if budget_bytes is not None:
         best = _best_within(handle, table, budget_bytes, _candidates_for(table, budget_bytes, chosen_settings),

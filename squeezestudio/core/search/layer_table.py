@@ -64,8 +64,9 @@ class LayerTable:
         return self.base_bytes + sum(self.cost(layer, s) for layer, s in choice.items())
 
 
-def _reused(sensitivity: Optional[SensitivityResult], layer: str, setting: LayerSetting) -> Optional[tuple[float, Optional[float]]]:
-    """(loss, top1) of a single-method setting from a sensitivity scan, if it measured it with loss."""
+def reused_entry(sensitivity: Optional[SensitivityResult], layer: str,
+                 setting: LayerSetting) -> Optional[tuple[float, Optional[float]]]:
+    """(loss, top-1) of a single-method setting from a sensitivity scan that measured its loss, else None."""
     if sensitivity is None:
         return None
     if setting.sparsity > 0 and setting.cluster_bits is None and setting.quant_bits is None:
@@ -82,35 +83,62 @@ def _reused(sensitivity: Optional[SensitivityResult], layer: str, setting: Layer
     return None
 
 
+def table_jobs(layers: Sequence[str], settings: Sequence[LayerSetting]) -> list[tuple[str, LayerSetting]]:
+    """Every ``(layer, setting)`` a table measures, in its order ("off" needs no measuring)."""
+    return [(layer, s) for layer in layers for s in settings if not s.is_off]
+
+
+def measure_table_base(handle: ModelHandle, selection: ImageDataset, *, registry: MethodRegistry,
+                       batch_size: int = 256,
+                       cancel: Optional[CancelToken] = None) -> tuple[LayerTable, torch.Tensor]:
+    """An empty table holding the original's file length and loss, and its predictions (the reference)."""
+    from squeezestudio.core.compression.codec import encode_sqz
+    from squeezestudio.core.compression.pipeline import compress
+    from squeezestudio.core.compression.recipe import Recipe
+
+    original = compress(handle, Recipe(), registry=registry, cancel=cancel)
+    base_bytes = len(encode_sqz(original, registry=registry))
+    reference = reference_predictions(handle.module, selection, batch_size=batch_size, cancel=cancel)
+    base = evaluate(handle.module, selection, batch_size=batch_size, cancel=cancel)
+    return LayerTable(base_bytes=base_bytes, base_loss=float(base.loss or 0.0), base_top1=base.top1), reference
+
+
+def measure_table_entry(handle: ModelHandle, selection: ImageDataset, layer: str, setting: LayerSetting, *,
+                        base_bytes: int, reference: torch.Tensor, registry: MethodRegistry,
+                        reused: Optional[tuple[float, Optional[float]]] = None, batch_size: int = 256,
+                        cancel: Optional[CancelToken] = None) -> TableEntry:
+    """One cell of the table: ``setting`` on ``layer`` alone; ``reused`` (loss, top-1) skips the evaluation.
+
+    A plain function of its arguments: a local table and a Ray worker measure a cell through it.
+    """
+    from squeezestudio.core.compression.codec import encode_sqz
+    from squeezestudio.core.compression.pipeline import compress
+
+    cm = compress(handle, recipe_for({layer: setting}), registry=registry, cancel=cancel)
+    cost = len(encode_sqz(cm, registry=registry)) - base_bytes
+    if reused is None:
+        with torch.inference_mode():
+            r = evaluate(cm.handle.module, selection, batch_size=batch_size, reference=reference,
+                         topk=(1,), cancel=cancel)
+        reused = (float(r.loss or 0.0), r.top1)
+    return TableEntry(cost, reused[0], reused[1])
+
+
 def measure_layer_table(handle: ModelHandle, selection: ImageDataset, layers: Sequence[str],
                         settings: Sequence[LayerSetting], *, registry: MethodRegistry,
                         sensitivity: Optional[SensitivityResult] = None,
                         batch_size: int = 256, progress: Optional[ProgressCallback] = None,
                         cancel: Optional[CancelToken] = None) -> LayerTable:
     """Measure every (layer, setting) on ``selection`` (see the module docstring)."""
-    from squeezestudio.core.compression.codec import encode_sqz
-    from squeezestudio.core.compression.pipeline import compress
-    from squeezestudio.core.compression.recipe import Recipe
-
     report(progress, 0.0, "measuring the original model")
-    original = compress(handle, Recipe(), registry=registry, cancel=cancel)
-    base_bytes = len(encode_sqz(original, registry=registry))
-    reference = reference_predictions(handle.module, selection, batch_size=batch_size, cancel=cancel)
-    base = evaluate(handle.module, selection, batch_size=batch_size, cancel=cancel)
-    table = LayerTable(base_bytes=base_bytes, base_loss=float(base.loss or 0.0), base_top1=base.top1)
-    jobs = [(layer, s) for layer in layers for s in settings if not s.is_off]
+    table, reference = measure_table_base(handle, selection, registry=registry, batch_size=batch_size, cancel=cancel)
+    jobs = table_jobs(layers, settings)
     for i, (layer, setting) in enumerate(jobs):
         check(cancel)
         report(progress, i / max(1, len(jobs)), f"{layer}: {setting.label()}")
-        cm = compress(handle, recipe_for({layer: setting}), registry=registry, cancel=cancel)
-        cost = len(encode_sqz(cm, registry=registry)) - base_bytes
-        reused = _reused(sensitivity, layer, setting)
-        if reused is None:
-            with torch.inference_mode():
-                r = evaluate(cm.handle.module, selection, batch_size=batch_size, reference=reference,
-                             topk=(1,), cancel=cancel)
-            reused = (float(r.loss or 0.0), r.top1)
-        table.entries.setdefault(layer, {})[setting] = TableEntry(cost, reused[0], reused[1])
+        table.entries.setdefault(layer, {})[setting] = measure_table_entry(
+            handle, selection, layer, setting, base_bytes=table.base_bytes, reference=reference, registry=registry,
+            reused=reused_entry(sensitivity, layer, setting), batch_size=batch_size, cancel=cancel)
     report(progress, 1.0, "layer table measured")
     return table
 

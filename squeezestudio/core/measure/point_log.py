@@ -1,9 +1,10 @@
 """A results file that grows by one line per measured point, so an interrupted run resumes.
 
-Next to a sweep's CSV (``sweep.csv`` -> ``sweep.points/``) it keeps
+Next to a sweep's CSV (``sweep.csv`` -> ``sweep.points/``), local or on Ray, it keeps
 ``points.jsonl`` (one JSON object per point, appended and flushed as each
 arrives) and each point's ``.sqz`` file. A point is identified by a key over
-the model's weights, the data set, the batch size and the point's recipe
+the model's weights, the data set (and the training data, for points that
+retrain), the batch size and the point's recipe
 (or sensitivity job), so resuming after changing any of them measures again
 instead of reusing numbers that belong to something else.
 """
@@ -32,8 +33,9 @@ def _tensor_digest(h: Any, t: torch.Tensor) -> None:
     h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
 
 
-def inputs_fingerprint(handle: ModelHandle, data: ImageDataset, batch_size: int) -> str:
-    """A digest of everything a point's numbers depend on besides its recipe."""
+def inputs_fingerprint(handle: ModelHandle, data: ImageDataset, batch_size: Optional[int],
+                       train_data: Optional[ImageDataset] = None) -> str:
+    """A digest of everything a point's numbers depend on besides its recipe (``train_data``: what it retrains on)."""
     h = hashlib.blake2b(digest_size=16)
     h.update(json.dumps([handle.name, handle.input_spec.to_dict(), list(handle.class_names),
                          None if handle.architecture is None else handle.architecture.to_dict(),
@@ -41,12 +43,15 @@ def inputs_fingerprint(handle: ModelHandle, data: ImageDataset, batch_size: int)
     for name, t in handle.module.state_dict().items():
         h.update(name.encode())
         _tensor_digest(h, t)
-    if isinstance(data.images, torch.Tensor):
-        _tensor_digest(h, data.images)
-    else:  # a disk-backed set: its cache key names the files and the preprocessing
-        h.update(data.images.digest.encode())
-    if data.labels is not None:
-        _tensor_digest(h, data.labels)
+    for part in (data, train_data):
+        if part is None:
+            continue
+        if isinstance(part.images, torch.Tensor):
+            _tensor_digest(h, part.images)
+        else:  # a disk-backed set: its cache key names the files and the preprocessing
+            h.update(part.images.digest.encode())
+        if part.labels is not None:
+            _tensor_digest(h, part.labels)
     return h.hexdigest()
 
 
