@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (QDialog, QFormLayout, QHBoxLayout, QLabel, QLineE
                                QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
 from squeezestudio.core.session.studio_session import StudioSession
+from squeezestudio.gui.qt_kept_connection import KeptConnection
 from squeezestudio.gui.qt_worker import JobManager
 
 JOB = "cluster"
@@ -38,7 +39,7 @@ class QtClusterDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle("Run on cluster")
         self.session, self.jobs = session, jobs
-        self.connection: Any = None
+        self.kept = KeptConnection()
         self.received = 0
         self.address = QLineEdit("local")
         self.address.setToolTip("'local' starts Ray on this machine; HOST:PORT joins a cluster started with "
@@ -112,7 +113,7 @@ class QtClusterDialog(QDialog):
             from squeezestudio.core.cluster.arrivals import arrival_experiment
             from squeezestudio.core.cluster.ray_sweep import run_sweep_on_ray
 
-            conn = self._connect(target)
+            conn = self.kept.get(target)
 
             def arrived(arrival: Any) -> None:
                 if arrival.index == 0 and skip_original:
@@ -131,17 +132,6 @@ class QtClusterDialog(QDialog):
         started = self.jobs.start(JOB, job, on_finished=self._finished, on_failed=self._failed,
                                   on_cancelled=lambda: self._done("Cancelled: no task is left running."))
         started.signals.progress.connect(self._progress)
-
-    def _connect(self, target: Any) -> Any:
-        """The kept connection if it goes to the same place, else a new one (runs on the job's thread)."""
-        from squeezestudio.core.cluster.connection import RayConnection
-
-        if self.connection is not None and self.connection.target != target:
-            self.connection.close()
-            self.connection = None
-        if self.connection is None:
-            self.connection = RayConnection(target)
-        return self.connection
 
     # -- results (GUI thread) -------------------------------------------------------
     def _add(self, experiment: Any) -> None:
@@ -173,9 +163,8 @@ class QtClusterDialog(QDialog):
         """Stop a running sweep; the Ray instance this dialog started goes with it."""
         self.jobs.cancel(JOB)
         job = self.jobs.current(JOB)
-        if job is None and self.connection is not None:
-            self.connection.close()
-            self.connection = None
+        if job is None:
+            self.kept.close()
         super().closeEvent(event)
 
 

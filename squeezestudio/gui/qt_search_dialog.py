@@ -6,19 +6,23 @@ off the GUI thread with progress and cancel, and adds the final measured
 point (exact .sqz bytes, accuracy on the window's data) to the session.
 Choices are made on a held-out part of the training data; the per-layer
 table is kept for the model and training data, so a second search at
-another budget reuses it.
+another budget reuses it. "Measure on a Ray cluster" sends the table's cells
+and the candidate recipes to Ray as tasks (the same core functions; the
+same choice as a local search), keeping the connection between searches.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any, Optional
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import (QButtonGroup, QDialog, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel,
-                               QPlainTextEdit, QProgressBar, QPushButton, QRadioButton, QSpinBox, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QDialog, QDoubleSpinBox, QFormLayout, QHBoxLayout,
+                               QLabel, QLineEdit, QPlainTextEdit, QProgressBar, QPushButton, QRadioButton,
+                               QSpinBox, QVBoxLayout, QWidget)
 
 from squeezestudio.core.session.experiments import Experiment, new_experiment_id
+from squeezestudio.gui.qt_kept_connection import KeptConnection
 from squeezestudio.gui.qt_worker import JobManager
 
 JOB_KEY = "search"
@@ -59,6 +63,25 @@ class QtSearchDialog(QDialog):
         form.addRow(self.budget_radio, self.budget)
         form.addRow(self.drop_radio, self.drop)
         form.addRow("Retrain the result", self.epochs)
+        self.on_cluster = QCheckBox("Measure on a Ray cluster")
+        self.on_cluster.setToolTip("The per-layer table and the candidate recipes become Ray tasks; the "
+                                   "choice is the same as on this machine")
+        self.address = QLineEdit("local")
+        self.address.setToolTip("'local' starts Ray on this machine; HOST:PORT joins a cluster started with "
+                                "'ray start --head'")
+        self.workers = QSpinBox()
+        self.workers.setRange(1, 4096)
+        self.workers.setValue(os.cpu_count() or 1)
+        self.workers.setToolTip("Measurements at once (with 'local': the CPUs Ray may use)")
+        for widget in (self.address, self.workers):
+            widget.setEnabled(False)
+            self.on_cluster.toggled.connect(widget.setEnabled)
+        cluster_row = QHBoxLayout()
+        cluster_row.addWidget(self.address, 1)
+        cluster_row.addWidget(QLabel("workers"))
+        cluster_row.addWidget(self.workers)
+        form.addRow(self.on_cluster, cluster_row)
+        self.kept = KeptConnection()
         note = QLabel("Every choice is made on a held-out part of the training data; the result is then "
                       "measured on the window's data and appears on the plot.")
         note.setWordWrap(True)
@@ -121,14 +144,22 @@ class QtSearchDialog(QDialog):
         grid = self.settings_grid
         key = (id(handle.module), source, None if grid is None else tuple(grid))
         table = self._tables.get(key)
+        target = self._cluster_target()
+        if target is False:
+            return
 
         def job(progress: Any = None, cancel: Any = None) -> Any:
             from squeezestudio.core.search.budget_search import search_budget
 
+            measurer = None
+            if target is not None:
+                from squeezestudio.core.cluster.ray_search import RaySearchMeasurer  # lazy: Ray is optional
+
+                measurer = RaySearchMeasurer(self.kept.get(target))
             train = session.training_data(handle)
-            return search_budget(handle, train, registry=session.registry, budget_bytes=budget, max_drop=drop, report_data=data,
-                                 table=table, settings=grid, finetune=finetune, progress=progress,
-                                 cancel=cancel)
+            return search_budget(handle, train, registry=session.registry, budget_bytes=budget, max_drop=drop,
+                                 report_data=data, table=table, settings=grid, finetune=finetune,
+                                 measurer=measurer, progress=progress, cancel=cancel)
 
         def done(result: Any) -> None:
             self._tables[key] = result.table
@@ -146,6 +177,25 @@ class QtSearchDialog(QDialog):
         self._set_running(True)
         self.details.clear()
         self.jobs.start(JOB_KEY, job, on_finished=done, on_failed=failed, on_cancelled=cancelled)
+
+    def _cluster_target(self) -> Any:
+        """The Ray target when "Measure on a Ray cluster" is ticked, None when not, False (said) when invalid."""
+        if not self.on_cluster.isChecked():
+            return None
+        from squeezestudio.core.cluster.connection import ClusterTarget
+        from squeezestudio.core.errors import SqueezeStudioError
+
+        try:
+            return ClusterTarget(self.address.text().strip(), workers=self.workers.value())
+        except SqueezeStudioError as exc:
+            self.status.setText(str(exc))
+            return False
+
+    def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt naming
+        """A running search goes on (its point still arrives); an idle dialog lets go of its Ray instance."""
+        if self.jobs.current(JOB_KEY) is None:
+            self.kept.close()
+        super().closeEvent(event)
 
     def _progressed(self, fraction: float, message: str) -> None:
         if self.jobs.current(JOB_KEY) is not None:  # the manager reports every job; show only the search's

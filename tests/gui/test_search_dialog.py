@@ -71,3 +71,40 @@ def test_latency_of_the_selected_point_joins_its_metrics(qtbot, window):
     assert not window.last_error[0], window.last_error
     assert point.metrics["latency_onnx-int8_b1_ms"] > 0 and point.metrics["latency_onnx_threads"] == 1
     assert point.metrics["latency_onnx-int8_bytes"] < point.metrics["latency_onnx_bytes"]
+
+
+def test_a_search_on_the_cluster_finds_the_same_point_as_on_this_machine(qtbot, window, ray_cluster):
+    window.window_actions["search"].trigger()
+    dialog = window.search_dialog
+    dialog.settings_grid = SMALL_GRID
+    dialog.start()
+    qtbot.waitUntil(lambda: dialog.start_button.isEnabled(), timeout=120000)
+    local = window.session.experiments.list()[-1]
+    assert dialog.last_result is not None and local.label.startswith("search"), dialog.status.text()
+
+    dialog._tables.clear()  # the per-layer table is measured again, on the cluster this time
+    dialog.on_cluster.setChecked(True)
+    assert dialog.address.isEnabled() and dialog.workers.isEnabled()
+    dialog.address.setText("local")
+    dialog.workers.setValue(2)
+    dialog.kept.connection = ray_cluster  # the suite's Ray instance (ClusterTarget("local", workers=2))
+    try:
+        dialog.start()
+        qtbot.waitUntil(lambda: dialog.start_button.isEnabled(), timeout=180000)
+        remote = window.session.experiments.list()[-1]
+        assert remote is not local, dialog.status.text()
+        assert remote.recipe == local.recipe and remote.size_bytes == local.size_bytes
+        assert remote.metric("top1") == local.metric("top1")
+    finally:
+        dialog.kept.connection = None  # the fixture closes its own instance
+
+
+def test_a_bad_cluster_address_is_one_sentence_and_nothing_starts(qtbot, window):
+    window.window_actions["search"].trigger()
+    dialog = window.search_dialog
+    dialog.on_cluster.setChecked(True)
+    dialog.address.setText("   ")
+    before = len(window.session.experiments)
+    dialog.start()
+    assert "address is empty" in dialog.status.text() and dialog.start_button.isEnabled()
+    assert len(window.session.experiments) == before and dialog.kept.connection is None
