@@ -9,6 +9,7 @@ the one the desktop app draws).
 
 from __future__ import annotations
 
+import colorsys
 import io
 import math
 from pathlib import Path
@@ -80,6 +81,14 @@ class _Axes:
             self.draw.text((self.right + 31, y - 1), text[:30], fill=BLACK, font=self.font)
 
 
+def curve_colour(index: int, count: int) -> tuple[int, int, int]:
+    """The palette for up to ten curves; beyond that evenly spaced hues, so no two curves share a colour."""
+    if count <= len(PALETTE):
+        return PALETTE[index]
+    r, g, b = colorsys.hsv_to_rgb((index / count) % 1.0, 0.75 if index % 2 else 0.95, 0.85 if index % 2 else 0.65)
+    return int(r * 255), int(g * 255), int(b * 255)
+
+
 def _dot(draw: ImageDraw.ImageDraw, xy: tuple[float, float], colour: tuple[int, int, int], r: int = 5) -> None:
     draw.ellipse([xy[0] - r, xy[1] - r, xy[0] + r, xy[1] + r], fill=colour, outline=BLACK)
 
@@ -124,7 +133,7 @@ def save_curves_png(curves: dict[str, list[tuple[float, Optional[float]]]], path
     axes = _Axes(draw, xs, ys, invert_x=invert_x, y_format=lambda v: f"{v * 100:.0f}%")
     entries = []
     for i, (layer, pts) in enumerate(curves.items()):
-        colour = PALETTE[i % len(PALETTE)]
+        colour = curve_colour(i, len(curves))
         line = [axes.px(x, y) for x, y in sorted(pts) if y is not None]
         if len(line) > 1:
             draw.line(line, fill=colour, width=2)
