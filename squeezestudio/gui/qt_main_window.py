@@ -392,10 +392,10 @@ class QtMainWindow(WindowFileActions, QMainWindow):
     def cancel_jobs(self) -> None:
         self.jobs.cancel()
 
-    def open_model(self, path: str, *, trust: bool = False, confirmed: bool = False) -> None:
+    def open_model(self, path: str, *, trust: bool = False, confirmed: bool = False, options: Any = None) -> None:
         if not confirmed and not self.confirm_discard("open another model"):
             return
-        self.runner.open_model(str(path), trust=trust)
+        self.runner.open_model(str(path), trust=trust, options=options)
 
     def confirm_discard(self, doing: str) -> bool:
         """Ask before ``doing`` drops experiments that were never saved; True to go on."""
@@ -422,7 +422,7 @@ class QtMainWindow(WindowFileActions, QMainWindow):
 
     def _ask_trust(self, request: NeedsTrust) -> None:
         if ask_trust(self, request.path, request.reason):
-            self.open_model(request.path, trust=True, confirmed=True)
+            self.open_model(request.path, trust=True, confirmed=True, options=request.options)
         else:
             self.show_message("Not opened: the file was not trusted.")
 
