@@ -72,7 +72,7 @@ class WindowFileActions:
             return
         self._remember(path)
         self.runner.inspect()
-        self._refresh_point_status()
+        self.point_status.refresh()
         stored = len(self.session.points.ids())
         self.show_message(f"Opened project {path} with {len(self.session.experiments)} result(s), "
                           f"{stored} with their stored model.")
