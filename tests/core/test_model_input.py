@@ -94,3 +94,43 @@ def test_the_digits_fit_ten_class_near_square_inputs():
     assert not digits_fit(InputSpec(channels=3, height=48, width=192), 10)
     assert not digits_fit(InputSpec(channels=1, height=4, width=4), 10)
     assert not digits_fit(InputSpec(channels=2, height=32, width=32, mean=(0.5, 0.5), std=(0.5, 0.5)), 10)
+
+
+class _ChannelsLast(torch.nn.Module):
+    """A TensorFlow-style net taking [N, H, W, 3]; at 3x8 pixels its shape [N, 3, 8, 3] reads as NCHW too."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.head = torch.nn.Linear(4 * 3 * 8, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.flatten(torch.relu(self.conv(x.permute(0, 3, 1, 2))), 1))
+
+
+def test_another_layout_of_an_onnx_file_converts_it_again(tmp_path):
+    import io
+    import warnings
+
+    import onnxruntime
+
+    torch.manual_seed(0)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(_ChannelsLast().eval(), (torch.randn(1, 3, 8, 3),), buffer, dynamo=False,
+                          input_names=["image"], output_names=["scores"])
+    path = tmp_path / "channels_last.onnx"
+    path.write_bytes(buffer.getvalue())
+    session = StudioSession(registry=default_registry())
+    session.open_model(path)
+    assert session.handle.input_spec.layout == "nchw"  # [N, 3, 8, 3]: read as 3 channels of 8x3
+    fields = {**spec_fields(session.handle.input_spec), "layout": "nhwc", "input_size": "3,8", "resize": ""}
+    assert prepare_model_input(session, fields, probe=False).module is session.handle.module  # checked only
+    new = prepare_model_input(session, fields)
+    assert new.module is not session.handle.module and new.input_spec.layout == "nhwc"
+    assert new.input_spec.file_shape() == (1, 3, 8, 3)
+    x = torch.randn(1, 3, 3, 8)  # NCHW, as every module SqueezeStudio runs takes
+    ort = onnxruntime.InferenceSession(str(path)).run(None, {"image": x.permute(0, 2, 3, 1).numpy()})[0]
+    with torch.no_grad():
+        assert torch.allclose(new.module(x), torch.from_numpy(ort), atol=1e-5)

@@ -19,7 +19,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Mapping
 
 from squeezestudio.core.errors import PreprocessingError
-from squeezestudio.core.model.input_spec import InputSpec, parse_preprocess_options
+from squeezestudio.core.model.input_spec import InputSpec, apply_preprocess_options, parse_preprocess_options
 
 if TYPE_CHECKING:
     from squeezestudio.core.model.handle import ModelHandle
@@ -69,7 +69,10 @@ def prepare_model_input(session: "StudioSession", raw: Mapping[str, Any], *, pro
                                        preprocess=options, class_names=list(handle.class_names))
     start = replace(handle.input_spec, resize=()) if wants_cover else handle.input_spec
     trial = replace(handle, input_spec=start, warnings=list(handle.warnings))
-    apply_preprocessing(trial, options)
+    if relayout:  # the file's declared size is read again on OK: check the fields among themselves only
+        trial.input_spec = apply_preprocess_options(start, {k: v for k, v in options.items() if k != "layout"})
+    else:
+        apply_preprocessing(trial, options)
     spec = trial.input_spec = replace(trial.input_spec, layout=layout)  # an ONNX layout: converted on OK
     if probe:
         try:
