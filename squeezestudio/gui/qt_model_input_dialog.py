@@ -250,7 +250,8 @@ def open_model_input_dialog(window: Any) -> Optional[QtModelInputDialog]:
         return None
     dialog = QtModelInputDialog(session, sample_image_path(session), window)
     window.model_input_dialog = dialog
-    if window.exec_dialog(dialog) == QDialog.DialogCode.Accepted and dialog.result_handle is not None:
+    if window.exec_dialog(dialog) == QDialog.DialogCode.Accepted and dialog.result_handle is not None \
+            and window.confirm_discard("measure again with the new input"):
         apply_model_input(window, dialog.result_handle)
     return dialog
 

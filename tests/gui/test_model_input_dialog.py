@@ -133,3 +133,28 @@ def test_ok_applies_the_input_and_measures_the_original_again(qtbot, window, mod
     again = window.session.experiments.original()
     assert again.id != first.id and window.session.data is not None
     assert again.metric("top1") != first.metric("top1") or again.metric("loss") != first.metric("loss")
+
+
+def test_unsaved_points_are_not_dropped_without_asking(qtbot, window, models):
+    from squeezestudio.core.session.studio_session import recipe_from_dict
+
+    window.session.data_source = "digits"
+    window.open_model(str(models[1]))
+    log = window.session.experiments
+    qtbot.waitUntil(lambda: log.original() is not None, timeout=30000)
+    window.session.set_recipe(recipe_from_dict({"version": 1, "methods": {"prune": {"sparsity": 0.5}}}))
+    window.runner.evaluate(window.session.recipe)
+    qtbot.waitUntil(lambda: len(log) == 2, timeout=30000)
+    asked = []
+    window.ask_yes_no = lambda title, text: asked.append(text) or False
+    handle = window.session.handle
+
+    def answer(dialog):
+        dialog.mean.setText("0.9")
+        dialog.accept()
+        return dialog.result()
+
+    window.exec_dialog = answer
+    window.ask_model_input()
+    assert asked and "1 experiment(s)" in asked[0] and "measure again with the new input" in asked[0]
+    assert window.session.handle is handle and len(log) == 2 and handle.input_spec.mean != (0.9,)
