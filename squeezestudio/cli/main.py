@@ -33,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="squeezestudio",
         description="Make image classifiers smaller and see what it costs. "
-                    "With no command, opens the desktop app on the bundled demo.")
+                    "With no command, opens the desktop app on the bundled demo; "
+                    "`squeezestudio MODEL` opens it on MODEL (as `squeezestudio gui MODEL`).")
     parser.add_argument("--version", action="version", version=f"squeezestudio {__version__}")
     parser.add_argument("--limit", action="append", default=[], metavar="NAME=N",
                         help="raise or lower a safety limit for this run, e.g. input_elements=100000000 "
@@ -58,11 +59,44 @@ def _limit_flags(items: Sequence[str]) -> dict[str, int]:
     return changes
 
 
+def command_names(parser: argparse.ArgumentParser) -> set[str]:
+    """The sub-command names (and aliases) the parser knows."""
+    for action in parser._actions:  # argparse keeps its sub-parsers only here
+        if isinstance(action, argparse._SubParsersAction):
+            return set(action.choices)
+    return set()
+
+
+def with_gui_command(argv: Sequence[str], commands: set[str]) -> list[str]:
+    """``[MODEL, ...]`` -> ``["gui", MODEL, ...]``: a bare model path opens the app on it.
+
+    The first word that is not a global option decides: a command name keeps
+    its meaning (a file named like a command is opened with ``gui NAME``),
+    anything else is a model for ``gui``. Options before it stay global.
+    """
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        word = args[i]
+        if word == "--limit":
+            i += 2
+            continue
+        if word.startswith("-"):  # --limit=..., --version, --help: global options
+            i += 1
+            continue
+        if word in commands:
+            return args
+        return args[:i] + ["gui"] + args[i:]
+    return args
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the CLI; returns the process exit code."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(with_gui_command(argv, command_names(parser)))
     if not args.command:
-        return cmd_gui.run(argparse.Namespace(model=None, data=None, trust=False, arch=None))
+        args = parser.parse_args([*argv, "gui"])  # the bundled demo, with the global options given
     try:
         with overridden_limits(_limit_flags(args.limit)):
             return int(args.func(args) or 0)

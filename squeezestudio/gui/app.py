@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 NO_DISPLAY_MESSAGE = ("SqueezeStudio needs a display: none was found (DISPLAY and WAYLAND_DISPLAY are unset). "
                       "Run it in a desktop session, use xvfb-run, or set QT_QPA_PLATFORM=offscreen.")
@@ -26,8 +26,12 @@ def display_problem(env: Optional[dict[str, str]] = None, platform: str = sys.pl
 
 
 def run_gui(model_path: Optional[str] = None, data: Optional[str] = None, *, trust: bool = False,
-            argv: Optional[Sequence[str]] = None) -> int:
-    """Open the main window (the bundled demo when no model is given); returns the exit code."""
+            argv: Optional[Sequence[str]] = None, load_options: Optional[Mapping[str, Any]] = None) -> int:
+    """Open the main window (the bundled demo when no model is given); returns the exit code.
+
+    ``load_options`` (``preprocess``, ``class_names``, ``arch``: what ``gui``'s
+    flags say) go to the loader of ``model_path`` only.
+    """
     problem = display_problem()
     if problem is not None:
         print(problem, file=sys.stderr)
@@ -61,7 +65,7 @@ def run_gui(model_path: Optional[str] = None, data: Optional[str] = None, *, tru
             source = source or DEMO_DATA
         if source:
             window.session.data_source = source  # loaded for the model once it is open
-        window.open_model(path, trust=trust)
+        window.open_model(path, trust=trust, options=dict(load_options or {}))
 
     QTimer.singleShot(0, after_first_paint)
     return int(app.exec())

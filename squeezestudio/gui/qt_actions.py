@@ -28,6 +28,8 @@ class WindowActions:
 # name, text, shortcut, status tip, window method
 ACTIONS: tuple[tuple[str, str, Any, str, str], ...] = (
     ("open_model", "&Open model…", QKeySequence.StandardKey.Open, "Open a model file", "ask_open_model"),
+    ("model_input", "Model &input…", None, "Input size and preprocessing: how an image becomes the model's "
+     "input, with a preview", "ask_model_input"),
     ("open_digits", "Open &digits (built-in)", None, "Evaluate on scikit-learn's digits", "open_digits"),
     ("open_folder", "Open image &folder…", None, "One sub-folder per class", "ask_open_folder"),
     ("open_csv", "Open &CSV list…", None, "Rows of path,label", "ask_open_csv"),
@@ -71,6 +73,7 @@ def build_actions(window: Any) -> WindowActions:
     bar = window.menuBar()
     file_menu = bar.addMenu("&File")
     file_menu.addAction(result["open_model"])
+    file_menu.addAction(result["model_input"])
     data_menu = file_menu.addMenu("Open &data")
     for name in ("open_digits", "open_folder", "open_csv"):
         data_menu.addAction(result[name])

@@ -23,8 +23,8 @@ from squeezestudio.core.compression.layer_table import layer_table
 class NeedsTrust:
     """Returned by a load job when the file would run code: the window asks the user."""
 
-    def __init__(self, path: str, reason: str) -> None:
-        self.path, self.reason = path, reason
+    def __init__(self, path: str, reason: str, options: Optional[dict[str, Any]] = None) -> None:
+        self.path, self.reason, self.options = path, reason, dict(options or {})
 
 
 def rows_for(handle: Any, experiment: Optional[Experiment] = None, cm: Any = None,
@@ -72,12 +72,13 @@ class EvaluationRunner(QObject):
 
     # -- loading --------------------------------------------------------
     def open_model(self, path: str, *, trust: bool = False,
-                   then: Optional[Callable[[], None]] = None) -> None:
+                   then: Optional[Callable[[], None]] = None, options: Optional[dict[str, Any]] = None) -> None:
+        """Load ``path`` in a worker; ``options`` (preprocess, class_names, arch) go to the loader."""
         def load(progress: Any = None, cancel: Any = None) -> Any:
             try:
-                return self.session.load_model_file(path, trust=trust)
+                return self.session.load_model_file(path, trust=trust, **(options or {}))
             except UntrustedCodeError as exc:
-                return NeedsTrust(path, str(exc))
+                return NeedsTrust(path, str(exc), options)
 
         def done(result: Any) -> None:
             if isinstance(result, NeedsTrust):

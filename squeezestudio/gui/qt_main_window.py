@@ -26,6 +26,7 @@ from squeezestudio.core.printable import printable
 from squeezestudio.gui.qt_actions import build_actions, fill_recent_menu
 from squeezestudio.gui.qt_window_files import WindowFileActions
 from squeezestudio.gui.qt_evaluation import EvaluationRunner, NeedsTrust, PointShown
+from squeezestudio.gui.qt_next_step_bar import attach_next_step_bar
 from squeezestudio.gui.qt_point_store_status import QtPointStoreStatus, point_caption
 from squeezestudio.gui.qt_settings import AppSettings
 from squeezestudio.gui.qt_safe_text import set_plain_text
@@ -128,6 +129,7 @@ class QtMainWindow(WindowFileActions, QMainWindow):
         self._refresh_recent()
         self._restore_geometry()
         self._wire()
+        self.next_step = attach_next_step_bar(self)  # what to do next, e.g. with a model but no data
         self.autosave_timer = QTimer(self)
         self.autosave_timer.setInterval(AUTOSAVE_MS)
         self.autosave_timer.timeout.connect(self.autosave)
@@ -150,7 +152,7 @@ class QtMainWindow(WindowFileActions, QMainWindow):
         r.rowsReady.connect(self._rows_ready)
         r.experimentReady.connect(self._experiment_shown)
         r.pointShown.connect(self._point_shown)
-        s.experiments.on_change.append(lambda: QTimer.singleShot(0, self._refresh_point_status))
+        s.experiments.on_change.append(lambda: QTimer.singleShot(0, self.point_status.refresh))
         r.message.connect(self.show_message)
         r.trustNeeded.connect(self._ask_trust)
         r.modelLoaded.connect(self._remember)
@@ -283,7 +285,7 @@ class QtMainWindow(WindowFileActions, QMainWindow):
         if shown.rebuilt:
             self.show_message(f"Showing {caption}: rebuilt from its recipe (its file had been evicted "
                               "from the point store) and stored again.")
-        self._refresh_point_status()
+        self.point_status.refresh()
 
     def _current_compressed(self) -> Any:
         """The highlighted point's model if it is at hand (shown, or in memory), else None."""
@@ -293,9 +295,6 @@ class QtMainWindow(WindowFileActions, QMainWindow):
         if self.shown_point is not None and self.shown_point.experiment.id == current.id:
             return self.shown_point.compressed
         return current.compressed if current.compressed is not None else self.session.points.cached(current)
-
-    def _refresh_point_status(self) -> None:
-        self.point_status.refresh()
 
     def _refresh_graph(self) -> None:
         """Export the original and the current result to ONNX (in a worker) for the graph tab."""
@@ -392,10 +391,10 @@ class QtMainWindow(WindowFileActions, QMainWindow):
     def cancel_jobs(self) -> None:
         self.jobs.cancel()
 
-    def open_model(self, path: str, *, trust: bool = False, confirmed: bool = False) -> None:
+    def open_model(self, path: str, *, trust: bool = False, confirmed: bool = False, options: Any = None) -> None:
         if not confirmed and not self.confirm_discard("open another model"):
             return
-        self.runner.open_model(str(path), trust=trust)
+        self.runner.open_model(str(path), trust=trust, options=options)
 
     def confirm_discard(self, doing: str) -> bool:
         """Ask before ``doing`` drops experiments that were never saved; True to go on."""
@@ -422,7 +421,7 @@ class QtMainWindow(WindowFileActions, QMainWindow):
 
     def _ask_trust(self, request: NeedsTrust) -> None:
         if ask_trust(self, request.path, request.reason):
-            self.open_model(request.path, trust=True, confirmed=True)
+            self.open_model(request.path, trust=True, confirmed=True, options=request.options)
         else:
             self.show_message("Not opened: the file was not trusted.")
 

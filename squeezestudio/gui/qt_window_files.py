@@ -36,6 +36,12 @@ class WindowFileActions:
         if path:
             self.open_model(path)
 
+    def ask_model_input(self) -> None:
+        """File > Model input…: the model's preprocessing, previewed; OK measures the original again."""
+        from squeezestudio.gui.qt_model_input_dialog import open_model_input_dialog
+
+        open_model_input_dialog(self)
+
     def ask_open_folder(self) -> None:
         path = QFileDialog.getExistingDirectory(self, "Open image folder (one sub-folder per class)",
                                                 self._start_folder())
@@ -66,7 +72,7 @@ class WindowFileActions:
             return
         self._remember(path)
         self.runner.inspect()
-        self._refresh_point_status()
+        self.point_status.refresh()
         stored = len(self.session.points.ids())
         self.show_message(f"Opened project {path} with {len(self.session.experiments)} result(s), "
                           f"{stored} with their stored model.")

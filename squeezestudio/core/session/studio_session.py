@@ -137,13 +137,13 @@ class StudioSession:
         return self._registry
 
     # -- model and data -------------------------------------------------
-    def _load_model_with_registry(self, path: str, trust: bool = False) -> "ModelHandle":
+    def _load_model_with_registry(self, path: str, trust: bool = False, **options: Any) -> "ModelHandle":
         from squeezestudio.core.io.loading import load_model  # lazy: torch (see the module's docstring)
-        return load_model(path, trust=trust, registry=self.registry)
+        return load_model(path, trust=trust, registry=self.registry, **options)
 
-    def load_model_file(self, path: PathLike, *, trust: bool = False) -> "ModelHandle":
-        """Load a model file without changing the session (safe in a worker thread)."""
-        return self._model_loader(str(path), trust=trust)
+    def load_model_file(self, path: PathLike, *, trust: bool = False, **options: Any) -> "ModelHandle":
+        """Load a model file without changing the session (safe in a worker thread); ``options`` go to the loader."""
+        return self._model_loader(str(path), trust=trust, **options)
 
     def open_model(self, path: PathLike, *, trust: bool = False) -> "ModelHandle":
         """Load a model file and make it current (experiments start afresh)."""

@@ -43,6 +43,7 @@ from squeezestudio.core.model.handle import (
     ModelHandle,
     default_class_names,
 )
+from squeezestudio.core.model.input_spec import SIZE_FLAGS
 from squeezestudio.core.model.outputs import restore_output_semantics
 from squeezestudio.core.model.zoo import ZOO_ENTRIES, ZooEntry, input_spec_for, zoo_entry
 
@@ -294,8 +295,8 @@ def handle_from_tensors(tensors: dict[str, torch.Tensor], meta: Optional[Checkpo
         input_spec = input_spec_for(int(zoo_kw["in_channels"]), int(zoo_kw["input_size"]))
         if not zoo_entry(spec.name).size_dependent and "input_size" not in (arch_kwargs or {}):
             warnings.append(f"{source} does not record its input size; assuming "
-                            f"{zoo_kw['input_size']}x{zoo_kw['input_size']} pixels (set the input "
-                            f"size if the model was trained on another)")
+                            f"{zoo_kw['input_size']}x{zoo_kw['input_size']} pixels (set {SIZE_FLAGS}, "
+                            f"or Model input in the app, if the model was trained on another)")
     if input_spec is None:
         raise ModelLoadError(f"{source} does not record its input shape; pass an input spec")
     names = _recorded_class_names(meta, zoo_kw.get("num_classes"), warnings)
