@@ -24,7 +24,8 @@ from squeezestudio.core.atomic_write import PathLike, atomic_write_bytes
 from squeezestudio.core.data.calibration import CALIBRATION_IMAGES, calibration_images, training_source
 from squeezestudio.core.errors import SqueezeStudioError
 from squeezestudio.core.session.evented import EventedField, FieldEvents
-from squeezestudio.core.session.point_store import PointEvicted, PointStore
+from squeezestudio.core.session.point_store import PointStore
+from squeezestudio.core.session.session_points import SessionPoints, points_folder_for  # noqa: F401 - re-exported
 from squeezestudio.core.progress import CancelToken, ProgressCallback, report
 from squeezestudio.core.session.experiments import (Experiment, ExperimentLog, method_defaults, new_experiment_id,
                                                     recipe_summary)
@@ -92,7 +93,7 @@ def recipe_from_dict(d: dict[str, Any]) -> Any:
     return convert(dict(d))
 
 
-class StudioSession:
+class StudioSession(SessionPoints):
     """Model, data, current recipe with undo/redo, experiments and selection.
 
     ``registry`` holds the compression methods, or is a function returning
@@ -371,65 +372,6 @@ class StudioSession:
         self.unsaved = True
         return experiment
 
-    def _store_point(self, experiment: Experiment, cm: Any, sizes: Any = None) -> None:
-        from squeezestudio.core.compression.codec import encode_sqz
-
-        data = getattr(sizes, "file_bytes", b"") or encode_sqz(cm, registry=self.registry)
-        if self.points.folder is None:
-            self.points.set_folder(self._points_folder())
-        self.points.add(experiment, data, cm)
-
-    def _points_folder(self) -> Path:
-        """Beside the project file once saved, else this session's folder under the autosave folder."""
-        if self.project_path is not None:
-            return points_folder_for(self.project_path)
-        return default_autosave_dir() / "points" / self._token
-
-    @property
-    def _token(self) -> str:
-        token = getattr(self, "_session_token", None)
-        if token is None:
-            token = self._session_token = time.strftime("%Y%m%d-%H%M%S-") + new_experiment_id()[:6]
-        return token
-
-    def has_point_model(self, experiment: Experiment) -> bool:
-        """True when the point's model is in memory or in the store (no recomputation needed)."""
-        return experiment.is_original or experiment.compressed is not None or self.points.has(experiment)
-
-    def point_model(self, experiment: Experiment, *, rebuild: bool = True,
-                    progress: Optional[ProgressCallback] = None,
-                    cancel: Optional[CancelToken] = None) -> tuple[Any, bool]:
-        """``(CompressedModel, rebuilt)`` of a point: memory, then its stored file, else its recipe.
-
-        A recipe-only point (its file was evicted) is rebuilt by measuring its
-        recipe again, stored again, and reported as rebuilt (``rebuilt`` True);
-        with ``rebuild=False`` that case raises :class:`PointEvicted`. The
-        original point has no compressed model (None). Safe in a worker thread.
-        """
-        if experiment.is_original:
-            return None, False
-        if experiment.compressed is not None:
-            return experiment.compressed, False
-        try:
-            return self.points.get(experiment, registry=self.registry), False
-        except PointEvicted:
-            if not rebuild:
-                raise
-        again = self.evaluate_recipe(recipe_from_dict(experiment.recipe), progress, cancel)
-        if again.size_bytes != experiment.size_bytes:
-            raise SqueezeStudioError(
-                f"rebuilding point {experiment.label} from its recipe gave {again.size_bytes:,} bytes, not the "
-                f"{experiment.size_bytes:,} measured; the recipe is not deterministic on this machine")
-        self._store_point(experiment, again.compressed, again.size_report)
-        return again.compressed, True
-
-    def latest_compressed(self) -> Optional[Experiment]:
-        """The newest compressed point whose model can be had without recomputing (for export)."""
-        for e in reversed(self.experiments.list()):
-            if not e.is_original and self.has_point_model(e):
-                return e
-        return None
-
     # -- project files --------------------------------------------------
     def project_dict(self, points_folder: Optional[str] = None) -> dict[str, Any]:
         d = {"format": PROJECT_FORMAT, "version": PROJECT_VERSION, "saved_at": time.time(),
@@ -495,12 +437,6 @@ class StudioSession:
         """Open a recovery copy found by :func:`find_autosave`."""
         self.open_project(info.path, trust=trust)
         self.project_path = None  # a recovery copy is not the user's project file
-
-
-def points_folder_for(project: PathLike) -> Path:
-    """The folder of a project's point files: ``name.points`` beside ``name.sqproj``."""
-    project = Path(project)
-    return project.with_name(project.stem + ".points")
 
 
 def _metrics_of(result: Any) -> dict[str, Optional[float]]:
