@@ -90,9 +90,13 @@ def test_sqz_round_trip_is_exact_and_the_size_is_the_file_length():
     assert size_report(cm, registry=REGISTRY).total_bytes == len(data)
     back = decode_sqz(data, registry=REGISTRY)
     ours, theirs = cm.handle.module.state_dict(), back.handle.module.state_dict()
-    assert ours.keys() == theirs.keys() and "fc3.input_quant.scale" in ours
-    assert all(torch.equal(ours[k], theirs[k]) for k in ours)
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    for name in LENET5_LAYERS:  # the ranges come back from the file, bit for bit
+        mine, loaded = cm.handle.module.get_submodule(name).input_quant, back.handle.module.get_submodule(name).input_quant
+        assert (mine.bits, mine.scale.item(), mine.zero_point.item()) == \
+            (loaded.bits, loaded.scale.item(), loaded.zero_point.item())
     assert back.handle.module.fc3.input_quant.bits == 12 and back.handle.module.fc1.input_quant.bits == 8
+    assert back.handle.architecture.modifications[-1]["inputs"]["fc1"][0] == 8
     with torch.no_grad():
         assert torch.equal(cm.handle.module.eval()(X), back.handle.module.eval()(X))
     assert encode_sqz(back, registry=REGISTRY) == data  # decoding and saving again writes the same bytes
@@ -208,8 +212,11 @@ def test_a_damaged_record_is_a_codec_error():
     method, model = ActivationQuantization(), lenet5().module
     with pytest.raises(CodecError, match="incomplete"):
         method.rebuild(model, {"method": "activations", "layer": "fc1"})
-    with pytest.raises(CodecError, match="bits"):
-        method.rebuild(model, {"method": "activations", "layer": "fc1", "bits": 40})
+    for grid in ([40, 0.1, 3], [8, -0.1, 3], [8, 0.1, 256], [8, 0.1, 2.5], [8, 0.1], "8", [True, 0.1, 0]):
+        with pytest.raises(CodecError, match="not \\[bits 2-16"):
+            method.rebuild(model, {"method": "activations", "inputs": {"fc1": grid}})
     with pytest.raises(ArchitectureMismatchError):
-        method.rebuild(model, {"method": "activations", "layer": "relu1", "bits": 8})
+        method.rebuild(model, {"method": "activations", "inputs": {"relu1": [8, 0.1, 0]}})
+    rebuilt = method.rebuild(model, {"method": "activations", "inputs": {"fc1": [6, 0.25, 7]}})
+    assert str(rebuilt.fc1.input_quant) == "FakeQuantize(bits=6, scale=0.25, zero_point=7)"
     assert make_config(ActivationConfig, {"bits": "6"}) == ActivationConfig(bits=6)

@@ -9,16 +9,18 @@ on the state's calibration images (``minmax``, or ``percentile`` to ignore
 rare outliers); see :mod:`.fake_quant` for the arithmetic.
 
 It runs after every weight method (``ORDER_ACTIVATIONS``), so the ranges are
-those of the model with its compressed weights. The change is recorded as an
-architecture modification per layer (``{"method": "activations", "layer",
-"bits"}``), so loading a ``.sqz`` puts the same quantizer back before the
-state dict (which holds its ``scale``/``zero_point``) is loaded. Retraining
+those of the model with its compressed weights. The change is recorded as one
+architecture modification per ``apply`` (``{"method": "activations",
+"inputs": {layer: [bits, scale, zero_point]}}``; a float32 scale written as
+JSON reads back exactly), so loading a ``.sqz`` puts the same quantizers back
+and the file's size includes their ranges. Retraining
 needs no hooks: the quantizers' straight-through gradient trains the float
 weights as the other methods' hooks keep them compressed.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -86,33 +88,48 @@ class ActivationQuantization(CompressionMethod):
         percentiles = {layer: c.percentile for layer, c in configs.items() if c.calibration == "percentile"}
         ranges = measure_input_ranges(state.module, list(configs), images.to(_device(state.module)),
                                       percentiles=percentiles, cancel=cancel)
+        inputs: dict[str, list] = {}
         for i, (layer, cfg) in enumerate(configs.items()):
             check(cancel)
             scale, zero = grid_for_range(*ranges[layer], cfg.bits)
             quantize_input(state.layer(layer), FakeQuantize(cfg.bits, scale, zero))
-            state.record_modification({"method": self.name, "layer": layer, "bits": cfg.bits})
+            inputs[layer] = [cfg.bits, scale, int(zero)]
             report(progress, (i + 1) / len(configs), f"quantized the input of {layer}")
+        state.record_modification({"method": self.name, "inputs": inputs})
         bits = sorted({c.bits for c in configs.values()})
         state.log.append(f"activations: {len(configs)} layer input(s) at {'/'.join(map(str, bits))} bits, "
                          f"ranges from {images.shape[0]} calibration images")
 
     def rebuild(self, module: nn.Module, modification: dict[str, Any]) -> nn.Module:
-        """Put back the recorded quantizer (placeholder grid: the file's state dict holds the real one)."""
-        try:
-            layer, bits = str(modification["layer"]), int(modification["bits"])
-        except (KeyError, TypeError, ValueError):
-            raise CodecError("an activation quantization recorded in the file is incomplete") from None
-        if not 2 <= bits <= 16:
-            raise CodecError(f"an activation quantization recorded in the file has {bits} bits (2 to 16 allowed)")
-        try:
-            target = module.get_submodule(layer)
-        except AttributeError:
-            target = None
-        if target is None or not can_quantize_input(target):
-            raise ArchitectureMismatchError(f"layer {layer!r} is not a Conv or Linear layer whose input "
-                                            "the file's activation quantization can be put on")
-        quantize_input(target, FakeQuantize(bits))
+        """Put back the recorded quantizers, each with its stored grid."""
+        inputs = modification.get("inputs")
+        if not isinstance(inputs, dict):
+            raise CodecError("an activation quantization recorded in the file is incomplete")
+        for layer, grid in inputs.items():
+            bits, scale, zero = _checked_grid(layer, grid)
+            try:
+                target = module.get_submodule(str(layer))
+            except AttributeError:
+                target = None
+            if target is None or not can_quantize_input(target):
+                raise ArchitectureMismatchError(f"layer {layer!r} is not a Conv or Linear layer whose input "
+                                                "the file's activation quantization can be put on")
+            quantize_input(target, FakeQuantize(bits, scale, zero))
         return module
+
+
+def _checked_grid(layer: str, grid: Any) -> tuple[int, float, float]:
+    """``(bits, scale, zero_point)`` of a stored grid, or :class:`CodecError` when it is not one."""
+    ok = isinstance(grid, list) and len(grid) == 3 and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in grid)
+    if ok:
+        bits, scale, zero = int(grid[0]), float(grid[1]), float(grid[2])
+        ok = grid[0] == bits and 2 <= bits <= 16 and math.isfinite(scale) and scale > 0 \
+            and zero.is_integer() and 0 <= zero <= 2 ** bits - 1
+    if not ok:
+        raise CodecError(f"the activation grid recorded in the file for {layer!r} is not "
+                         "[bits 2-16, a positive scale, an integer zero point in range]")
+    return bits, scale, zero
 
 
 def _device(module: nn.Module):
