@@ -68,6 +68,9 @@ def _metric_combo(tip: str, extra: Optional[tuple[str, str]] = None) -> QComboBo
     for key, metric in PLOT_METRICS.items():
         combo.addItem(metric.label, key)
     combo.setToolTip(tip)
+    # as wide as a short label, not the longest one: the summary beside the combos needs the room
+    combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    combo.setMinimumContentsLength(15)
     return combo
 
 
