@@ -220,3 +220,40 @@ def test_a_damaged_record_is_a_codec_error():
     rebuilt = method.rebuild(model, {"method": "activations", "inputs": {"fc1": [6, 0.25, 7]}})
     assert str(rebuilt.fc1.input_quant) == "FakeQuantize(bits=6, scale=0.25, zero_point=7)"
     assert make_config(ActivationConfig, {"bits": "6"}) == ActivationConfig(bits=6)
+
+
+def test_exports_write_the_float_model_and_the_int8_model_on_the_models_own_grids(tmp_path):
+    import onnx
+    import onnxruntime as ort
+    from onnx import numpy_helper
+
+    from squeezestudio.core.compression.fake_quant import without_input_quantizers
+    from squeezestudio.core.io.export_onnx import export_onnx
+    from squeezestudio.core.io.export_onnx_int8 import export_onnx_int8
+
+    cm = compress(lenet5(), Recipe(methods={"quantize": {"bits": 8}, "activations": {}},
+                                   layers={"fc3": {"activations": {"bits": 6}}}), registry=REGISTRY, calibration=CALIB)
+    export_onnx(cm.handle, tmp_path / "float.onnx")
+    float_ops = {n.op_type for n in onnx.load(str(tmp_path / "float.onnx")).graph.node}
+    assert not float_ops & {"Round", "Div"}  # the float file is the float model, no simulated quantizers
+    plain = without_input_quantizers(cm.handle.module)
+    assert type(plain.conv1) is nn.Conv2d and not hasattr(plain.conv1, "input_quant")
+    assert type(cm.handle.module.conv1) is QuantizedInputConv2d  # the model itself keeps them
+
+    result = export_onnx_int8(cm, tmp_path / "int8.onnx", CALIB)
+    assert result.activation_layers == ["conv1", "conv2", "fc1", "fc2"]  # fc3's 6-bit grid is not uint8's
+    proto = onnx.load(str(tmp_path / "int8.onnx"))
+    inits = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
+    producers = {out: node for node in proto.graph.node for out in node.output}
+    for node in proto.graph.node:
+        if node.op_type in ("Conv", "Gemm"):
+            layer = producers[node.input[1]].input[0].removesuffix(".weight_quantized")
+            x_q = producers[producers[node.input[0]].input[0]]
+            q = cm.handle.module.get_submodule(layer).input_quant
+            own = float(inits[x_q.input[1]]) == float(q.scale) and int(inits[x_q.input[2]]) == int(q.zero_point)
+            assert own == (layer != "fc3")  # fc3 keeps onnxruntime's calibrated 8-bit range
+    session = ort.InferenceSession(result.data, providers=["CPUExecutionProvider"])
+    int8 = session.run(None, {session.get_inputs()[0].name: X.numpy()})[0]
+    with torch.no_grad():
+        fake = cm.handle.module.eval()(X).numpy()
+    assert np.array_equal(int8.argmax(1), fake.argmax(1)) and np.abs(int8 - fake).max() < 0.05

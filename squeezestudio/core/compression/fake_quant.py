@@ -25,6 +25,7 @@ al., 2018), so retraining learns weights that suit the quantized activations.
 
 from __future__ import annotations
 
+import copy
 from typing import Callable, Optional
 
 import torch
@@ -117,6 +118,31 @@ def quantize_input(module: nn.Module, quantizer: FakeQuantize) -> nn.Module:
     ref = next((t for t in module.parameters()), None)
     module.input_quant = quantizer if ref is None else quantizer.to(ref.device)
     return module
+
+
+def input_quantizers(module: nn.Module) -> dict[str, FakeQuantize]:
+    """``{layer: quantizer}`` of every layer of ``module`` whose input is fake-quantized."""
+    return {name: m.input_quant for name, m in module.named_modules()
+            if type(m) in QUANTIZED_CLASS.values() and isinstance(getattr(m, "input_quant", None), FakeQuantize)}
+
+
+def without_input_quantizers(module: nn.Module) -> nn.Module:
+    """``module`` itself when nothing is fake-quantized, else a deep copy with plain layers again.
+
+    What a float export writes: the quantizers simulate an int8 deployment,
+    which the int8 export realises with the same grids (as
+    ``QuantizeLinear``/``DequantizeLinear`` in front of each layer) rather
+    than as float operations.
+    """
+    if not input_quantizers(module):
+        return module
+    plain = copy.deepcopy(module)
+    back = {quantized: base for base, quantized in QUANTIZED_CLASS.items()}
+    for _, m in plain.named_modules():
+        if type(m) in back:
+            del m._modules["input_quant"]
+            m.__class__ = back[type(m)]
+    return plain
 
 
 @torch.no_grad()
