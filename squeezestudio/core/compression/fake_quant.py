@@ -69,10 +69,11 @@ def grid_for_range(low: float, high: float, bits: int) -> tuple[float, float]:
     level of 0.
     """
     qmax = 2 ** int(bits) - 1
-    low32, high32 = torch.tensor(min(low, 0.0)), torch.tensor(max(high, 0.0))
+    low32 = torch.tensor(min(low, 0.0), dtype=torch.float32)
+    high32 = torch.tensor(max(high, 0.0), dtype=torch.float32)
     scale = (high32 - low32) / float(qmax)
     if not torch.isfinite(scale) or float(scale) <= 0.0:
-        scale = torch.tensor(1.0)
+        scale = torch.tensor(1.0, dtype=torch.float32)
     zero = torch.clamp(torch.round(0.0 - low32 / scale), 0.0, float(qmax))
     return float(scale), float(zero)
 
