@@ -23,6 +23,7 @@ from __future__ import annotations
 from squeezestudio.core.compression.config import make_config, param
 from squeezestudio.core.compression.encoding import CustomPayload, WeightEncoding, kept_positions
 from squeezestudio.core.compression.method import (
+    ORDER_ACTIVATIONS,
     ORDER_ARCHITECTURE,
     ORDER_PRUNE,
     ORDER_SHARE,
@@ -44,6 +45,7 @@ from squeezestudio.core.errors import (
 from squeezestudio.core.progress import CancelToken, ProgressCallback, check, report, scaled
 
 __all__ = [
+    "ORDER_ACTIVATIONS",
     "ORDER_ARCHITECTURE",
     "ORDER_PRUNE",
     "ORDER_SHARE",

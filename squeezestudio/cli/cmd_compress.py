@@ -152,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
     from squeezestudio.core.measure.evaluation import evaluate
     from squeezestudio.core.io.exports import export
     from squeezestudio.core.compression.codec import encode_sqz
-    from squeezestudio.core.compression.pipeline import compress
+    from squeezestudio.core.compression.pipeline import compress, needs_calibration
     from squeezestudio.core.compression.recipe import Recipe
     from squeezestudio.core.measure.measure_recipe import measure_recipe, retrains
     from squeezestudio.core.measure.stages import check_stages
@@ -166,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
     registry = default_registry()
     retrain = retrains(recipe)
     check_stages(recipe, handle, registry=registry, need_data=False)  # every option checked before data loads
-    substitutes = any(stage.architecture for stage in recipe.stage_list())
+    substitutes = needs_calibration(recipe, registry)  # fitted layers, measured activation ranges
     data = load_data_for(handle, args.data, args=args) if args.data and args.data != "none" else None
     source = training_source(args.data, args.train_data)
     if retrain and source is None:

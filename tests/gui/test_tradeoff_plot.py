@@ -9,6 +9,7 @@ import torch
 from PySide6.QtCore import QPointF, Qt
 
 from squeezestudio.core.session.experiments import Experiment, ExperimentLog
+from squeezestudio.core.session.plot_axes import latency_key
 from squeezestudio.gui.qt_tradeoff_plot import BytesLogAxis, QtTradeoffPlot
 
 
@@ -93,3 +94,55 @@ def test_exports(tmp_path, plot):
     assert plot.export_svg(str(svg)) > 0 and b"<svg" in svg.read_bytes()
     plot.export_csv(str(csv))
     assert csv.read_text().count("\n") == 6
+
+
+def _with_latency(log):
+    """b, d and orig timed as int8 ONNX (a and c not)."""
+    key = latency_key("onnx-int8")
+    for name, ms in (("b", 0.8), ("d", 1.5), ("orig", 3.0)):
+        log.find(name).metrics[key] = ms
+    return log, key
+
+
+def test_any_pair_of_metrics_with_its_own_frontier(qtbot):
+    log, key = _with_latency(_log())
+    plot = QtTradeoffPlot(log)
+    qtbot.addWidget(plot)
+    plot.x_combo.setCurrentIndex(plot.x_combo.findData(key))
+    assert plot.x_name == key and plot.metric_name == "top1"
+    assert {s["data"] for s in plot.scatter.data} == {"b", "d"}  # a and c were never timed
+    assert plot.frontier_ids == ["b", "d", "orig"]  # faster is better across, more accurate up
+    assert not plot.axis.logMode and not plot.axis.bytes_labels
+    assert plot.plot.getPlotItem().getAxis("bottom").labelText.startswith("Latency, int8 ONNX")
+    assert "2 not shown" in plot.summary.text()
+    # size up the y axis (log, in bytes), accuracy across: the frontier wants small files and high accuracy
+    plot.set_axes(x="top1", y="size_bytes")
+    assert plot.y_axis.logMode and plot.y_axis.bytes_labels and not plot.axis.logMode
+    assert plot.frontier_ids == ["b", "d", "a", "orig"]  # by rising accuracy
+    xs, ys = plot.frontier.getData()
+    assert xs[:3].tolist() == [80.0, 80.0, 93.0] and ys[1] == pytest.approx(math.log10(80_000))  # up first
+    with pytest.raises(ValueError):
+        plot.set_axes(x="nonsense")
+
+
+def test_colour_by_a_third_metric_greys_points_without_it(qtbot):
+    log, key = _with_latency(_log())
+    plot = QtTradeoffPlot(log)
+    qtbot.addWidget(plot)
+    plot.show()
+    plot.colour_combo.setCurrentIndex(plot.colour_combo.findData(key))
+    assert plot.colour_name == key and plot.colour_bar.isVisible()
+    brushes = {s["data"]: s["brush"].color().getRgb()[:3] for s in plot.scatter.data}
+    assert brushes["a"] == brushes["c"] == (175, 175, 175)  # not timed: grey
+    fast, slow = plot.colour_map.map([0.0, 1.0], mode="byte")
+    assert brushes["b"] == tuple(fast[:3])  # the fastest point is the low end of the scale
+    assert plot.original.data[0]["brush"].color().getRgb()[:3] == tuple(slow[:3])
+    assert plot.colour_bar.levels() == pytest.approx((0.8, 3.0))
+    assert "grey: 2 not measured" in plot.summary.text()
+    assert plot.colour_bar.axis.labelText.startswith("Latency, int8 ONNX")  # the scale says what it is
+    assert plot.frontier_ids == ["b", "d", "a", "orig"]  # the frontier is still size against top-1
+    front_pen = next(s["pen"] for s in plot.scatter.data if s["data"] == "b")
+    assert front_pen.color().getRgb()[:3] == (230, 120, 30) and front_pen.widthF() == 2.5
+    plot.set_axes(colour="frontier")
+    assert not plot.colour_bar.isVisible()
+    assert next(s["brush"] for s in plot.scatter.data if s["data"] == "b").color().getRgb()[:3] == (230, 120, 30)

@@ -4,8 +4,11 @@ A method has a name, a one-sentence description (the GUI's tooltip), a typed
 config class (see :mod:`.config`), the layer types it applies to, and an
 ``apply`` that changes a :class:`CompressionState` in place for a set of
 layers, each with its own resolved config. Methods run in ``order``:
-architecture changes first, then pruning, then weight sharing/quantization;
-entropy coding happens in the codec. Optional hooks let fine-tuning keep the
+architecture changes first, then pruning, then weight sharing/quantization,
+then activation quantization; entropy coding happens in the codec. A method
+that measures something on images says so (``needs_calibration``: the caller
+then passes calibration images), and one that leaves the weights alone says
+that too (``changes_weights``: fine-tuning has nothing of it to keep). Optional hooks let fine-tuning keep the
 compression (``finetune_hooks``) and let a method store weights its own way
 (``decode_custom`` for ``WeightEncoding.kind == "custom"``).
 """
@@ -31,6 +34,7 @@ if TYPE_CHECKING:
 ORDER_ARCHITECTURE = 0
 ORDER_PRUNE = 10
 ORDER_SHARE = 20  # clustering / quantization
+ORDER_ACTIVATIONS = 30  # activation quantization: ranges measured on the final weights
 
 
 @dataclass
@@ -60,6 +64,8 @@ class CompressionMethod(ABC):
     layer_types: ClassVar[tuple[type[nn.Module], ...]] = (nn.Conv2d, nn.Linear)
     exclusive_with: ClassVar[tuple[str, ...]] = ()
     paper: ClassVar[str] = ""
+    needs_calibration: ClassVar[bool] = False  # reads ``state.calibration`` (images) when it applies
+    changes_weights: ClassVar[bool] = True  # False: fine-tuning keeps nothing of it in the weights
 
     def config_for(self, layer: str, config: Any) -> Any:
         """``config`` as this method's config object: recipes pass one, scripts may pass a dict."""

@@ -99,6 +99,24 @@ def apply_recipe_to_state(state: CompressionState, recipe: Recipe, *,
     return applied
 
 
+def needs_calibration(recipe: Recipe, registry: MethodRegistry) -> bool:
+    """True when applying ``recipe`` needs calibration images.
+
+    That is when a stage changes the architecture (substitutes are fitted on
+    images) or enables a method that measures something on them
+    (``needs_calibration``, e.g. activation ranges). Methods the registry does
+    not know are left to the recipe's own validation.
+    """
+    for stage in recipe.stage_list():
+        if stage.architecture:
+            return True
+        named = set(stage.methods) | {m for override in stage.layers.values()
+                                      for m, opts in override.items() if opts is not None}
+        if any(name in registry and registry.get(name).needs_calibration for name in named):
+            return True
+    return False
+
+
 def collect_finetune_hooks(state: CompressionState, applied: list[AppliedStep]) -> list[FinetuneHooks]:
     """The fine-tuning hooks of every applied method, in application order."""
     hooks = []

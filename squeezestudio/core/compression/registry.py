@@ -20,6 +20,7 @@ from typing import Any, Iterable, Optional, Union
 
 import numpy as np
 
+from squeezestudio.core.compression.activations import ActivationQuantization
 from squeezestudio.core.compression.clustering import KMeansClustering
 from squeezestudio.core.compression.encoding import CustomPayload
 from squeezestudio.core.compression.fire import FireMethod
@@ -119,7 +120,7 @@ class MethodRegistry:
 
 def builtin_methods() -> list[type[CompressionMethod]]:
     """The method classes shipped with SqueezeStudio."""
-    return [FireMethod, MagnitudePruning, KMeansClustering, WeightQuantization]
+    return [FireMethod, MagnitudePruning, KMeansClustering, WeightQuantization, ActivationQuantization]
 
 
 def build_registry(*, plugins: bool = True, entry_points: Optional[Iterable[Any]] = None) -> MethodRegistry:

@@ -25,6 +25,7 @@ import onnx
 import torch
 
 from squeezestudio.core.atomic_write import atomic_write_with
+from squeezestudio.core.compression.fake_quant import without_input_quantizers
 from squeezestudio.core.errors import ExportError
 from squeezestudio.core.io.loading.onnx_import import META_CLASS_NAMES, META_INPUT_SPEC
 from squeezestudio.core.model.handle import ModelHandle
@@ -64,11 +65,16 @@ def export_onnx(handle: ModelHandle, path: "str | os.PathLike[str]", *, opset: O
 
 
 def original_interface(handle: ModelHandle) -> torch.nn.Module:
-    """The handle's module with the file's own input layout and final activation (what is exported)."""
+    """The handle's module with the file's own input layout and final activation (what is exported).
+
+    Activation fake-quantizers are left out: the float file is the float
+    model, and the int8 export puts their grids back as real quantization.
+    """
     spec = handle.input_spec
+    module = without_input_quantizers(handle.module)
     if spec.layout == "nchw" and not handle.final_activation:
-        return handle.module
-    return OriginalOutput(handle.module, handle.final_activation, nhwc=spec.layout == "nhwc")
+        return module
+    return OriginalOutput(module, handle.final_activation, nhwc=spec.layout == "nhwc")
 
 
 def _file_example(handle: ModelHandle, batch: int) -> torch.Tensor:

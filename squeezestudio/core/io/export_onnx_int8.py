@@ -51,13 +51,15 @@ from onnx import numpy_helper
 from squeezestudio.core.atomic_write import atomic_write_bytes
 from squeezestudio.core.compression.compressed_model import CompressedModel
 from squeezestudio.core.compression.encoding import WeightEncoding
+from squeezestudio.core.compression.fake_quant import input_quantizers
 from squeezestudio.core.errors import DataError, ExportError
 from squeezestudio.core.io.export_formats import CALIBRATION_METHODS
 from squeezestudio.core.io.export_onnx import export_onnx
 from squeezestudio.core.model.handle import ModelHandle
 from squeezestudio.core.progress import CancelToken, ProgressCallback, check, report
 
-__all__ = ["CALIBRATION_METHODS", "Int8Export", "export_onnx_int8", "int8_kernel_ops", "quantize_onnx_int8"]
+__all__ = ["CALIBRATION_METHODS", "Int8Export", "activation_grids", "export_onnx_int8", "int8_kernel_ops",
+           "quantize_onnx_int8"]
 
 MAX_CALIBRATION_IMAGES = 512
 CALIBRATION_BATCH = 32
@@ -76,6 +78,7 @@ class Int8Export:
     exact_layers: list[str] = field(default_factory=list)
     rounded_layers: dict[str, float] = field(default_factory=dict)  # clustered: largest |error| per layer
     quantized_layers: list[str] = field(default_factory=list)  # float weights quantized by onnxruntime
+    activation_layers: list[str] = field(default_factory=list)  # inputs on the model's own activation grid
     data: bytes = b""
 
     @property
@@ -241,6 +244,56 @@ def _patch_bias(node: onnx.NodeProto, producers: dict[str, onnx.NodeProto], init
     _replace(inits, b_dq.input[1], safe.astype(np.float32))
 
 
+def activation_grids(module: torch.nn.Module) -> dict[str, tuple[float, int]]:
+    """``{layer: (scale, zero point)}`` of the model's own 8-bit input quantizers (``activations``).
+
+    Only 8-bit grids: onnxruntime's activations are uint8, which is exactly
+    that grid (0..255 with a zero point). Other widths are left to calibration.
+    """
+    return {name: (float(q.scale), int(q.zero_point)) for name, q in input_quantizers(module).items() if q.bits == 8}
+
+
+def _patch_activation_grids(proto: onnx.ModelProto, grids: dict[str, tuple[float, int]],
+                            floats: dict[str, np.ndarray], result: Int8Export) -> None:
+    """Give each weighted layer's input QuantizeLinear/DequantizeLinear the model's own grid.
+
+    The layer is found by its weight (``{layer}.weight_quantized``). A grid
+    initializer shared with an input that wants another grid is left as
+    onnxruntime calibrated it. The layer's int32 bias is re-quantized with the
+    new input scale (input scale x weight scale, as onnxruntime requires).
+    """
+    inits = _initializers(proto)
+    producers = {out: node for node in proto.graph.node for out in node.output}
+    wanted: dict[str, tuple[onnx.NodeProto, tuple[float, int], list[str]]] = {}
+    claims: dict[str, set[tuple[float, int]]] = {}
+    for node in proto.graph.node:
+        if node.op_type not in ("Conv", "Gemm", "MatMul") or len(node.input) < 2:
+            continue
+        w_dq, x_dq = producers.get(node.input[1]), producers.get(node.input[0])
+        if w_dq is None or x_dq is None or x_dq.op_type != "DequantizeLinear" or len(x_dq.input) < 3:
+            continue
+        layer = next((n for n in grids if w_dq.input[0] == f"{n}.weight_quantized"), None)
+        x_q = producers.get(x_dq.input[0])
+        if layer is None or x_q is None or x_q.op_type != "QuantizeLinear" or len(x_q.input) < 3:
+            continue
+        names = sorted({x_q.input[1], x_q.input[2], x_dq.input[1], x_dq.input[2]})
+        if not all(n in inits for n in names):
+            continue
+        wanted[layer] = (node, grids[layer], names)
+        for n in names:
+            claims.setdefault(n, set()).add(grids[layer])
+    for layer, (node, (scale, zero), names) in wanted.items():
+        if any(len(claims[n]) > 1 for n in names):
+            continue  # one tensor feeds layers that disagree on its grid: keep onnxruntime's
+        for name in names:
+            dtype = numpy_helper.to_array(inits[name]).dtype
+            _replace(inits, name, np.array(scale if dtype.kind == "f" else zero, dtype=dtype))
+        w_dq = producers[node.input[1]]
+        if w_dq.input[1] in inits:
+            _patch_bias(node, producers, inits, floats, numpy_helper.to_array(inits[w_dq.input[1]]).astype(np.float32))
+        result.activation_layers.append(layer)
+
+
 def _quantize_static(float_data: bytes, images: np.ndarray, method: str) -> onnx.ModelProto:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
@@ -276,9 +329,14 @@ def _quantize_static(float_data: bytes, images: np.ndarray, method: str) -> onnx
 
 def quantize_onnx_int8(float_data: bytes, calibration: Union[torch.Tensor, np.ndarray], *,
                        method: str = "minmax", encodings: Optional[dict[str, WeightEncoding]] = None,
+                       grids: Optional[dict[str, tuple[float, int]]] = None,
                        progress: Optional[ProgressCallback] = None,
                        cancel: Optional[CancelToken] = None) -> Int8Export:
-    """Quantize a float ONNX model (bytes) to int8 QDQ; the bytes are in the result's ``data``."""
+    """Quantize a float ONNX model (bytes) to int8 QDQ; the bytes are in the result's ``data``.
+
+    ``grids`` (:func:`activation_grids`) are the model's own input grids by
+    layer: those layers' inputs get them instead of the calibrated ranges.
+    """
     if method not in CALIBRATION_METHODS:
         raise ExportError(f"unknown calibration method {method!r}; choose one of {', '.join(CALIBRATION_METHODS)}")
     proto = onnx.load_from_string(float_data)
@@ -293,6 +351,7 @@ def quantize_onnx_int8(float_data: bytes, calibration: Union[torch.Tensor, np.nd
     report(progress, 0.8, "writing the model's own int8 weights")
     result = Int8Export(size_bytes=0, float_size_bytes=len(float_data), method=method,
                         calibration_images=len(images))
+    _patch_activation_grids(quantized, grids or {}, floats, result)
     _patch_exact_weights(quantized, floats, encodings or {}, result)
     _drop_zero_int32_zero_points(quantized)
     _strip(quantized, names=True)
@@ -332,7 +391,7 @@ def export_onnx_int8(model: Union[CompressedModel, ModelHandle], path: "str | os
     report(progress, 0.0, "exporting the float model")
     float_data = _float_onnx_bytes(handle)
     result = quantize_onnx_int8(float_data, calibration, method=method, encodings=encodings,
-                                progress=progress, cancel=cancel)
+                                grids=activation_grids(handle.module), progress=progress, cancel=cancel)
     result.size_bytes = atomic_write_bytes(path, result.data)
     report(progress, 1.0, "int8 model written")
     return result

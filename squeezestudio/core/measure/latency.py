@@ -97,7 +97,7 @@ def deployable_latency(model: Union[CompressedModel, ModelHandle], *, targets: S
                        cancel: Optional[CancelToken] = None) -> dict[str, LatencyResult]:
     """Export ``model`` in each deployable form and time it; ``calibration`` images are needed for int8."""
     from squeezestudio.core.io.export_onnx import export_onnx
-    from squeezestudio.core.io.export_onnx_int8 import quantize_onnx_int8
+    from squeezestudio.core.io.export_onnx_int8 import activation_grids, quantize_onnx_int8
 
     unknown = [t for t in targets if t not in TARGETS]
     if unknown:
@@ -118,7 +118,8 @@ def deployable_latency(model: Union[CompressedModel, ModelHandle], *, targets: S
         if target == "onnx-int8":
             if calibration is None:
                 raise DataError("timing the int8 model needs calibration images (the training data)")
-            data = quantize_onnx_int8(float_data, calibration, encodings=encodings, cancel=cancel).data
+            data = quantize_onnx_int8(float_data, calibration, encodings=encodings,
+                                      grids=activation_grids(handle.module), cancel=cancel).data
         report(step, 0.5, f"timing the {TARGET_LABELS[target]}")
         results[target] = onnx_latency(data, shape, target=target, batch=batch, threads=threads,
                                        repeats=repeats, cancel=cancel)

@@ -227,24 +227,31 @@ def format_bytes(n: float) -> str:
     return f"{n:.0f} B"
 
 
-def pareto_frontier(points: Sequence[tuple[float, Optional[float]]]) -> list[int]:
-    """Indices of the non-dominated points, ordered by increasing size.
+def pareto_frontier(points: Sequence[tuple[Optional[float], Optional[float]]], *,
+                   x_smaller_better: bool = True, y_larger_better: bool = True) -> list[int]:
+    """Indices of the non-dominated points, ordered by increasing x.
 
-    A point (size, accuracy) is dominated when another is no bigger and no
-    less accurate, and strictly better in one of the two. Points whose
-    accuracy is None/NaN are never on the frontier; of exact duplicates only
-    the first is returned. Sorting once and a running maximum make it
-    O(n log n) with no Python loop over the points.
+    By default a point is (size, accuracy): smaller x and larger y are
+    better. ``x_smaller_better``/``y_larger_better`` turn either direction
+    round, so any pair works (accuracy against latency: both flags as they
+    are for latency on x; size on y: ``y_larger_better=False``). A point is
+    dominated when another is at least as good in both and strictly better in
+    one. Points with a None/NaN coordinate are never on the frontier; of exact
+    duplicates only the first is returned. Sorting once and a running maximum
+    make it O(n log n) with no Python loop over the points.
     """
     if len(points) == 0:
         return []
-    arr = np.array([(float(s), np.nan if a is None else float(a)) for s, a in points], dtype=np.float64)
-    size, acc = arr[:, 0], arr[:, 1]
-    valid = ~np.isnan(acc) & ~np.isnan(size)
-    acc = np.where(valid, acc, -np.inf)
-    # Smallest size first; for equal sizes the most accurate first; then original order.
-    order = np.lexsort((np.arange(len(size)), -acc, size))
-    sorted_acc = acc[order]
-    best_before = np.concatenate(([-np.inf], np.maximum.accumulate(sorted_acc)[:-1]))
-    keep = (sorted_acc > best_before) & valid[order]
-    return [int(i) for i in order[keep]]
+    arr = np.array([(np.nan if x is None else float(x), np.nan if y is None else float(y)) for x, y in points],
+                   dtype=np.float64)
+    x = arr[:, 0] if x_smaller_better else -arr[:, 0]
+    y = arr[:, 1] if y_larger_better else -arr[:, 1]
+    valid = ~np.isnan(x) & ~np.isnan(y)
+    x, y = np.where(valid, x, np.inf), np.where(valid, y, -np.inf)
+    # Best x first; for equal x the best y first; then original order.
+    order = np.lexsort((np.arange(len(x)), -y, x))
+    sorted_y = y[order]
+    best_before = np.concatenate(([-np.inf], np.maximum.accumulate(sorted_y)[:-1]))
+    keep = (sorted_y > best_before) & valid[order]
+    front = [int(i) for i in order[keep]]
+    return front if x_smaller_better else front[::-1]

@@ -288,13 +288,14 @@ class StudioSession(SessionPoints):
         if data is None:
             raise SqueezeStudioError("open a data set (File > Open data) before evaluating a recipe")
         from squeezestudio.core.measure.measure_recipe import measure_recipe, retrain_config, retrains  # lazy: torch
+        from squeezestudio.core.compression.pipeline import needs_calibration
 
         if original or recipe is None:
             recipe_obj = recipe_from_dict({})
         else:
             recipe_obj = recipe_from_dict(recipe) if isinstance(recipe, dict) else recipe
         calibration = train = None
-        if not original and any(stage.architecture for stage in recipe_obj.stage_list()):
+        if not original and needs_calibration(recipe_obj, self.registry):
             report(progress, 0.0, "preparing calibration images")
             calibration = self.calibration_images(handle, data)
         config = None if original else retrain_config(recipe_obj)

@@ -69,6 +69,8 @@ def _recipe_steps(state: CompressionState, recipe: dict[str, Any], registry: Met
     plan = resolve(recipe_from_dict(recipe), state, registry, skip_methods=architecture, strict_names=False)
     steps: list[Step] = []
     for method, configs in plan:
+        if not method.changes_weights:  # e.g. activation quantization: nothing in the weights to keep
+            continue
         kinds = _KINDS_OF.get(method.name, "any")
         kept = {}
         for layer, cfg in configs.items():
