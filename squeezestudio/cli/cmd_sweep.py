@@ -40,6 +40,8 @@ def run(args: argparse.Namespace) -> int:
     from squeezestudio.core.compression.recipe import load_recipe
     from squeezestudio.core.session.experiments import above_chance, pareto_frontier
     from squeezestudio.core.errors import DataError
+    from squeezestudio.core.compression.pipeline import needs_calibration
+    from squeezestudio.core.data.calibration import calibration_images, training_source
     from squeezestudio.core.measure.measure_recipe import retrains
     from squeezestudio.core.measure.point_log import PointLog, log_folder_for
     from squeezestudio.core.measure.sweep import grid_recipes, parse_grid_axis, run_sweep, sweep_csv
@@ -51,16 +53,24 @@ def run(args: argparse.Namespace) -> int:
     print_warnings(handle)
     data = load_data_for(handle, args.data, args=args)
     points = grid_recipes(axes, load_recipe(args.recipe) if args.recipe else None)
+    registry = default_registry()
     retraining = any(retrains(recipe) for _, recipe in points)
-    if retraining and target is not None:
-        raise DataError("recipes that retrain are measured on this machine only for now; leave out --ray")
-    train = load_data_for(handle, args.train_data, "loading training data") if retraining else None
+    calibrated = any(needs_calibration(recipe, registry) for _, recipe in points)
+    if (retraining or calibrated) and target is not None:
+        raise DataError("recipes that retrain, substitute layers or quantize activations are measured on this "
+                        "machine only for now; leave out --ray")
+    source = training_source(args.data, args.train_data)
+    if retraining and source is None:
+        raise DataError("retraining needs training data apart from the evaluation data; pass --train-data")
+    needs_train = retraining or (calibrated and source is not None)
+    train = load_data_for(handle, source, "loading training data") if needs_train else None
+    calibration = calibration_images(train, data) if calibrated else None
     out = Path(args.output)
     log = PointLog(log_folder_for(out))
     with TerminalProgress(f"sweeping {len(points)} points") as bar:
         if target is None:
-            rows = run_sweep(handle, data, points, registry=default_registry(), batch_size=args.batch_size,
-                             train_data=train, log=log, progress=bar)
+            rows = run_sweep(handle, data, points, registry=registry, batch_size=args.batch_size,
+                             train_data=train, calibration=calibration, log=log, progress=bar)
         else:
             rows, failed = _sweep_on_ray(target, handle, data, points, args.batch_size, log, bar)
     resumed = sum(r.resumed for r in rows)

@@ -100,6 +100,19 @@ def test_sweep_writes_csv_and_png_with_a_pareto_frontier(capsys, tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_sweep_over_activation_bits_calibrates_on_training_images(capsys, tmp_path):
+    csv_path = tmp_path / "acts.csv"
+    run_cli(capsys, "sweep", str(demo_model_path("lenet300_100")), "--grid", "activations.bits=none,8,2",
+            "-o", str(csv_path))
+    rows = list(csv.DictReader(io.StringIO(csv_path.read_text())))
+    assert [r["label"] for r in rows] == ["original", "activations off", "activations.bits=8", "activations.bits=2"]
+    top1 = {r["label"]: float(r["top1"]) for r in rows}
+    assert abs(top1["activations.bits=8"] - top1["original"]) <= 0.01  # 8-bit activations keep accuracy
+    assert top1["activations.bits=2"] < top1["activations.bits=8"]  # 2 bits really quantize
+    sizes = {r["label"]: int(r["size_bytes"]) for r in rows}
+    assert sizes["activations.bits=8"] > sizes["activations off"]  # the ranges are stored in the file
+
+
 def test_sensitivity_writes_curves(capsys, tmp_path):
     out_csv = tmp_path / "s.csv"
     run_cli(capsys, "sensitivity", DEMO, "--layers", "features.0,classifier.1", "--sparsities", "0.5,0.9",

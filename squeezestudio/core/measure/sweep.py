@@ -16,6 +16,8 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
+import torch
+
 from squeezestudio.core.data.dataset import ImageDataset
 from squeezestudio.core.errors import CodecError, RecipeError
 from squeezestudio.core.measure.measure_recipe import measure_recipe, retrains
@@ -89,16 +91,18 @@ def sweep_points(points: Sequence[tuple[str, Any]]) -> list[tuple[str, Any]]:
 
 def measure_point(handle: ModelHandle, data: ImageDataset, label: str, recipe: Any, *,
                   registry: MethodRegistry, batch_size: Optional[int] = None, with_file: bool = True,
-                  train_data: Optional[ImageDataset] = None, progress: Optional[ProgressCallback] = None,
+                  train_data: Optional[ImageDataset] = None, calibration: Optional[torch.Tensor] = None,
+                  progress: Optional[ProgressCallback] = None,
                   cancel: Optional[CancelToken] = None) -> tuple[SweepRow, Optional[bytes]]:
     """One sweep row and (``with_file``) the .sqz bytes it measured (the row's size is their length).
 
     The local loop and a cluster worker both measure through this function, so
     a point is the same wherever it ran. ``train_data`` is what recipes that
-    retrain (a stage's ``finetune``) train on.
+    retrain (a stage's ``finetune``) train on; ``calibration`` the images that
+    substitutions are fitted on and activation ranges measured on.
     """
     m = measure_recipe(handle, recipe, data, registry=registry, reference=handle.module, batch_size=batch_size,
-                       train_data=train_data, progress=progress, cancel=cancel)
+                       train_data=train_data, calibration=calibration, progress=progress, cancel=cancel)
     row = SweepRow(label=label, recipe=recipe_to_dict(recipe), size_bytes=m.size_bytes, metrics=m.metrics())
     if not with_file:
         return row, None
@@ -141,6 +145,7 @@ def record_row(log: PointLog, key: str, row: SweepRow, sqz: Optional[bytes], wor
 def run_sweep(handle: ModelHandle, data: ImageDataset, points: Sequence[tuple[str, Any]], *,
               registry: MethodRegistry,
               batch_size: Optional[int] = None, train_data: Optional[ImageDataset] = None,
+              calibration: Optional[torch.Tensor] = None,
               log: Optional[PointLog] = None, progress: Optional[ProgressCallback] = None,
               cancel: Optional[CancelToken] = None) -> list[SweepRow]:
     """Measure every ``(label, recipe)`` point; the original model is measured first.
@@ -161,7 +166,7 @@ def run_sweep(handle: ModelHandle, data: ImageDataset, points: Sequence[tuple[st
         check(cancel)
         report(progress, i / len(all_points), label)
         row, sqz = measure_point(handle, data, label, recipe, registry=registry, batch_size=batch_size,
-                                 with_file=log is not None, train_data=train_data,
+                                 with_file=log is not None, train_data=train_data, calibration=calibration,
                                  progress=scaled(progress, i / len(all_points), (i + 1) / len(all_points)),
                                  cancel=cancel)
         if log is not None:
