@@ -144,6 +144,10 @@ class _BatchPlan:
         return min(self.timings)[1] if self.timings else self.candidates[0]
 
 
+PROBE_IMAGES = 2
+"""Images of the first (torch) batch for large inputs, before onnxruntime takes over."""
+
+
 def _with_runtime(model: nn.Module, x: torch.Tensor, out: torch.Tensor, remaining: int, per_image_s: float,
                   use_runtime: Optional[bool], device: torch.device) -> Optional[Callable[[torch.Tensor], Any]]:
     """An onnxruntime forward when it pays for its export (CPU only; see :mod:`.runtime_forward`)."""
@@ -229,9 +233,12 @@ def _evaluate(model: nn.Module, data: ImageDataset, batch_size: Optional[int], r
     ref_forward: Optional[Callable[[torch.Tensor], Any]] = reference
     checked_runtime = False
     start = 0
+    # The first batch runs in torch (it decides whether onnxruntime repays an export, and checks its
+    # outputs); at 224x224 torch is several times slower, so that probe is kept to a few images.
+    probe = PROBE_IMAGES if plan.fixed is None and int(data.images[0].numel()) > 3 * 64 * 64 else None
     while start < n:
         check(cancel)
-        size = plan.next_size()
+        size = plan.next_size() if probe is None or checked_runtime else probe
         x = data.images[start:start + size]
         if x.device != device or x.dtype != dtype:
             x = x.to(device=device, dtype=dtype)
