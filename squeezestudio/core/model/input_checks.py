@@ -81,7 +81,8 @@ def probe_forward(module: nn.Module, spec: InputSpec, source: str) -> int:
     except _OverBudget as over:
         check_elements(over.total, limit, f"one {shape} image through {source}", "activation_elements",
                        error=ModelLoadError)
-    except (RuntimeError, ValueError, IndexError, TypeError, ZeroDivisionError) as exc:
+    except (RuntimeError, ValueError, IndexError, TypeError, ZeroDivisionError, AttributeError, KeyError,
+            AssertionError, NotImplementedError, OverflowError) as exc:  # a damaged graph fails in any of these
         detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise ModelLoadError(f"{source} does not accept {shape} inputs ({detail}); give the input size the "
                              "model was trained on") from None

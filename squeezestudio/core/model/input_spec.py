@@ -29,6 +29,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 LAYOUTS = ("nchw", "nhwc")
 CHANNEL_ORDERS = ("rgb", "bgr")
 PIXEL_SCALES = (1.0, 255.0)
+MAX_CHANNELS = 4096  # input channels an image-like input may declare (a file claiming millions is refused)
 
 # The flags named in warnings; a warning is dropped once the user sets them.
 SIZE_FLAGS = "--input-size H,W"
@@ -99,6 +100,8 @@ class InputSpec:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"the input {key} must be a positive whole number, not {str(value)[:40]}")
             sizes[key] = value
+        if sizes["channels"] > MAX_CHANNELS:
+            raise ValueError(f"the input has {sizes['channels']:,} channels; an image has at most {MAX_CHANNELS:,}")
         mean, std, resize = d["mean"], d["std"], d.get("resize", ())
         if not all(isinstance(v, (list, tuple)) and len(v) <= 4096 for v in (mean, std, resize)):
             raise ValueError("the input mean, std and resize must be short lists of numbers")

@@ -64,9 +64,13 @@ def safe_torch_load(path: Path) -> Any:
     (a whole pickled module, numpy objects, a malicious payload) and
     :class:`ModelLoadError` when it is truncated or corrupt.
     """
+    from safetensors import SafetensorError  # torch.load also reads safetensors content, and raises its errors
+
     check_pickle_structure(path, path.name)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
+    except SafetensorError as exc:
+        raise ModelLoadError(f"{path.name} is a damaged safetensors file ({str(exc)[:160]})") from None
     except pickle.UnpicklingError as exc:
         text = str(exc)
         found = _GLOBAL_RE.search(text)
