@@ -53,7 +53,7 @@ def test_a_point_measured_on_all_images_is_a_separate_labelled_point(session):
                                                           full.compressed.handle.module.state_dict().values())]
     assert max(weights) == 0.0
     assert session.known_result(PRUNE) is point  # an interactive request still gets the subset's point
-    assert subset_summary([point, full]).endswith("· 1 on all 60 (◆)")
+    assert subset_summary([point, full]).endswith("· ◆: on all 60")
     assert measured_note(full) == "measured on all 60 images"
 
 

@@ -113,8 +113,7 @@ def subset_summary(experiments: Iterable[Any]) -> str:
         return ""
     texts = [f"{n:,} of {total:,}" for n, total in partial]
     text = f"measured on {' / '.join(texts)} images (a fixed stratified subset)"
-    full = [e for e in items if measured_on_all(e)]
-    if full:
-        total = int(full[0].metric("images_total"))
-        text += f" · {len(full)} on all {total:,} (◆)"
+    full = [e for e in items if measured_on_all(e) and not e.is_original]
+    if full:  # the plot draws these as diamonds (an original measured on all images stays a star)
+        text += f" · ◆: on all {int(full[0].metric('images_total')):,}"
     return text
