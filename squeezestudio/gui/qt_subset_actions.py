@@ -50,7 +50,7 @@ def measure_on_all_images(window: Any) -> bool:
     if point.is_original and not need_original:
         window.show_message(f"The original is already measured on all {total:,} images.")
         return False
-    handle, recipe = session.handle, (None if point.is_original else dict(point.recipe))
+    handle, data, recipe = session.handle, session.data, (None if point.is_original else dict(point.recipe))
     label = full_label(point.label, total)
 
     def job(progress: Any = None, cancel: Any = None) -> list[Experiment]:
@@ -65,7 +65,7 @@ def measure_on_all_images(window: Any) -> bool:
         return measured
 
     def finished(measured: list[Experiment]) -> None:
-        if session.handle is not handle or session.data is None or len(session.data) != total:
+        if session.handle is not handle or session.data is not data:
             return  # another model or data set was opened meanwhile: these numbers are not about it
         for experiment in measured:
             session.add_experiment(experiment)

@@ -95,3 +95,19 @@ def test_the_subset_size_is_set_in_a_dialog_and_remembered(qtbot, tmp_path):
     assert window.subset_dialog.spin.text() == "all images"
     window.subset_dialog.accept()
     assert window.session.interactive_limit is None and again.interactive_limit() == 0
+
+
+def test_measuring_on_all_images_can_be_cancelled(qtbot, app_settings):
+    app_settings.set_interactive_limit(20)
+    window = _window(qtbot, app_settings)
+    window.runner.evaluate_original()
+    _wait_for(qtbot, window, 1)
+    window.plot.set_current(window.session.experiments.original().id)
+    assert window.window_actions["measure_all"].text() == "Measure on &all images"
+    window.window_actions["measure_all"].trigger()
+    job = window.jobs.current("all_images")
+    assert job is not None and "Measuring original on all 60 images" in window.message_label.text()
+    window.window_actions["cancel"].trigger()  # Esc
+    qtbot.waitUntil(lambda: job.done, timeout=30000)
+    qtbot.waitUntil(lambda: "Cancelled" in window.message_label.text(), timeout=5000)
+    assert len(window.session.experiments) == 1 and window.jobs.current("all_images") is None
