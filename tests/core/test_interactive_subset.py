@@ -85,3 +85,18 @@ def test_an_evicted_point_is_rebuilt_on_its_own_images(session):
     session.set_interactive_limit(30)  # later points use another subset; the old point's bytes must not change
     cm, rebuilt = session.point_model(point)  # it would raise if its metrics (in the file) came out different
     assert rebuilt and session.points.read_bytes(point) == point_bytes
+
+
+def test_a_saved_project_keeps_which_images_each_point_saw(session, tmp_path):
+    session.add_experiment(session.evaluate_recipe(None, original=True))
+    full = session.add_experiment(session.evaluate_recipe(PRUNE, images=60))
+    session.model_path = "m.pt"
+    session.save_project(tmp_path / "p.sqproj")
+    reopened = StudioSession(model_loader=lambda path, trust=False: session.handle,
+                             data_loader=lambda source, handle: session.data, registry=default_registry())
+    reopened.open_project(tmp_path / "p.sqproj")
+    assert reopened.data is session.data
+    reopened.set_interactive_limit(20)
+    again = reopened.experiments.find(full.id)
+    assert again.metrics["images"] == 60 and measured_on_all(again)
+    assert reopened.current_original().metrics["images"] == 20 and reopened.known_result(PRUNE) is None

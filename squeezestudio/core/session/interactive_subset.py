@@ -26,7 +26,7 @@ DEFAULT_INTERACTIVE_LIMIT = 1000
 """Images an interactive point is measured on, by default (the GUI's setting starts here)."""
 
 SUBSET_SEED = 0
-"""The subset's seed: the CLI's ``--limit`` default, so a GUI point and ``--limit N`` see the same images."""
+"""The subset's seed: the same rule and seed as the CLI's ``--limit N`` (the same images for the same data)."""
 
 
 def check_limit(limit: Optional[int]) -> Optional[int]:
