@@ -1,6 +1,7 @@
 """The window's menus, actions and keyboard shortcuts, in one place.
 
-Actions call methods of the window by name, so this file is a readable list
+Actions call methods of the window by name (or a function of the window,
+for actions that live in their own module), so this file is a readable list
 of what the app offers and under which keys.
 """
 
@@ -11,6 +12,8 @@ from typing import Any, Callable, Optional
 
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QMenu
+
+from squeezestudio.gui.qt_subset_actions import ask_interactive_limit, measure_on_all_images
 
 
 @dataclass
@@ -25,8 +28,8 @@ class WindowActions:
         return self.actions[name]
 
 
-# name, text, shortcut, status tip, window method
-ACTIONS: tuple[tuple[str, str, Any, str, str], ...] = (
+# name, text, shortcut, status tip, window method (or a function taking the window)
+ACTIONS: tuple[tuple[str, str, Any, str, Any], ...] = (
     ("open_model", "&Open model…", QKeySequence.StandardKey.Open, "Open a model file", "ask_open_model"),
     ("model_input", "Model &input…", None, "Input size and preprocessing: how an image becomes the model's "
      "input, with a preview", "ask_model_input"),
@@ -53,6 +56,10 @@ ACTIONS: tuple[tuple[str, str, Any, str, str], ...] = (
      "model within a byte budget", "ask_search"),
     ("latency", "Measure &latency of this point", None, "Time the point's float and int8 ONNX in onnxruntime",
      "ask_latency"),
+    ("measure_all", "Measure on &all images", "Shift+F5", "Measure the highlighted point (and the original) on "
+     "every image, not the interactive subset", measure_on_all_images),
+    ("subset", "Interactive &subset…", None, "How many images interactive points are measured on",
+     ask_interactive_limit),
     ("about", "&About SqueezeStudio", None, "Version and credits", "show_about"),
 )
 
@@ -91,7 +98,7 @@ def build_actions(window: Any) -> WindowActions:
     for name in ("undo", "redo"):
         edit_menu.addAction(result[name])
     run_menu = bar.addMenu("&Run")
-    for name in ("evaluate", "cancel", "run_cluster", "search", "latency"):
+    for name in ("evaluate", "cancel", "run_cluster", "search", "latency", "measure_all", "subset"):
         run_menu.addAction(result[name])
     result.view_menu = bar.addMenu("&View")
     help_menu = bar.addMenu("&Help")
@@ -113,5 +120,7 @@ def fill_recent_menu(menu: QMenu, files: list[str], open_file: Callable[[str], N
         menu.addAction("(none yet)").setEnabled(False)
 
 
-def _caller(window: Any, method: str) -> Callable[..., None]:
+def _caller(window: Any, method: Any) -> Callable[..., None]:
+    if callable(method):
+        return lambda *_: method(window)
     return lambda *_: getattr(window, method)()

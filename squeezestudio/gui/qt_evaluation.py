@@ -65,10 +65,14 @@ class EvaluationRunner(QObject):
     message = Signal(str)
     pointShown = Signal(object)  # PointShown: every view shows this point's model
 
-    def __init__(self, session: StudioSession, jobs: JobManager, parent: Optional[QObject] = None) -> None:
+    def __init__(self, session: StudioSession, jobs: JobManager, parent: Optional[QObject] = None, *,
+                 limit: Optional[int] = None) -> None:
+        """``limit``: the images interactive points are measured on, as the user set it (0: all; None: keep)."""
         super().__init__(parent)
         self.session = session
         self.jobs = jobs
+        if limit is not None:
+            session.set_interactive_limit(limit)
 
     # -- loading --------------------------------------------------------
     def open_model(self, path: str, *, trust: bool = False,
@@ -155,7 +159,7 @@ class EvaluationRunner(QObject):
         return self.session.handle is not None and self.session.data is not None
 
     def evaluate_original(self) -> None:
-        if self.ready() and self.session.experiments.original() is None:
+        if self.ready() and self.session.current_original() is None:  # on the images points are measured on
             self._run("original", None, original=True)
 
     def evaluate(self, recipe: Any) -> None:

@@ -87,7 +87,7 @@ class QtMainWindow(WindowFileActions, QMainWindow):
         self.setDockNestingEnabled(True)
 
         self.jobs = JobManager(self)
-        self.runner = EvaluationRunner(self.session, self.jobs, self)
+        self.runner = EvaluationRunner(self.session, self.jobs, self, limit=self.settings.interactive_limit())
         self.plot: Any = None  # pyqtgraph views are built after the first paint
         self.layers: Any = None
         self.tabs = QTabWidget()

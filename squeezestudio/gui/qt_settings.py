@@ -1,4 +1,4 @@
-"""What the app remembers between runs (QSettings): window layout, recent files, last data."""
+"""What the app remembers between runs (QSettings): window layout, recent files, last data, the subset size."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Optional
 
 from PySide6.QtCore import QByteArray, QSettings
+
+from squeezestudio.core.session.interactive_subset import DEFAULT_INTERACTIVE_LIMIT
 
 MAX_RECENT = 10
 
@@ -46,6 +48,18 @@ class AppSettings:
 
     def set_last_data(self, source: str) -> None:
         self.qsettings.setValue("last_data", source)
+
+    def interactive_limit(self) -> int:
+        """Images interactive points are measured on (0: all of them); the core's default until set."""
+        value = self.qsettings.value("interactive_limit", DEFAULT_INTERACTIVE_LIMIT)
+        try:
+            limit = int(value)
+        except (TypeError, ValueError):
+            return DEFAULT_INTERACTIVE_LIMIT
+        return limit if limit >= 0 else DEFAULT_INTERACTIVE_LIMIT
+
+    def set_interactive_limit(self, limit: int) -> None:
+        self.qsettings.setValue("interactive_limit", int(limit))
 
     def last_clean_exit(self) -> Optional[float]:
         """When the window last closed normally (seconds since the epoch), or None."""

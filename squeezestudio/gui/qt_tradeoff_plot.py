@@ -7,7 +7,9 @@ the core's :func:`~squeezestudio.core.session.plot_axes.plot_frontier` for
 that pair, with each metric's own better side, drawn as a step line. Points
 can be coloured by a third metric (a viridis scale with a colour bar; points
 that lack it are grey), otherwise frontier points are orange. The original
-model is a star. Hovering shows the recipe, clicking emits the experiment id
+model is a star. When points were measured on a subset of the data, the
+summary says which, and points measured on all images are diamonds.
+Hovering shows the recipe, clicking emits the experiment id
 so the window can restore that recipe. The plot redraws from the
 ExperimentLog's change callbacks and holds no state beyond its three choices.
 """
@@ -24,6 +26,7 @@ from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSizePolicy, QTool
 
 from squeezestudio.core.atomic_write import atomic_write_bytes
 from squeezestudio.core.session.experiments import Experiment, ExperimentLog, format_bytes, recipe_summary
+from squeezestudio.core.session.interactive_subset import measured_note, measured_on_all, subset_summary
 from squeezestudio.core.session.plot_axes import PLOT_METRICS, SIZE, PlotMetric, frontier_steps, plot_frontier, plot_metric
 from squeezestudio.gui.qt_worker import describe_error
 
@@ -89,6 +92,7 @@ class QtTradeoffPlot(QWidget):
         self.current_id: Optional[str] = None
         self.frontier_ids: list[str] = []
         self._ids: list[str] = []
+        self._mixed = False  # points measured on a subset and on all images are both shown
 
         self.x_combo = _metric_combo("Which measured number goes across")
         self.combo = _metric_combo("Which measured number goes up")
@@ -207,6 +211,7 @@ class QtTradeoffPlot(QWidget):
         idx = plot_frontier(points, self.x_name, self.metric_name, self.log.chance)  # chance: never optimal
         self.frontier_ids = [points[i].id for i in idx]
         colours = self._colours(points)
+        self._mixed = bool(subset_summary(points))  # some points saw a subset: mark those that saw everything
         normal = [e for e in points if not e.is_original]
         originals = [e for e in points if e.is_original]
         self.scatter.setData(spots=[self._spot(e, colours) for e in normal])
@@ -222,6 +227,8 @@ class QtTradeoffPlot(QWidget):
             self.plot.enableAutoRange(axis="y")
         self.plot.enableAutoRange(axis="x")
         self.summary.setText(self._summary_text(points))
+        subset = subset_summary(points)  # also above the plot: the summary line gives way on a narrow window
+        self.plot.setTitle(f"Points {subset}" if subset else None, size="9pt")
         self.summary.setToolTip(self.summary.text())
 
     def _colours(self, points: list[Experiment]) -> dict[str, tuple[int, int, int]]:
@@ -253,7 +260,8 @@ class QtTradeoffPlot(QWidget):
         else:
             brush = GOLD if e.is_original else ORANGE if on_front else BLUE
             pen = pg.mkPen((200, 30, 30) if current else (30, 30, 30), width=3 if current else 1)
-        return {"pos": self._pos(e), "data": e.id, "brush": pg.mkBrush(*brush), "pen": pen,
+        symbol = "star" if e.is_original else "d" if self._mixed and measured_on_all(e) else "o"
+        return {"pos": self._pos(e), "data": e.id, "brush": pg.mkBrush(*brush), "pen": pen, "symbol": symbol,
                 "size": (18 if e.is_original else 10) + (6 if current else 0)}
 
     def _summary_text(self, points: list[Experiment]) -> str:
@@ -270,7 +278,9 @@ class QtTradeoffPlot(QWidget):
             missing = sum(plot_metric(self.colour_name).value(e) is None for e in points)
             text += f" · grey: {missing} not measured" if missing else ""
         hidden = len(self.log) - len(points)
-        return text + (f" · {hidden} not shown (unmeasured)" if hidden else "")
+        subset = subset_summary(points)  # first: the summary gives way at its right end
+        return (f"{subset[0].upper()}{subset[1:]} · " if subset else "") + text + (
+            f" · {hidden} not shown (unmeasured)" if hidden else "")
 
     def _tip(self, x: float, y: float, data: object) -> str:
         e = self.log.find(str(data))
@@ -286,6 +296,8 @@ class QtTradeoffPlot(QWidget):
         for metric in PLOT_METRICS.values():
             if metric.unit == "ms" and metric.value(e) is not None:
                 lines.append(f"{metric.label}: {metric.value(e):.3f} ms")
+        if measured_note(e):
+            lines.append(measured_note(e))
         if not e.is_original:
             lines.append(recipe_summary(e.recipe, self.defaults))
         return "\n".join(lines)

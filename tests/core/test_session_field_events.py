@@ -33,7 +33,7 @@ def session() -> StudioSession:
 
 def test_every_session_field_has_its_own_event(session):
     assert set(session.changed.names) == {"handle", "model_path", "data", "data_source", "train_source", "recipe",
-                                          "selected_layer", "project_path", "unsaved"}
+                                          "selected_layer", "project_path", "unsaved", "interactive_limit"}
     with pytest.raises(AttributeError, match="no evented field 'nonsense'"):
         session.changed.nonsense
 

@@ -25,8 +25,8 @@ from squeezestudio.core.errors import SqueezeStudioError
 if TYPE_CHECKING:  # the registry imports torch and every method; this module is needed before them
     from squeezestudio.core.compression.registry import MethodRegistry
 
-METRIC_KEYS = ("top1", "top5", "agreement", "loss", "latency")
-"""Metric names an experiment may carry (latency is milliseconds per image)."""
+METRIC_KEYS = ("top1", "top5", "agreement", "loss", "latency", "images", "images_total")
+"""Metric names an experiment may carry (latency is milliseconds per image; images: how many it was measured on)."""
 
 KEEP_ARTIFACTS = 4
 """How many recent experiments keep their in-memory compressed model (memory bound)."""

@@ -87,7 +87,10 @@ class SessionPoints:
                 raise
         from squeezestudio.core.compression.recipe import recipe_from_dict  # lazy: torch, as in the session
 
-        again = self.evaluate_recipe(recipe_from_dict(experiment.recipe), progress, cancel)  # type: ignore[attr-defined]
+        images = experiment.metric("images")  # the same images: the metrics are part of the file's bytes
+        evaluate = self.evaluate_recipe  # type: ignore[attr-defined]
+        again = evaluate(recipe_from_dict(experiment.recipe), progress, cancel,
+                         images=None if images is None else int(images))
         if again.size_bytes != experiment.size_bytes:
             raise SqueezeStudioError(
                 f"rebuilding point {experiment.label} from its recipe gave {again.size_bytes:,} bytes, not the "

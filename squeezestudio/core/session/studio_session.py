@@ -24,6 +24,8 @@ from squeezestudio.core.atomic_write import PathLike, atomic_write_bytes
 from squeezestudio.core.data.calibration import CALIBRATION_IMAGES, calibration_images, training_source
 from squeezestudio.core.errors import SqueezeStudioError
 from squeezestudio.core.session.evented import EventedField, FieldEvents
+from squeezestudio.core.session.interactive_subset import (DEFAULT_INTERACTIVE_LIMIT, SubsetCache, check_limit,
+                                                           full_label, same_images, subset_size)
 from squeezestudio.core.session.point_store import PointStore
 from squeezestudio.core.session.session_points import SessionPoints, points_folder_for  # noqa: F401 - re-exported
 from squeezestudio.core.progress import CancelToken, ProgressCallback, report
@@ -113,6 +115,7 @@ class StudioSession(SessionPoints):
     selected_layer = EventedField[Optional[str]](None)
     project_path = EventedField[Optional[Path]](None)
     unsaved = EventedField[bool](False)  # experiments were added since the project was last saved or opened
+    interactive_limit = EventedField[Optional[int]](DEFAULT_INTERACTIVE_LIMIT)  # None: measure on every image
 
     def __init__(self, *, registry: Union["MethodRegistry", Callable[[], "MethodRegistry"]],
                  model_loader: Optional[Callable[..., "ModelHandle"]] = None,
@@ -123,6 +126,7 @@ class StudioSession(SessionPoints):
         self.changed = FieldEvents(type(self))  # one typed event per field above
         self.experiments = ExperimentLog()
         self._train_cache: Any = None  # ((id(module), source), dataset): loaded once per model and source
+        self._subsets = SubsetCache()  # the interactive points' fixed subset of the data
         self.points = PointStore()  # every measured point's .sqz; its folder is chosen on the first point
         self._undo: list[Optional["Recipe"]] = []
         self._redo: list[Optional["Recipe"]] = []
@@ -187,6 +191,7 @@ class StudioSession(SessionPoints):
         """Make ``dataset`` the evaluation data; existing metrics came from other data."""
         self.data = dataset
         self.data_source = source
+        self._subsets, self._reference_cache = SubsetCache(), []  # they hold the old data's images
         self.experiments.clear()
         self.points = PointStore()
         self.unsaved = False
@@ -272,17 +277,37 @@ class StudioSession(SessionPoints):
             self.events.selection.emit(name)
 
     # -- evaluation -----------------------------------------------------
+    def set_interactive_limit(self, limit: Optional[int]) -> None:
+        """Measure interactive points on a fixed subset of ``limit`` images (0 or None: all of them)."""
+        self.interactive_limit = check_limit(limit)
+
+    def interactive_images(self) -> Optional[int]:
+        """How many images an interactive point is measured on now (None without data)."""
+        return None if self.data is None else subset_size(len(self.data), self.interactive_limit)
+
+    def current_original(self) -> Optional[Experiment]:
+        """The original model measured on the images interactive points are measured on now, if it was."""
+        images = self.interactive_images()
+        return next((e for e in self.experiments.list() if e.is_original
+                     and (images is None or same_images(e, images))), None)
+
     def evaluate_recipe(self, recipe: Any = None, progress: Optional[ProgressCallback] = None,
                         cancel: Optional[CancelToken] = None, *, label: str = "",
-                        original: bool = False) -> Experiment:
+                        original: bool = False, images: Optional[int] = None) -> Experiment:
         """Compress the model with ``recipe``, measure the .sqz size, evaluate it.
 
         Safe to run in a worker thread: it reads the current model and data
         once and changes no session state (add the result with
         :meth:`add_experiment` on the caller's thread). ``original=True``
         measures the uncompressed model stored as .sqz (the reference point).
+        It is evaluated on the fixed subset of ``images`` images (default:
+        :meth:`interactive_images`; the data's length: all of them, labelled
+        so); calibration always uses the whole data, so the compressed model
+        does not depend on the subset.
         """
-        handle, data = self.handle, self.data
+        handle, full = self.handle, self.data
+        images = images if images is not None else self.interactive_images()
+        data = None if full is None or images is None else self._subsets.get(full, int(images))
         if handle is None:
             raise SqueezeStudioError("open a model before evaluating a recipe")
         if data is None:
@@ -297,7 +322,7 @@ class StudioSession(SessionPoints):
         calibration = train = None
         if not original and needs_calibration(recipe_obj, self.registry):
             report(progress, 0.0, "preparing calibration images")
-            calibration = self.calibration_images(handle, data)
+            calibration = self.calibration_images(handle, full)
         config = None if original else retrain_config(recipe_obj)
         if not original and retrains(recipe_obj):
             report(progress, 0.0, "loading training data")
@@ -309,12 +334,14 @@ class StudioSession(SessionPoints):
                                   teacher=handle.module, progress=progress, cancel=cancel)
         cm, sizes, size, result = (measured.compressed, measured.size_report, measured.size_bytes,
                                    measured.evaluation)
-        metrics = _metrics_of(result)
+        metrics = {**_metrics_of(result), "images": float(len(data)), "images_total": float(len(full))}
         if original and metrics.get("agreement") is None:
             metrics["agreement"] = 1.0
         recipe_dict = {} if original else recipe_to_dict(recipe)
         summary = "original" if original else recipe_summary(recipe_dict, method_defaults(self.registry)) + (
             f" + retrain {config.epochs} ep" if config is not None else "")
+        if len(data) == len(full) and subset_size(len(full), self.interactive_limit) < len(full):
+            summary = full_label(summary, len(full))  # interactive points use a subset: this one did not
         experiment = Experiment(id=new_experiment_id(), recipe=recipe_dict, label=label or summary,
                                 size_bytes=size, metrics=metrics, is_original=original,
                                 compressed=cm, size_report=sizes)
@@ -322,15 +349,19 @@ class StudioSession(SessionPoints):
         return experiment
 
     def _reference_top1(self, handle: Any, data: Any, cancel: Optional[CancelToken]) -> Any:
-        """The original model's predictions on the data, computed once per (model, data) pair."""
+        """The original model's predictions on the data, computed once per (model, data) pair.
+
+        Two pairs are kept: the interactive subset's and the full data's, so
+        measuring one point on all images does not cost the next slider move.
+        """
         from squeezestudio.core.measure.evaluation import reference_predictions  # lazy: torch
 
-        key = (id(handle.module), id(data))
-        cached = getattr(self, "_reference_cache", None)
-        if cached is not None and cached[0] == key:
-            return cached[1]
+        cached = list(getattr(self, "_reference_cache", ()))
+        for module, dataset, preds in cached:
+            if module is handle.module and dataset is data:
+                return preds
         preds = reference_predictions(handle.module, data, cancel=cancel)
-        self._reference_cache = (key, preds)  # a plain attribute swap: safe from a worker thread
+        self._reference_cache = ([(handle.module, data, preds)] + cached)[:2]  # an attribute swap: thread-safe
         return preds
 
     def calibration_images(self, handle: Any = None, data: Any = None, count: int = CALIBRATION_IMAGES) -> Any:
@@ -355,13 +386,16 @@ class StudioSession(SessionPoints):
         """An experiment that already measured ``recipe``, so it need not be measured again.
 
         A recipe that compresses nothing is the original model; otherwise the
-        newest experiment with an identical recipe. None: evaluate it.
+        newest experiment with an identical recipe, measured on the images
+        interactive points are measured on now. None: evaluate it.
         """
         wanted = recipe_to_dict(recipe)
         if not any(wanted.get(k) for k in ("methods", "layers", "architecture")):
-            return self.experiments.original()
+            return self.current_original()
+        images = self.interactive_images()
         for experiment in reversed(self.experiments.list()):
-            if not experiment.is_original and experiment.recipe == wanted:
+            if (not experiment.is_original and experiment.recipe == wanted
+                    and (images is None or same_images(experiment, images))):
                 return experiment
         return None
 
