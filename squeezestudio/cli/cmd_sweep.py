@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     if resumed:
         print(f"resumed {resumed} point(s) already measured in {log.folder}")
     chance = 1.0 / len(handle.class_names) if handle.class_names else None  # guessing is never Pareto-optimal
-    front = pareto_frontier([(r.size_bytes, r.metrics.get(args.metric) if above_chance(r.metrics.get("top1"), chance)
+    front = pareto_frontier([(r.size_bytes, r.metrics.get(args.metric) if above_chance(r.metrics.get("top1"), chance, r.metrics.get("n"))
                               else None) for r in rows])
     print(f"{'configuration':45s} {'bytes':>12s} {args.metric:>8s}  pareto")
     for i, r in enumerate(rows):

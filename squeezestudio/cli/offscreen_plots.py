@@ -104,9 +104,10 @@ def save_tradeoff_png(rows: Sequence, path: Path, metric: str = "top1", chance: 
 
     Points whose top-1 is at or below ``chance`` (guessing) are drawn but never on the frontier.
     """
-    points = [(float(r.size_bytes), r.metrics.get(metric), r.label, r.metrics.get("top1")) for r in rows]
-    shown = [(x, float(y), label) for x, y, label, _ in points if y is not None]
-    eligible = [above_chance(top1, chance) for _, y, _, top1 in points if y is not None]
+    points = [(float(r.size_bytes), r.metrics.get(metric), r.label, r.metrics.get("top1"), r.metrics.get("n"))
+              for r in rows]
+    shown = [(x, float(y), label) for x, y, label, _, _ in points if y is not None]
+    eligible = [above_chance(top1, chance, n) for _, y, _, top1, n in points if y is not None]
     image = Image.new("RGB", (WIDTH, HEIGHT), "white")
     draw = ImageDraw.Draw(image)
     axes = _Axes(draw, [p[0] for p in shown], [p[1] for p in shown], x_format=lambda v: format_bytes(int(v)),

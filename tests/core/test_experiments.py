@@ -126,3 +126,16 @@ def test_points_at_or_below_chance_are_never_pareto_optimal():
     assert log.pareto_ids() == ["good"] and log.pareto_ids("agreement") == ["good"]
     log.chance = None  # unknown class count: nothing is filtered
     assert log.pareto_ids() == ["tiny", "good"]
+
+
+def test_a_point_within_sampling_noise_of_chance_counts_as_guessing():
+    from squeezestudio.core.session.experiments import above_chance
+
+    assert not above_chance(0.1031, 0.1, n=359)  # 37 of 359 digits: guessing gives 36 +- 6
+    assert above_chance(0.1031, 0.1)  # without n only chance itself is guessing
+    assert above_chance(0.20, 0.1, n=359) and not above_chance(0.10, 0.1)
+    assert above_chance(None, 0.1, n=359) and above_chance(0.05, None)
+    log = ExperimentLog([Experiment("o", {}, "original", 300, {"top1": 0.97, "n": 359}, is_original=True),
+                         Experiment("a", {}, "a", 100, {"top1": 0.1031, "n": 359}),
+                         Experiment("b", {}, "b", 200, {"top1": 0.80, "n": 359})], chance=0.1)
+    assert log.pareto_ids("top1") == ["b", "o"]

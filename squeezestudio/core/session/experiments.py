@@ -10,6 +10,7 @@ bring every point back. :func:`pareto_frontier` picks the points worth keeping.
 from __future__ import annotations
 
 import csv
+import math
 import io
 import time
 import uuid
@@ -207,14 +208,24 @@ def _short(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
-def above_chance(top1: Optional[float], chance: Optional[float]) -> bool:
-    """False for a model no better than guessing (its top-1 at or below ``chance``); True when unknown."""
-    return top1 is None or chance is None or top1 > chance + 1e-9
+def above_chance(top1: Optional[float], chance: Optional[float], n: Optional[float] = None) -> bool:
+    """False for a model no better than guessing; True when unknown.
+
+    With ``n`` (the images it was measured on) "no better than guessing" allows
+    for sampling noise: a top-1 within two standard errors of ``chance`` (a
+    binomial at chance over n images: 10.3% of 359 digits is 37 hits, where
+    guessing gives 36 +- 6) is guessing too. Without ``n``, only at or below chance.
+    """
+    if top1 is None or chance is None:
+        return True
+    margin = 2.0 * math.sqrt(chance * (1.0 - chance) / n) if n else 0.0
+    return top1 > chance + margin + 1e-9
 
 
 def frontier_points(items: Sequence[Any], metric: str, chance: Optional[float]) -> list[tuple[float, Optional[float]]]:
     """``(size, metric)`` per experiment, the metric None (never on the frontier) for points at chance."""
-    return [(e.size_bytes, e.metric(metric) if above_chance(e.metric("top1"), chance) else None) for e in items]
+    return [(e.size_bytes, e.metric(metric) if above_chance(e.metric("top1"), chance, e.metric("n")) else None)
+            for e in items]
 
 
 def format_bytes(n: float) -> str:
