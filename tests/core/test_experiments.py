@@ -139,3 +139,9 @@ def test_a_point_within_sampling_noise_of_chance_counts_as_guessing():
                          Experiment("a", {}, "a", 100, {"top1": 0.1031, "n": 359}),
                          Experiment("b", {}, "b", 200, {"top1": 0.80, "n": 359})], chance=0.1)
     assert log.pareto_ids("top1") == ["b", "o"]
+
+
+def test_the_windows_points_count_their_images_for_the_chance_rule_too():
+    log = ExperimentLog([Experiment("a", {}, "a", 100, {"top1": 0.1031, "images": 359.0}),
+                         Experiment("b", {}, "b", 200, {"top1": 0.80, "images": 359.0})], chance=0.1)
+    assert log.pareto_ids("top1") == ["b"]

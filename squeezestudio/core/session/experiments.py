@@ -224,8 +224,14 @@ def above_chance(top1: Optional[float], chance: Optional[float], n: Optional[flo
 
 def frontier_points(items: Sequence[Any], metric: str, chance: Optional[float]) -> list[tuple[float, Optional[float]]]:
     """``(size, metric)`` per experiment, the metric None (never on the frontier) for points at chance."""
-    return [(e.size_bytes, e.metric(metric) if above_chance(e.metric("top1"), chance, e.metric("n")) else None)
+    return [(e.size_bytes, e.metric(metric) if above_chance(e.metric("top1"), chance, images_measured(e)) else None)
             for e in items]
+
+
+def images_measured(experiment: Any) -> Optional[float]:
+    """How many images a point was measured on: ``images`` (the GUI's points) or ``n`` (sweep rows)."""
+    value = experiment.metric("images")
+    return value if value is not None else experiment.metric("n")
 
 
 def format_bytes(n: float) -> str:

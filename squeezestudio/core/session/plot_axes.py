@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
 from squeezestudio.core.measure.latency_settings import TARGET_LABELS, TARGETS
-from squeezestudio.core.session.experiments import above_chance, pareto_frontier
+from squeezestudio.core.session.experiments import above_chance, images_measured, pareto_frontier
 
 SIZE = "size_bytes"
 
@@ -78,7 +78,7 @@ def plot_frontier(items: Sequence[Any], x: str, y: str, chance: Optional[float] 
     or below ``chance``), is never on the frontier.
     """
     mx, my = plot_metric(x), plot_metric(y)
-    points = [(mx.value(e), my.value(e)) if above_chance(e.metric("top1"), chance, e.metric("n")) else (None, None)
+    points = [(mx.value(e), my.value(e)) if above_chance(e.metric("top1"), chance, images_measured(e)) else (None, None)
               for e in items]
     return pareto_frontier(points, x_smaller_better=mx.smaller_is_better, y_larger_better=not my.smaller_is_better)
 
