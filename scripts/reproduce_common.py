@@ -8,6 +8,7 @@ wrote and from the original model measured on the same evaluation data.
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from squeezestudio.cli.main import main as cli_main
@@ -24,11 +25,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_recipe(model: Path, recipe: Path, out: Path) -> int:
-    """``squeezestudio compress MODEL --recipe RECIPE --data digits -o OUT``, printed and run."""
-    argv = ["compress", str(model.relative_to(ROOT)), "--recipe", str(recipe.relative_to(ROOT)),
-            "--data", "digits", "-o", str(out)]
-    print("$ squeezestudio " + " ".join(argv), flush=True)
-    return cli_main(argv)
+    """``squeezestudio compress MODEL --recipe RECIPE --data digits -o OUT``, printed (paths from the
+    repository root) and run (absolute paths, so the script works from any folder)."""
+    shown = ["compress", str(model.relative_to(ROOT)), "--recipe", str(recipe.relative_to(ROOT)),
+             "--data", "digits", "-o", str(out)]
+    print("$ squeezestudio " + " ".join(shown), flush=True)
+    return cli_main(["compress", str(model), "--recipe", str(recipe), "--data", "digits", "-o", str(out)])
 
 
 def check_target(model: Path, out: Path, *, min_ratio: float, max_loss: float) -> bool:
@@ -46,3 +48,17 @@ def check_target(model: Path, out: Path, *, min_ratio: float, max_loss: float) -
           f"({100 * (1 - size / base_bytes):.1f}% fewer) at {loss:+.2f} points top-1 loss on {val.name} "
           f"(target >= {min_ratio:g}x at <= {max_loss:g} point: {'met' if met else 'NOT met'})")
     return met
+
+
+def reproduce(description: str, model: Path, recipe: Path, default_out: Path, *, min_ratio: float,
+              max_loss: float) -> int:
+    """The whole script: ``--out``, the recipe run by the CLI, then the target check on the written file."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--out", type=Path, default=default_out)
+    args = parser.parse_args()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    code = run_recipe(model, recipe, args.out)
+    if code == 0:
+        check_target(model, args.out, min_ratio=min_ratio, max_loss=max_loss)
+    return code
+

@@ -17,25 +17,9 @@ on the validation split reported. This script then checks the paper's target
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
-from reproduce_common import ROOT, check_target, run_recipe
-
-MODEL = ROOT / "resources" / "demo" / "lenet300_100_digits.safetensors"
-RECIPE = ROOT / "resources" / "recipes" / "deep_compression_lenet300.yaml"
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=ROOT / "out" / "lenet300_100_deep_compression.sqz")
-    args = parser.parse_args()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    code = run_recipe(MODEL, RECIPE, args.out)
-    if code == 0:
-        check_target(MODEL, args.out, min_ratio=40.0, max_loss=1.0)
-    return code
-
+from reproduce_common import ROOT, reproduce
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(reproduce(__doc__.splitlines()[0], ROOT / "resources" / "demo" / "lenet300_100_digits.safetensors",
+                               ROOT / "resources" / "recipes" / "deep_compression_lenet300.yaml",
+                               ROOT / "out" / "lenet300_100_deep_compression.sqz", min_ratio=40.0, max_loss=1.0))

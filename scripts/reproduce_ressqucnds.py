@@ -17,25 +17,9 @@ the validation split reported. This script then checks the paper's claim
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
-from reproduce_common import ROOT, check_target, run_recipe
-
-MODEL = ROOT / "resources" / "demo" / "cnds8_digits.safetensors"
-RECIPE = ROOT / "resources" / "recipes" / "fire_bypass_cnds8.yaml"
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=ROOT / "out" / "cnds8_fire_bypass.sqz")
-    args = parser.parse_args()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    code = run_recipe(MODEL, RECIPE, args.out)
-    if code == 0:
-        check_target(MODEL, args.out, min_ratio=5.0, max_loss=1.0)
-    return code
-
+from reproduce_common import ROOT, reproduce
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(reproduce(__doc__.splitlines()[0], ROOT / "resources" / "demo" / "cnds8_digits.safetensors",
+                               ROOT / "resources" / "recipes" / "fire_bypass_cnds8.yaml",
+                               ROOT / "out" / "cnds8_fire_bypass.sqz", min_ratio=5.0, max_loss=1.0))
