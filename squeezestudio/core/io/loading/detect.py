@@ -114,7 +114,7 @@ def _zip_kind(path: Path) -> str:
     try:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
-    except (zipfile.BadZipFile, OSError) as exc:
+    except (zipfile.BadZipFile, OSError, UnicodeDecodeError) as exc:  # a damaged entry name is damage too
         raise ModelLoadError(f"{path} is truncated or corrupt: it starts like a PyTorch "
                              f"checkpoint (zip archive) but cannot be read as one") from exc
     if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):

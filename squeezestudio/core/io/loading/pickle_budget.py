@@ -149,5 +149,5 @@ def check_pickle_structure(path: Path, source: str) -> None:
                 walk.run(fh)
     except _Malformed:
         return
-    except (OSError, zipfile.BadZipFile, EOFError):
+    except (OSError, zipfile.BadZipFile, EOFError, UnicodeDecodeError):  # torch.load then names the damage
         return

@@ -111,8 +111,12 @@ class SpecGraphModule(nn.Module):
         owner, leaf = self._owner(str(entry["path"]))
         if leaf in owner._modules:
             raise GraphSpecError(f"module path {entry['path']!r} appears twice")
-        with torch.device("meta"):  # measure first: a tiny file must not make us allocate terabytes
-            probe = cls(**kwargs)
+        try:
+            with torch.device("meta"):  # measure first: a tiny file must not make us allocate terabytes
+                probe = cls(**kwargs)
+        except (RuntimeError, ValueError, TypeError, OverflowError, ZeroDivisionError) as exc:
+            raise GraphSpecError(f"module {str(entry['path'])[:80]!r} ({type_name}) cannot be built from its "
+                                 f"arguments ({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})") from None
         self._count(sum(t.numel() for t in list(probe.parameters()) + list(probe.buffers())), entry["path"])
         module = cls(**kwargs)
         with torch.no_grad():
