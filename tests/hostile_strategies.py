@@ -260,7 +260,11 @@ def state_dict_files(draw) -> tuple[str, bytes]:
     else:
         meta = draw(json_edit(meta))
     buffer = io.BytesIO()
-    torch.save({"state_dict": state, "squeezestudio": meta}, buffer)
+    try:
+        torch.save({"state_dict": state, "squeezestudio": meta}, buffer)
+    except RecursionError:  # metadata edited into a structure too deep for pickle itself: keep the tensors
+        buffer = io.BytesIO()
+        torch.save({"state_dict": state}, buffer)
     return ".pt", buffer.getvalue()
 
 

@@ -83,7 +83,7 @@ def safe_torch_load(path: Path) -> Any:
             f"not opened; pass --trust if you trust its author, or save the model's state_dict "
             f"instead") from exc
     except (EOFError, RuntimeError, ValueError, OSError, MemoryError, AttributeError,
-            IndexError, KeyError, TypeError) as exc:
+            IndexError, KeyError, TypeError, AssertionError, UnicodeDecodeError) as exc:  # the unpickler's own checks
         raise ModelLoadError(f"{path.name} is truncated or corrupt and cannot be read as a "
                              f"PyTorch checkpoint ({type(exc).__name__}: {str(exc)[:160]})") from exc
 
