@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import os
 
 import torch
@@ -104,6 +106,18 @@ def test_measuring_on_all_images_can_be_cancelled(qtbot, app_settings):
     _wait_for(qtbot, window, 1)
     window.plot.set_current(window.session.experiments.original().id)
     assert window.window_actions["measure_all"].text() == "Measure on &all images"
+    measure = window.session.evaluate_recipe
+
+    def held_until_cancelled(*args, **kwargs):
+        # 60 tiny images measure in milliseconds: hold the job (for at most 20 s) until Esc has reached its
+        # token, so the test checks the cancel path rather than racing the measurement.
+        token = args[2] if len(args) > 2 else kwargs.get("cancel")
+        deadline = time.monotonic() + 20
+        while token is not None and not token.cancelled and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return measure(*args, **kwargs)
+
+    window.session.evaluate_recipe = held_until_cancelled
     window.window_actions["measure_all"].trigger()
     job = window.jobs.current("all_images")
     assert job is not None and "Measuring original on all 60 images" in window.message_label.text()
