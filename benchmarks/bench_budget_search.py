@@ -9,7 +9,11 @@ split, like the grid. Printed side by side: the best grid point within the
 budget and the search's point, with wall times; a PNG per model shows both
 Pareto sets. The claim checked: at every budget the search's point is no
 larger than the budget and at least as accurate as the best grid point that
-fits.
+fits. That best grid point is chosen on the validation split it is reported on
+(an oracle); so a second column shows the grid point a user without that
+oracle would pick -- the best within the budget on the search's own held-out
+training images -- with its validation accuracy, and a second check compares
+the search with it.
 
     python benchmarks/bench_budget_search.py [--models squeezenet,lenet300_100] [--budgets 5] [--png-dir docs]
 """
@@ -70,27 +74,36 @@ def run_model(name: str, budgets_wanted: int, png_dir: Path) -> bool:
     budgets = pick_budgets(frontier, budgets_wanted)
     t0 = time.perf_counter()
     _, selection = split_selection(train)
+    held_grid = {label: top1 for label, _, top1 in uniform_grid(handle, selection)}  # chosen here, never on val
     table = measure_layer_table(handle, selection, compressible_layers(handle), setting_grid(), registry=default_registry())
     table_s = time.perf_counter() - t0
     print(f"\n{name}: {len(compressible_layers(handle))} layers; uniform grid of {len(grid)} points measured in "
           f"{grid_s:.1f} s; the search's layer table ({sum(len(v) for v in table.entries.values())} settings, "
           f"held-out training images: {len(selection)}) in {table_s:.1f} s")
-    print(f"  {'budget B':>10s} | {'best uniform within B':28s} {'bytes':>9s} {'top-1':>7s} | "
-          f"{'search bytes':>12s} {'top-1':>7s} {'time':>6s} | ok")
-    searched, all_ok = [], True
+    print(f"  {'budget B':>10s} | {'best uniform within B (oracle)':30s} {'bytes':>9s} {'top-1':>7s} | "
+          f"{'uniform picked on held-out':28s} {'top-1':>7s} | {'search bytes':>12s} {'top-1':>7s} {'time':>6s} | "
+          f"ok vs oracle, vs held-out pick")
+    searched, all_ok, all_fair = [], True, True
+    val_top1 = {label: top1 for label, _, top1 in grid}
     for budget in budgets:
         fitting = [row for row in grid if row[1] <= budget]
         best = max(fitting, key=lambda r: (r[2], -r[1]))
+        picked = max(fitting, key=lambda r: (held_grid[r[0]], -r[1]))
         t0 = time.perf_counter()
         result = search_budget(handle, train, budget_bytes=budget, report_data=val, table=table, registry=default_registry())
         took = time.perf_counter() - t0
         final = result.final
         ok = final.size_bytes <= budget and final.evaluation.top1 >= best[2]
+        fair = final.size_bytes <= budget and final.evaluation.top1 >= val_top1[picked[0]]
         all_ok &= ok
+        all_fair &= fair
         searched.append((final.size_bytes, final.evaluation.top1))
-        print(f"  {budget:10,d} | {best[0]:28s} {best[1]:9,d} {best[2] * 100:6.2f}% | "
-              f"{final.size_bytes:12,d} {final.evaluation.top1 * 100:6.2f}% {took:5.1f}s | {'yes' if ok else 'NO'}")
-    print(f"  the search's points dominate or equal the grid's at every budget: {'yes' if all_ok else 'NO'}")
+        print(f"  {budget:10,d} | {best[0]:30s} {best[1]:9,d} {best[2] * 100:6.2f}% | "
+              f"{picked[0]:28s} {val_top1[picked[0]] * 100:6.2f}% | "
+              f"{final.size_bytes:12,d} {final.evaluation.top1 * 100:6.2f}% {took:5.1f}s | "
+              f"{'yes' if ok else 'NO'}, {'yes' if fair else 'NO'}")
+    print(f"  the search's points dominate or equal the grid's at every budget: {'yes' if all_ok else 'NO'} "
+          f"(against the oracle's pick); {'yes' if all_fair else 'NO'} (against the held-out pick)")
     png = png_dir / f"budget_search_{name}.png"
     save_curves_png({"uniform prune x cluster-bits (Pareto)": [(s, a) for _, s, a in frontier],
                      "byte-budget search": sorted(searched)}, png,
