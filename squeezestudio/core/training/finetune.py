@@ -37,7 +37,8 @@ from squeezestudio.core.compression.state import CompressionState, weight_key
 from squeezestudio.core.data.dataset import ImageDataset
 from squeezestudio.core.errors import RecipeError, SqueezeStudioError
 from squeezestudio.core.progress import CancelToken, ProgressCallback, report, scaled
-from squeezestudio.core.training.loop import TrainConfig, TrainResult, train_classifier
+from squeezestudio.core.devices import resolve_device
+from squeezestudio.core.training.loop import TrainConfig, TrainResult, device_of, train_classifier
 
 Step = tuple[CompressionMethod, dict[str, Any]]
 
@@ -231,6 +232,11 @@ def finetune_compressed(cm_or_state: Union[CompressedModel, CompressionState], t
         # Adam's steps are about lr each whatever the gradient, so their sum over a big cluster overshoots
         state.log.append("finetune: centroid_update=sum with Adam can move centroids far; "
                          "use optimizer=sgd (as Deep Compression) or centroid_update=mean")
+    device = resolve_device()  # --device / the GUI's setting; hooks take their tensors from the weights' device
+    state.module.to(device)
+    teacher_home = device_of(teacher) if teacher is not None else None
+    if teacher is not None:
+        teacher.to(device)
     hooks: list[FinetuneHooks] = []
     for method, layer_configs in steps:
         h = method.finetune_hooks(state, layer_configs)
@@ -246,6 +252,9 @@ def finetune_compressed(cm_or_state: Union[CompressedModel, CompressionState], t
     finally:
         for p, flag in zip(frozen_params, saved):
             p.requires_grad_(flag)
+        state.module.to("cpu")  # encodings and files are made on the CPU
+        if teacher is not None and teacher_home is not None:
+            teacher.to(teacher_home)
     _refresh_all(state, steps, registry)
     state.log.append(f"finetune: {len(result.history)} epoch(s), best val top-1 {result.best_val_top1}"
                      + (" (cancelled)" if result.cancelled else ""))

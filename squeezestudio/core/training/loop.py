@@ -65,10 +65,17 @@ class TrainResult:
 def _accuracy(model: nn.Module, data: ImageDataset, batch_size: int = 512) -> float:
     correct = 0
     model.eval()
+    device = device_of(model)
     with torch.inference_mode():
         for x, y in data.batches(batch_size):
-            correct += int((model_logits(model, x).argmax(1) == y).sum())
+            correct += int((model_logits(model, x.to(device)).argmax(1).cpu() == y).sum())
     return correct / max(1, len(data))
+
+
+def device_of(model: nn.Module) -> torch.device:
+    """Where the model's weights are: batches go there (the CPU for a model without parameters)."""
+    first = next(iter(model.parameters()), None)
+    return first.device if first is not None else torch.device("cpu")
 
 
 def _shift(x: torch.Tensor, max_shift: int, gen: torch.Generator) -> torch.Tensor:
@@ -200,6 +207,7 @@ def train_classifier(model: nn.Module, train: ImageDataset, val: Optional[ImageD
     result = TrainResult()
     best_state = None
     was_training = model.training
+    device = device_of(model)  # the data stays on the CPU; each batch moves to the model
     step = 0
     try:
         for epoch in range(config.epochs):
@@ -211,8 +219,8 @@ def train_classifier(model: nn.Module, train: ImageDataset, val: Optional[ImageD
                 if cancel is not None and cancel.cancelled:
                     raise Cancelled()
                 idx = order[b * config.batch_size:(b + 1) * config.batch_size]
-                x = _shift(train.images[idx], config.shift_augment, gen)
-                y = train.labels[idx]
+                x = _shift(train.images[idx], config.shift_augment, gen).to(device)
+                y = train.labels[idx].to(device)
                 teacher_logits = None
                 if teacher is not None and config.distill_temperature is not None:
                     with torch.no_grad():
