@@ -37,7 +37,7 @@ from torch import nn
 
 from squeezestudio.core.compression.codec import load_sqz, save_sqz
 from squeezestudio.core.compression.method import ORDER_ARCHITECTURE
-from squeezestudio.core.compression.pipeline import compress
+from squeezestudio.core.compression.pipeline import compress, needs_calibration
 from squeezestudio.core.compression.plugin_folder import register_folder_plugins, repository_plugins_folder
 from squeezestudio.core.compression.recipe import recipe_from_dict
 from squeezestudio.core.compression.registry import build_registry
@@ -80,8 +80,11 @@ def run_cell(handle: ModelHandle, method: str, registry, onnx: str, folder: Path
     """One table row (without the architecture and method columns)."""
     start = time.perf_counter()
     recipe = recipe_from_dict({"methods": {method: OPTIONS.get(method, {})}})
+    # Methods that measure something on images (activation ranges) get 16 seeded random inputs: the
+    # weights are random too, so these are as representative as any.
+    calibration = handle.input_spec.example(16) if needs_calibration(recipe, registry) else None
     try:
-        result = compress(handle, recipe, registry=registry)
+        result = compress(handle, recipe, registry=registry, calibration=calibration)
     except SqueezeStudioError as exc:
         return f"{'-':>6} {'-':>11} {'-':>11} {'-':>9} {'-':>14} {time.perf_counter() - start:6.1f}  refused: {exc}"
     module = result.handle.module

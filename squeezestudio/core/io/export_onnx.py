@@ -161,5 +161,9 @@ def _verify(data: bytes, module: torch.nn.Module, handle: ModelHandle) -> None:
     if got.shape != expected.shape:
         raise ExportError(f"the exported model outputs shape {list(got.shape)} instead of {list(expected.shape)}")
     diff = float(np.max(np.abs(got - expected))) if got.size else 0.0
-    if not diff <= TOLERANCE:
-        raise ExportError(f"the exported model's outputs differ from torch by {diff:.2e} (more than {TOLERANCE:g})")
+    # Relative to the output scale (at least 1): a deep network with large logits differs from torch by float
+    # rounding alone (DenseNet-121 with random weights: 1.5e-3 on logits in the hundreds).
+    scale = max(1.0, float(np.max(np.abs(expected)))) if expected.size else 1.0
+    if not diff <= TOLERANCE * scale:
+        raise ExportError(f"the exported model's outputs differ from torch by {diff:.2e} (more than {TOLERANCE:g} "
+                          f"of the output scale {scale:.3g})")
