@@ -100,7 +100,11 @@ def run_cell(handle: ModelHandle, method: str, registry, onnx: str, folder: Path
             onnx_cell = f"ok {export_onnx(result.handle, folder / 'm.onnx'):>11,}"
         except SqueezeStudioError as exc:
             onnx_cell = f"FAILED ({exc})"
-    note = "" if layers else f"  does not apply: {next((l for l in result.provenance.get('log', [])), 'no layer')}"
+    log = next((line for line in result.provenance.get("log", [])), "no layer")
+    if not layers and not getattr(registry.get(method), "changes_weights", True):
+        note = f"  weights unchanged by design: {log}"  # e.g. activation ranges, stored in the file
+    else:
+        note = "" if layers else f"  does not apply: {log}"
     return (f"{layers:>6} {params:>11,} {size:>11,} {reload:>9.1e} {onnx_cell:>14} "
             f"{time.perf_counter() - start:6.1f}{note}")
 
