@@ -13,8 +13,9 @@ from typing import Any
 
 from squeezestudio.cli.cmd_export import add_calibration_arguments
 from squeezestudio.cli.common import (add_data_arguments, add_model_arguments, check_outputs, load_data_for,
+                                      load_training_for,
                                       load_model_from_args, print_warnings)
-from squeezestudio.core.errors import DataError, RecipeError
+from squeezestudio.core.errors import RecipeError
 from squeezestudio.core.training.retrain_defaults import RETRAIN_DEFAULTS, retrain_section
 from squeezestudio.cli.latency_options import add_latency_arguments, print_latency
 
@@ -148,7 +149,6 @@ def run(args: argparse.Namespace) -> int:
     # lazy: the core imports torch (about 7 s cold); `--help` should not wait for it
     from squeezestudio.cli.terminal_progress import TerminalProgress
     from squeezestudio.core.compression.registry import default_registry
-    from squeezestudio.core.data.calibration import calibration_images, training_source
     from squeezestudio.core.measure.evaluation import evaluate
     from squeezestudio.core.io.exports import export
     from squeezestudio.core.compression.codec import encode_sqz
@@ -166,16 +166,11 @@ def run(args: argparse.Namespace) -> int:
     registry = default_registry()
     retrain = retrains(recipe)
     check_stages(recipe, handle, registry=registry, need_data=False)  # every option checked before data loads
-    substitutes = needs_calibration(recipe, registry)  # fitted layers, measured activation ranges
     data = load_data_for(handle, args.data, args=args) if args.data and args.data != "none" else None
-    source = training_source(args.data, args.train_data)
-    if retrain and source is None:
-        raise DataError("retraining needs training data apart from the evaluation data; pass --train-data")
-    needs_train = retrain or (substitutes and source is not None)
-    train = load_data_for(handle, source, "loading training data") if needs_train else None
+    train, calibration = load_training_for(handle, args, data, retrain=retrain,
+                                           calibrate=needs_calibration(recipe, registry))
     before = evaluate(handle.module, data, batch_size=args.batch_size) if data is not None else None
     original_bytes = len(encode_sqz(compress(handle, Recipe(), registry=registry), registry=registry))
-    calibration = calibration_images(train, data) if substitutes else None
     # The same core path as every point in the GUI: compress -> retrain -> evaluate -> exact .sqz size.
     with TerminalProgress("compressing and retraining" if retrain else "compressing") as bar:
         measured = measure_recipe(handle, recipe, data, registry=registry, train_data=train, teacher=handle.module,

@@ -8,6 +8,7 @@ from typing import Any
 
 from squeezestudio.cli.cluster_options import add_cluster_arguments, cluster_target, print_failures
 from squeezestudio.cli.common import (add_data_arguments, add_model_arguments, check_outputs, load_data_for,
+                                      load_training_for,
                                       load_model_from_args, print_warnings)
 
 
@@ -41,7 +42,6 @@ def run(args: argparse.Namespace) -> int:
     from squeezestudio.core.session.experiments import above_chance, pareto_frontier
     from squeezestudio.core.errors import DataError
     from squeezestudio.core.compression.pipeline import needs_calibration
-    from squeezestudio.core.data.calibration import calibration_images, training_source
     from squeezestudio.core.measure.measure_recipe import retrains
     from squeezestudio.core.measure.point_log import PointLog, log_folder_for
     from squeezestudio.core.measure.sweep import grid_recipes, parse_grid_axis, run_sweep, sweep_csv
@@ -59,12 +59,7 @@ def run(args: argparse.Namespace) -> int:
     if (retraining or calibrated) and target is not None:
         raise DataError("recipes that retrain, substitute layers or quantize activations are measured on this "
                         "machine only for now; leave out --ray")
-    source = training_source(args.data, args.train_data)
-    if retraining and source is None:
-        raise DataError("retraining needs training data apart from the evaluation data; pass --train-data")
-    needs_train = retraining or (calibrated and source is not None)
-    train = load_data_for(handle, source, "loading training data") if needs_train else None
-    calibration = calibration_images(train, data) if calibrated else None
+    train, calibration = load_training_for(handle, args, data, retrain=retraining, calibrate=calibrated)
     out = Path(args.output)
     log = PointLog(log_folder_for(out))
     with TerminalProgress(f"sweeping {len(points)} points") as bar:
@@ -86,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{r.label[:45]:45s} {r.size_bytes:>12,d} {shown:>8s}  {'*' if i in front else ''}")
     atomic_write_bytes(out, sweep_csv(rows, front).encode())
     png = Path(args.png) if args.png else out.with_suffix(".png")
-    save_tradeoff_png(rows, png, args.metric, chance=chance)
+    save_tradeoff_png(rows, png, args.metric, front)
     print(f"wrote {out} and {png}")
     return print_failures(failed)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 if TYPE_CHECKING:
     from squeezestudio.core.data.dataset import ImageDataset
@@ -133,3 +133,23 @@ def check_outputs(*paths: Optional[str]) -> None:
     for path in paths:
         if path:
             check_output_path(path)
+
+
+def load_training_for(handle: "ModelHandle", args: "argparse.Namespace", data: "ImageDataset | None", *,
+                      retrain: bool, calibrate: bool) -> "tuple[ImageDataset | None, Any]":
+    """``(training set, calibration images)`` for recipes that retrain and/or need calibration images.
+
+    The training set is digits' training split for ``--data digits``, else ``--train-data``; retraining
+    without one is refused (the evaluation data never trains). Calibration images come from the training
+    set when there is one, else from the evaluation data (see ``core/data/calibration.py``).
+    """
+    from squeezestudio.core.data.calibration import calibration_images, training_source
+    from squeezestudio.core.errors import DataError
+
+    source = training_source(args.data, args.train_data)
+    if retrain and source is None:
+        raise DataError("retraining needs training data apart from the evaluation data; pass --train-data")
+    needed = retrain or (calibrate and source is not None)
+    train = load_data_for(handle, source, "loading training data") if needed and source is not None else None
+    return train, (calibration_images(train, data) if calibrate else None)
+

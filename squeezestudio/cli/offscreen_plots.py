@@ -18,7 +18,7 @@ from typing import Optional, Sequence
 from PIL import Image, ImageDraw, ImageFont
 
 from squeezestudio.core.atomic_write import atomic_write_bytes
-from squeezestudio.core.session.experiments import above_chance, format_bytes, pareto_frontier
+from squeezestudio.core.session.experiments import format_bytes
 
 WIDTH, HEIGHT = 1200, 800
 MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 110, 230, 60, 90  # the legend lives in the right margin
@@ -99,25 +99,24 @@ def _save(image: Image.Image, path: Path) -> int:
     return atomic_write_bytes(path, buffer.getvalue())
 
 
-def save_tradeoff_png(rows: Sequence, path: Path, metric: str = "top1", chance: Optional[float] = None) -> int:
-    """Size against ``metric`` for sweep rows, the Pareto frontier joined; returns bytes written.
+def save_tradeoff_png(rows: Sequence, path: Path, metric: str, front: Sequence[int]) -> int:
+    """Size against ``metric`` for sweep rows, the Pareto frontier ``front`` (row indices) joined.
 
-    Points whose top-1 is at or below ``chance`` (guessing) are drawn but never on the frontier.
+    ``front`` is the frontier the caller printed and wrote (points at chance excluded there), so the
+    picture and the table can never disagree. Returns the bytes written.
     """
-    points = [(float(r.size_bytes), r.metrics.get(metric), r.label, r.metrics.get("top1"), r.metrics.get("n"))
-              for r in rows]
-    shown = [(x, float(y), label) for x, y, label, _, _ in points if y is not None]
-    eligible = [above_chance(top1, chance, n) for _, y, _, top1, n in points if y is not None]
+    shown = [(i, float(r.size_bytes), float(r.metrics[metric])) for i, r in enumerate(rows)
+             if r.metrics.get(metric) is not None]
+    on_front = set(front)
     image = Image.new("RGB", (WIDTH, HEIGHT), "white")
     draw = ImageDraw.Draw(image)
-    axes = _Axes(draw, [p[0] for p in shown], [p[1] for p in shown], x_format=lambda v: format_bytes(int(v)),
+    axes = _Axes(draw, [x for _, x, _ in shown], [y for _, _, y in shown], x_format=lambda v: format_bytes(int(v)),
                  y_format=lambda v: f"{v * 100:.0f}%")
-    front = sorted(pareto_frontier([(x, y if ok else None) for (x, y, _), ok in zip(shown, eligible)]),
-                   key=lambda i: shown[i][0])
-    if len(front) > 1:
-        draw.line([axes.px(shown[i][0], shown[i][1]) for i in front], fill=FRONTIER, width=2)
-    for i, (x, y, label) in enumerate(shown):
-        _dot(draw, axes.px(x, y), FRONTIER if i in front else PALETTE[0])
+    line = sorted((x, y) for i, x, y in shown if i in on_front)
+    if len(line) > 1:
+        draw.line([axes.px(x, y) for x, y in line], fill=FRONTIER, width=2)
+    for i, x, y in shown:
+        _dot(draw, axes.px(x, y), FRONTIER if i in on_front else PALETTE[0])
     axes.labels(f"{metric} against the exact .sqz size ({len(shown)} points)", ".sqz size", metric)
     axes.legend([("Pareto frontier", FRONTIER), ("other points", PALETTE[0])])
     return _save(image, path)

@@ -13,7 +13,7 @@ from typing import Any, Callable, Optional
 
 from squeezestudio.core.atomic_write import atomic_write_bytes
 from squeezestudio.core.compression.registry import MethodRegistry
-from squeezestudio.core.errors import ExportError
+from squeezestudio.core.errors import ExportError, SqueezeStudioError
 from squeezestudio.core.io.export_formats import EXPORT_FORMATS
 from squeezestudio.core.io.exports import export
 from squeezestudio.core.session.experiments import format_bytes
@@ -52,8 +52,11 @@ def dense_notes(session: Any, experiment: Any) -> dict[str, str]:
     structure), so the user sees before exporting that only the .sqz (and the
     int8 ONNX, at about a quarter) keeps the compression.
     """
-    cm = experiment.compressed if experiment.compressed is not None else session.points.cached(experiment)
-    handle = cm.handle if cm is not None else session.handle  # not decoded now: the original's parameters
+    try:
+        cm, _ = session.point_model(experiment, rebuild=False)  # memory, else its stored file (small, fast)
+    except SqueezeStudioError:  # recipe-only point: the export rebuilds it; count the original's parameters
+        cm = None
+    handle = cm.handle if cm is not None else session.handle
     if handle is None:
         return {}
     dense = 4 * sum(int(p.numel()) for p in handle.module.parameters())

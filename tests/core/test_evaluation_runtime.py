@@ -70,3 +70,14 @@ def test_limit_is_a_seeded_stratified_subset():
     assert torch.bincount(labels[idx]).tolist() == [16, 3, 1]  # in proportion, the rare class kept
     data = ImageDataset(images=torch.zeros(100, 1, 2, 2), labels=labels, class_names=["a", "b", "c"])
     assert len(limited(data, 20)) == 20 and "20 of 100" in limited(data, 20).name
+
+
+def test_the_probe_batch_of_large_images_is_not_a_batch_size_candidate():
+    from squeezestudio.core.data.dataset import ImageDataset
+    from squeezestudio.core.measure.evaluation import PROBE_IMAGES, evaluate
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 7, 4), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    data = ImageDataset(images=torch.rand(16, 3, 96, 96), labels=torch.arange(16) % 2, class_names=["a", "b"],
+                        name="tiny 96x96")
+    result = evaluate(model, data, use_runtime=False)
+    assert result.batch_size != PROBE_IMAGES and result.batch_size in (8, 16, 32)

@@ -238,7 +238,8 @@ def _evaluate(model: nn.Module, data: ImageDataset, batch_size: Optional[int], r
     probe = PROBE_IMAGES if plan.fixed is None and int(data.images[0].numel()) > 3 * 64 * 64 else None
     while start < n:
         check(cancel)
-        size = plan.next_size() if probe is None or checked_runtime else probe
+        probing = probe is not None and not checked_runtime
+        size = probe if probing else plan.next_size()
         x = data.images[start:start + size]
         if x.device != device or x.dtype != dtype:
             x = x.to(device=device, dtype=dtype)
@@ -247,7 +248,8 @@ def _evaluate(model: nn.Module, data: ImageDataset, batch_size: Optional[int], r
             out = forward(x)
         elapsed = time.perf_counter() - t0
         forward_s += elapsed
-        plan.record(size, elapsed, int(x.shape[0]))
+        if not probing:  # the probe is not a batch-size candidate: its images decide on onnxruntime only
+            plan.record(size, elapsed, int(x.shape[0]))
         stop = start + x.shape[0]
         if not checked_runtime:
             checked_runtime = True

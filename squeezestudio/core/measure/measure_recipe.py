@@ -36,11 +36,11 @@ from squeezestudio.core.compression.registry import MethodRegistry
 from squeezestudio.core.data.dataset import ImageDataset
 from squeezestudio.core.errors import DataError
 from squeezestudio.core.measure.evaluation import EvalResult, evaluate
-from squeezestudio.core.measure.stages import RETRAIN_BASE, run_stages
+from squeezestudio.core.measure.stages import retraining_from_section, run_stages
 from squeezestudio.core.model.handle import ModelHandle
 from squeezestudio.core.progress import CancelToken, ProgressCallback, check, report, scaled
 from squeezestudio.core.training.finetune import finetune_compressed
-from squeezestudio.core.training.loop import TrainConfig, TrainResult, train_config_from_dict
+from squeezestudio.core.training.loop import TrainConfig, TrainResult
 
 
 @dataclass
@@ -74,11 +74,7 @@ def retrain_config(recipe: Any) -> Optional[TrainConfig]:
     dict or a :class:`Recipe` both work.
     """
     section = recipe.get("finetune") if isinstance(recipe, dict) else getattr(recipe, "finetune", None)
-    if not section:
-        return None
-    section = {k: v for k, v in dict(section).items() if k != "holdout"}  # a stage option (see .stages)
-    config = train_config_from_dict(section, RETRAIN_BASE)
-    return config if config.epochs > 0 else None
+    return retraining_from_section(section)[0]
 
 
 def retrains(recipe: Any) -> bool:

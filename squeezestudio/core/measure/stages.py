@@ -61,7 +61,15 @@ class StageRun:
 
 def stage_retraining(stage: Recipe) -> tuple[Optional[TrainConfig], float]:
     """A stage's retraining settings (None: no retraining) and its held-out fraction of the training data."""
-    section = dict(stage.finetune or {})
+    return retraining_from_section(stage.finetune)
+
+
+def retraining_from_section(finetune: Any) -> tuple[Optional[TrainConfig], float]:
+    """A ``finetune`` section read once: its settings (None: no retraining) and its ``holdout`` fraction.
+
+    Missing fields take the retraining defaults; unknown or invalid ones are a :class:`RecipeError`.
+    """
+    section = dict(finetune or {})
     holdout = section.pop("holdout", 0.0)
     try:
         holdout = float(holdout or 0.0)

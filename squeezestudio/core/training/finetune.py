@@ -233,10 +233,9 @@ def finetune_compressed(cm_or_state: Union[CompressedModel, CompressionState], t
         state.log.append("finetune: centroid_update=sum with Adam can move centroids far; "
                          "use optimizer=sgd (as Deep Compression) or centroid_update=mean")
     device = resolve_device()  # --device / the GUI's setting; hooks take their tensors from the weights' device
-    state.module.to(device)
-    teacher_home = device_of(teacher) if teacher is not None else None
-    if teacher is not None:
-        teacher.to(device)
+    state.module.to(device)  # the state is this call's own copy
+    if teacher is not None and device_of(teacher) != device:
+        teacher = copy.deepcopy(teacher).to(device)  # never move the caller's model: other jobs may be using it
     hooks: list[FinetuneHooks] = []
     for method, layer_configs in steps:
         h = method.finetune_hooks(state, layer_configs)
@@ -253,8 +252,6 @@ def finetune_compressed(cm_or_state: Union[CompressedModel, CompressionState], t
         for p, flag in zip(frozen_params, saved):
             p.requires_grad_(flag)
         state.module.to("cpu")  # encodings and files are made on the CPU
-        if teacher is not None and teacher_home is not None:
-            teacher.to(teacher_home)
     _refresh_all(state, steps, registry)
     state.log.append(f"finetune: {len(result.history)} epoch(s), best val top-1 {result.best_val_top1}"
                      + (" (cancelled)" if result.cancelled else ""))
