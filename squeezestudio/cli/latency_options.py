@@ -23,7 +23,7 @@ def print_latency(cm: Any, args: argparse.Namespace) -> dict[str, Any]:
     """Measure and print the latency; returns the metrics (a point stores them, a written .sqz does not change)."""
     from squeezestudio.cli.cmd_export import calibration_images
     from squeezestudio.cli.terminal_progress import TerminalProgress
-    from squeezestudio.core.measure.latency_settings import deployable_latency
+    from squeezestudio.core.measure.latency import deployable_latency
 
     images = calibration_images(cm.handle, args.calibration)
     with TerminalProgress("timing the deployable exports") as bar:

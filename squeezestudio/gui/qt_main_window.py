@@ -174,7 +174,8 @@ class QtMainWindow(WindowFileActions, QMainWindow):
         # Axis text in the palette's text colour: dark on a light desktop, light on a dark one.
         pg.setConfigOptions(foreground=self.palette().color(QPalette.ColorRole.WindowText), antialias=True)
 
-        self.plot = QtTradeoffPlot(self.session.experiments, defaults=method_defaults(self.session.registry))
+        self.plot = QtTradeoffPlot(self.session.experiments, defaults=method_defaults(self.session.registry),
+                                   settings=self.settings)  # restores and remembers its x/y/colour
         self.plot.pointClicked.connect(self.restore_point)
         self._set_tab(0, self.plot)
         self.tabs.setCurrentIndex(0)

@@ -1,4 +1,5 @@
-"""What the app remembers between runs (QSettings): window layout, recent files, last data, the subset size."""
+"""What the app remembers between runs (QSettings): window layout, recent files, last data, the subset size,
+the trade-off plot's x/y/colour."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Optional
 from PySide6.QtCore import QByteArray, QSettings
 
 from squeezestudio.core.session.interactive_subset import DEFAULT_INTERACTIVE_LIMIT
+from squeezestudio.core.session.plot_axes import DEFAULT_X, DEFAULT_Y, PLOT_METRICS
 
 MAX_RECENT = 10
 
@@ -60,6 +62,24 @@ class AppSettings:
 
     def set_interactive_limit(self, limit: int) -> None:
         self.qsettings.setValue("interactive_limit", int(limit))
+
+    def plot_axes(self) -> tuple[str, str, Optional[str]]:
+        """The trade-off plot's (x, y, colour) as last chosen; colour None: no colour scale.
+
+        Each falls back to its default on its own when unset or no longer a plot
+        metric (a renamed metric, a settings file from another version).
+        """
+        return (self._plot_metric("plot_x") or DEFAULT_X, self._plot_metric("plot_y") or DEFAULT_Y,
+                self._plot_metric("plot_colour"))
+
+    def _plot_metric(self, key: str) -> Optional[str]:
+        value = self.qsettings.value(key, None)
+        return value if isinstance(value, str) and value in PLOT_METRICS else None
+
+    def set_plot_axes(self, x: str, y: str, colour: Optional[str]) -> None:
+        self.qsettings.setValue("plot_x", x)
+        self.qsettings.setValue("plot_y", y)
+        self.qsettings.setValue("plot_colour", colour or "")
 
     def last_clean_exit(self) -> Optional[float]:
         """When the window last closed normally (seconds since the epoch), or None."""

@@ -11,7 +11,8 @@ model is a star. When points were measured on a subset of the data, the
 summary says which, and points measured on all images are diamonds.
 Hovering shows the recipe, clicking emits the experiment id
 so the window can restore that recipe. The plot redraws from the
-ExperimentLog's change callbacks and holds no state beyond its three choices.
+ExperimentLog's change callbacks and holds no state beyond its three choices,
+which it restores from and writes to the app's settings when given them.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSizePolicy, QTool
 from squeezestudio.core.atomic_write import atomic_write_bytes
 from squeezestudio.core.session.experiments import Experiment, ExperimentLog, format_bytes, recipe_summary
 from squeezestudio.core.session.interactive_subset import measured_note, measured_on_all, subset_summary
-from squeezestudio.core.session.plot_axes import PLOT_METRICS, SIZE, PlotMetric, frontier_steps, plot_frontier, plot_metric
+from squeezestudio.core.session.plot_axes import (DEFAULT_X, DEFAULT_Y, PLOT_METRICS, SIZE, PlotMetric, frontier_steps,
+                                                  plot_frontier, plot_metric)
+from squeezestudio.gui.qt_settings import AppSettings
 from squeezestudio.gui.qt_worker import describe_error
 
 METRICS = {"top1": "Top-1 accuracy", "top5": "Top-5 accuracy", "agreement": "Agreement with original"}
@@ -83,12 +86,18 @@ class QtTradeoffPlot(QWidget):
     pointClicked = Signal(str)
 
     def __init__(self, log: ExperimentLog, parent: Optional[QWidget] = None, *,
-                 defaults: Optional[Mapping[str, Mapping[str, Any]]] = None) -> None:
-        """``defaults``: each method's default knobs, left out of the tooltips' recipe summaries."""
+                 defaults: Optional[Mapping[str, Mapping[str, Any]]] = None,
+                 settings: Optional[AppSettings] = None) -> None:
+        """``defaults``: each method's default knobs, left out of the tooltips' recipe summaries.
+        ``settings``: where the x/y/colour choices are restored from and remembered (None: not kept)."""
         super().__init__(parent)
         self.log = log
         self.defaults: Mapping[str, Mapping[str, Any]] = defaults or {}
-        self.x_name, self.metric_name, self.colour_name = SIZE, "top1", NO_COLOUR
+        self.settings = settings
+        self.x_name, self.metric_name, self.colour_name = DEFAULT_X, DEFAULT_Y, NO_COLOUR
+        if settings is not None:
+            self.x_name, self.metric_name, colour = settings.plot_axes()
+            self.colour_name = colour or NO_COLOUR
         self.current_id: Optional[str] = None
         self.frontier_ids: list[str] = []
         self._ids: list[str] = []
@@ -167,6 +176,9 @@ class QtTradeoffPlot(QWidget):
         self.x_name = x or self.x_name
         self.metric_name = y or self.metric_name
         self.colour_name = colour or self.colour_name
+        if self.settings is not None:
+            self.settings.set_plot_axes(self.x_name, self.metric_name,
+                                        None if self.colour_name == NO_COLOUR else self.colour_name)
         self._select_combos()
         self.refresh()
 

@@ -49,6 +49,12 @@ class SweepRow:
     metrics: dict[str, Any] = field(default_factory=dict)
     resumed: bool = field(default=False, compare=False)  # read back from a results file, not measured now
 
+    def metric(self, name: str) -> Optional[float]:
+        """A metric's value, or None when not measured: rows answer like experiments, so
+        :func:`~squeezestudio.core.session.plot_axes.plot_frontier` takes either."""
+        value = self.metrics.get(name)
+        return None if value is None else float(value)
+
 
 def parse_grid_axis(text: str) -> GridAxis:
     """Read ``"prune.sparsity=0,0.5,0.9"`` (``none``/``off`` allowed as a value)."""
@@ -176,15 +182,16 @@ def run_sweep(handle: ModelHandle, data: ImageDataset, points: Sequence[tuple[st
     return rows
 
 
-def sweep_csv(rows: Sequence[SweepRow], pareto: Sequence[int] = ()) -> str:
-    """Rows as CSV: label, size, top-1, top-5, agreement, latency, on the Pareto frontier."""
+def sweep_csv(rows: Sequence[SweepRow], pareto: Sequence[int] = (), extra: Sequence[str] = ()) -> str:
+    """Rows as CSV: label, size, top-1, top-5, agreement, evaluation time, the ``extra`` metrics
+    (e.g. the deployable latencies), on the Pareto frontier (``pareto``: row indices)."""
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(["label", "size_bytes", "top1", "top5", "agreement", "loss",
-                     "latency_ms_per_image", "pareto"])
+                     "latency_ms_per_image", *extra, "pareto"])
     frontier = set(pareto)
     for i, row in enumerate(rows):
         m = row.metrics
         writer.writerow([row.label, row.size_bytes, m.get("top1"), m.get("top5"), m.get("agreement"),
-                         m.get("loss"), m.get("latency_ms_per_image"), i in frontier])
+                         m.get("loss"), m.get("latency_ms_per_image"), *(m.get(k) for k in extra), i in frontier])
     return buf.getvalue()

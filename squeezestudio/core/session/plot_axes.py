@@ -7,8 +7,10 @@ latencies that Run > Measure latency adds (float and int8 ONNX at batch 1,
 to read it from an :class:`~squeezestudio.core.session.experiments.Experiment`,
 its unit, and whether smaller is better (size, latency) or larger (accuracy),
 so :func:`plot_frontier` hands :func:`~squeezestudio.core.session.experiments.pareto_frontier`
-the right directions for whichever pair is chosen. Kept free of Qt and torch:
-the window imports it at start-up.
+the right directions for whichever pair is chosen. The window's x/y/colour
+choosers and the CLI's ``sweep --x/--y/--color`` both take these keys. Kept
+free of Qt, torch and numpy: the window imports it at start-up and the CLI's
+argument parser reads :data:`PLOT_METRICS` before anything heavy is loaded.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
 from squeezestudio.core.measure.latency_settings import TARGET_LABELS, TARGETS
-from squeezestudio.core.session.experiments import above_chance, images_measured, pareto_frontier
 
 SIZE = "size_bytes"
+DEFAULT_X, DEFAULT_Y = SIZE, "top1"
+"""What goes across and up until the user chooses otherwise (the GUI and the CLI alike)."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,14 @@ class PlotMetric:
         """The axis title, with its unit where the tick labels do not carry one."""
         return self.label if self.unit == "bytes" else f"{self.label} ({self.unit})"
 
+    def text(self, value: Optional[float]) -> str:
+        """The number for a table cell: ``51,417``, ``85.79%``, ``0.139 ms``; ``-`` when not measured."""
+        if value is None:
+            return "-"
+        if self.unit == "bytes":
+            return f"{int(value):,d}"
+        return f"{self.shown(value):.2f}%" if self.unit == "%" else f"{value:.3f} {self.unit}"
+
 
 def latency_key(target: str) -> str:
     """The metric a latency measurement stores for ``target`` at batch 1 (``latency_onnx-int8_b1_ms``)."""
@@ -61,6 +72,8 @@ PLOT_METRICS: dict[str, PlotMetric] = {m.key: m for m in (
     PlotMetric("agreement", "Agreement with original", "%", False),
     *(PlotMetric(latency_key(t), f"Latency, {TARGET_LABELS[t]}, batch 1", "ms", True) for t in TARGETS),
 )}
+LATENCY_KEYS = tuple(latency_key(t) for t in TARGETS)
+"""The metrics only a latency measurement adds (Run > Measure latency, ``--latency``); evaluation never does."""
 
 
 def plot_metric(key: str) -> PlotMetric:
@@ -75,8 +88,12 @@ def plot_frontier(items: Sequence[Any], x: str, y: str, chance: Optional[float] 
     """Indices of the Pareto-optimal ``items`` for the pair (``x``, ``y``), ordered by increasing x.
 
     A point without either number, or no better than guessing (its top-1 at
-    or below ``chance``), is never on the frontier.
+    or below ``chance``), is never on the frontier. ``items`` are experiments
+    or sweep rows: anything with ``size_bytes`` and ``metric(key)``.
     """
+    # here, not at the top: experiments brings numpy, which the CLI's argument parser does without
+    from squeezestudio.core.session.experiments import above_chance, images_measured, pareto_frontier
+
     mx, my = plot_metric(x), plot_metric(y)
     points = [(mx.value(e), my.value(e)) if above_chance(e.metric("top1"), chance, images_measured(e)) else (None, None)
               for e in items]
