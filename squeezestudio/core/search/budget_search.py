@@ -7,8 +7,9 @@
    byte change of the ``.sqz`` and loss on the selection part (reusing a
    sensitivity scan of the same data).
 3. :func:`allocate` picks one setting per layer (Lagrangian, then slack
-   spending); a few tighter variants and the best uniform settings that fit
-   join it as candidates, and all are measured for real
+   spending); a few tighter variants and *every* uniform setting predicted to
+   fit join it as candidates (so the search can never choose worse, on its own
+   held-out images, than one setting for all layers), and all are measured for real
    (:func:`measure_candidates`: compress, evaluate on the selection part,
    exact file length). Candidates over the budget are repaired
    (:func:`shrink_to`) and measured again; the most accurate one that fits
@@ -45,7 +46,6 @@ SELECTION_FRACTION = 0.3
 PREDICTION_SLACK = 0.01  # candidates predicted up to 1% over the budget are still measured (the bytes decide)
 FINAL_REPAIRS = 3
 TIGHTER = (1.0, 0.97, 0.93)
-UNIFORM_CANDIDATES = 3
 REPAIR_ROUNDS = 3
 DROP_LADDER = 10
 
@@ -104,8 +104,31 @@ def _candidates_for(table: LayerTable, budget: int, settings: Sequence[LayerSett
                if all(s in table.entries[layer] or s.is_off for layer in table.entries)]
     fitting = [c for c in uniform if table.predicted_bytes(c) <= budget * (1 + PREDICTION_SLACK)]
     fitting.sort(key=lambda c: sum(table.damage(layer, s) for layer, s in c.items()))
-    out += [c for c in fitting[:UNIFORM_CANDIDATES] if c not in out]
+    # All of them, not the few the additive model ranks best: that model cannot see how layers'
+    # errors compound, and a real measurement of each is cheap next to the table.
+    out += [c for c in fitting if c not in out]
     return out
+
+
+def _remembering(measure: MeasureFn) -> MeasureFn:
+    """``measure``, measuring each (recipe, data) once: the drop ladder and the repairs ask again."""
+    import json
+    from dataclasses import replace
+
+    from squeezestudio.core.compression.recipe import recipe_to_dict
+
+    seen: dict[tuple[int, str], CandidateResult] = {}
+
+    def remembered(cands: Any, data: ImageDataset, **kw: Any) -> list[CandidateResult]:
+        keys = [(id(data), json.dumps(recipe_to_dict(recipe), sort_keys=True)) for _, recipe in cands]
+        todo = [i for i, key in enumerate(keys) if key not in seen]
+        unique = list(dict.fromkeys(keys[i] for i in todo))
+        first = {key: next(i for i in todo if keys[i] == key) for key in unique}
+        if unique:
+            fresh = measure([cands[first[key]] for key in unique], data, **kw)
+            seen.update(zip(unique, fresh))
+        return [replace(seen[key], label=label) for key, (label, _) in zip(keys, cands)]
+    return remembered
 
 
 def _best_within(handle: ModelHandle, table: LayerTable, budget: int, choices: list[Choice],
@@ -178,8 +201,9 @@ def search_budget(handle: ModelHandle, train_data: ImageDataset, *, registry: Me
         table = measurer.table(handle, selection, names, chosen_settings, registry=registry, sensitivity=sensitivity,
                                batch_size=batch_size, progress=scaled(progress, 0.0, 0.6), cancel=cancel)
 
-    def measure(cands: Any, data: ImageDataset, **kw: Any) -> list[CandidateResult]:
+    def measure_all(cands: Any, data: ImageDataset, **kw: Any) -> list[CandidateResult]:
         return measurer.candidates(handle, cands, data, registry=registry, batch_size=batch_size, **kw)
+    measure = _remembering(measure_all)
     measured: list[CandidateResult] = []
     if budget_bytes is not None:
         best = _best_within(handle, table, budget_bytes, _candidates_for(table, budget_bytes, chosen_settings),
