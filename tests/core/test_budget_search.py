@@ -46,6 +46,17 @@ def test_byte_costs_are_the_codecs_and_predict_whole_recipes(lenet):
     assert table_from_dict(table_to_dict(table)).entries == table.entries
 
 
+def test_a_compact_recipe_is_predicted_with_its_own_recipe_text(lenet):
+    handle, _, _, table = lenet
+    uniform = {layer: SETTINGS[4] for layer in ("fc1", "fc2", "fc3")}  # cluster 4b everywhere
+    compact = table_from_dict(table_to_dict(table))
+    compact.compact = True
+    real = len(encode_sqz(compress(handle, recipe_for(uniform, compact=True), registry=default_registry())))
+    # the cells each name their layer in an override; the compact recipe names the setting once
+    assert table.predicted_bytes(uniform) - real > 60
+    assert abs(compact.predicted_bytes(uniform) - real) <= 16
+
+
 def test_search_fits_the_budget_and_never_looks_at_the_report_data(lenet):
     handle, train, val, table = lenet
     budget = table.base_bytes // 6

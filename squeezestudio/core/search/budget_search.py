@@ -43,7 +43,7 @@ from squeezestudio.core.search.measurer import SearchMeasurer
 from squeezestudio.core.search.settings import LayerSetting, recipe_for, setting_grid
 
 SELECTION_FRACTION = 0.3
-PREDICTION_SLACK = 0.01  # candidates predicted up to 1% over the budget are still measured (the bytes decide)
+UNIFORM_SLACK = 0.05  # uniform settings (the baseline never to lose to) up to 5% over: the additive model errs by 1-4%
 FINAL_REPAIRS = 3
 TIGHTER = (1.0, 0.97, 0.93)
 REPAIR_ROUNDS = 3
@@ -102,7 +102,7 @@ def _candidates_for(table: LayerTable, budget: int, settings: Sequence[LayerSett
             out.append(choice)
     uniform = [{layer: s for layer in table.entries} for s in settings
                if all(s in table.entries[layer] or s.is_off for layer in table.entries)]
-    fitting = [c for c in uniform if table.predicted_bytes(c) <= budget * (1 + PREDICTION_SLACK)]
+    fitting = [c for c in uniform if table.predicted_bytes(c) <= budget * (1 + UNIFORM_SLACK)]
     fitting.sort(key=lambda c: sum(table.damage(layer, s) for layer, s in c.items()))
     # All of them, not the few the additive model ranks best: that model cannot see how layers'
     # errors compound, and a real measurement of each is cheap next to the table.
@@ -200,6 +200,7 @@ def search_budget(handle: ModelHandle, train_data: ImageDataset, *, registry: Me
     if table is None:
         table = measurer.table(handle, selection, names, chosen_settings, registry=registry, sensitivity=sensitivity,
                                batch_size=batch_size, progress=scaled(progress, 0.0, 0.6), cancel=cancel)
+    table.compact = compact  # its byte predictions count the recipe text as the candidates will write it
 
     def measure_all(cands: Any, data: ImageDataset, **kw: Any) -> list[CandidateResult]:
         return measurer.candidates(handle, cands, data, registry=registry, batch_size=batch_size, **kw)
