@@ -23,12 +23,14 @@ smallest recipe whose selection top-1 is within P points of the original's.
 
 from __future__ import annotations
 
+import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Optional, Sequence
 
 import torch
 
+from squeezestudio.core.compression.recipe import recipe_to_dict
 from squeezestudio.core.compression.registry import MethodRegistry
 from squeezestudio.core.data.dataset import ImageDataset
 from squeezestudio.core.errors import DataError
@@ -112,11 +114,6 @@ def _candidates_for(table: LayerTable, budget: int, settings: Sequence[LayerSett
 
 def _remembering(measure: MeasureFn) -> MeasureFn:
     """``measure``, measuring each (recipe, data) once: the drop ladder and the repairs ask again."""
-    import json
-    from dataclasses import replace
-
-    from squeezestudio.core.compression.recipe import recipe_to_dict
-
     seen: dict[tuple[int, str], CandidateResult] = {}
 
     def remembered(cands: Any, data: ImageDataset, **kw: Any) -> list[CandidateResult]:
@@ -218,7 +215,7 @@ def search_budget(handle: ModelHandle, train_data: ImageDataset, *, registry: Me
     choice, selected = best
     recipe = recipe_for(choice, finetune, compact=compact)
     result = SearchResult(choice=choice, recipe=recipe, selected=selected, budget_bytes=budget_bytes,
-                          max_drop=max_drop, table=table, candidates=measured)
+                          max_drop=max_drop, table=table, candidates=_each_once(measured))
     if report_data is not None:
         for attempt in range(FINAL_REPAIRS + 1):
             check(cancel)
@@ -239,6 +236,18 @@ def search_budget(handle: ModelHandle, train_data: ImageDataset, *, registry: Me
     result.seconds = time.perf_counter() - started
     report(progress, 1.0, "search done")
     return result
+
+
+def _each_once(results: list[CandidateResult]) -> list[CandidateResult]:
+    """The measured candidates, each recipe once (a remembered one comes back when asked for again)."""
+    seen: set[str] = set()
+    out = []
+    for r in results:
+        key = json.dumps(r.recipe, sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            out.append(r)
+    return out
 
 
 def _smallest(table: LayerTable) -> Choice:
