@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
 from squeezestudio.core.compression.codec import encode_sqz
 from squeezestudio.core.compression.pipeline import compress
+from squeezestudio.core.compression.recipe import recipe_to_dict
 from squeezestudio.core.data.dataset import PreprocessSpec
 from squeezestudio.core.data.folders import load_dataset
 from squeezestudio.core.errors import DataError
@@ -14,6 +17,7 @@ from squeezestudio.core.io.demo_files import demo_model_path
 from squeezestudio.core.io.loading import load_model
 from squeezestudio.core.progress import CancelToken, Cancelled
 from squeezestudio.core.search.budget_search import search_budget, split_selection
+from squeezestudio.core.search.measurer import SearchMeasurer
 from squeezestudio.core.search.layer_table import measure_layer_table, table_from_dict, table_to_dict
 from squeezestudio.core.search.settings import recipe_for, setting_grid
 from squeezestudio.core.compression.registry import default_registry
@@ -42,6 +46,17 @@ def test_byte_costs_are_the_codecs_and_predict_whole_recipes(lenet):
     assert table_from_dict(table_to_dict(table)).entries == table.entries
 
 
+def test_a_compact_recipe_is_predicted_with_its_own_recipe_text(lenet):
+    handle, _, _, table = lenet
+    uniform = {layer: SETTINGS[4] for layer in ("fc1", "fc2", "fc3")}  # cluster 4b everywhere
+    compact = table_from_dict(table_to_dict(table))
+    compact.compact = True
+    real = len(encode_sqz(compress(handle, recipe_for(uniform, compact=True), registry=default_registry())))
+    # the cells each name their layer in an override; the compact recipe names the setting once
+    assert table.predicted_bytes(uniform) - real > 60
+    assert abs(compact.predicted_bytes(uniform) - real) <= 16
+
+
 def test_search_fits_the_budget_and_never_looks_at_the_report_data(lenet):
     handle, train, val, table = lenet
     budget = table.base_bytes // 6
@@ -56,6 +71,10 @@ def test_search_fits_the_budget_and_never_looks_at_the_report_data(lenet):
     assert again.final.evaluation.top1 < 0.3
     uniform = [c for c in result.candidates if c.label.startswith("uniform") and c.size_bytes <= budget]
     assert all(result.selected.rank_key() <= c.rank_key() for c in uniform)
+    # every uniform setting predicted to fit was measured, not only those the additive model liked best
+    predicted = [s for s in SETTINGS if table.predicted_bytes({layer: s for layer in table.entries}) <= budget]
+    assert {c.label for c in result.candidates if c.label.startswith("uniform")} >= {f"uniform {s.label()}"
+                                                                                     for s in predicted}
     assert any(line.startswith("fc1") for line in result.choice_lines())
 
 
@@ -72,6 +91,27 @@ def test_max_drop_keeps_the_held_out_accuracy_and_cancel_stops(lenet):
     with pytest.raises(Cancelled):
         search_budget(handle, train, budget_bytes=table.base_bytes // 4, table=table, settings=SETTINGS,
                       progress=cancel_midway, cancel=token, registry=default_registry())
+
+
+class CountingMeasurer(SearchMeasurer):
+    """Counts the candidate recipes really measured (the search's own measurer, nothing replaced)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.recipes: list[str] = []
+
+    def candidates(self, handle, candidates, data, **kw):
+        self.recipes += [json.dumps(recipe_to_dict(recipe), sort_keys=True) for _, recipe in candidates]
+        return super().candidates(handle, candidates, data, **kw)
+
+
+def test_the_drop_ladder_measures_each_recipe_once(lenet):
+    handle, train, _, table = lenet
+    counting = CountingMeasurer()
+    result = search_budget(handle, train, max_drop=1.0, table=table, settings=SETTINGS, measurer=counting,
+                           registry=default_registry())
+    assert len(counting.recipes) == len(set(counting.recipes)) > 0
+    assert len(result.candidates) == len(counting.recipes)
 
 
 def test_impossible_or_unclear_goals_are_one_sentence(lenet):

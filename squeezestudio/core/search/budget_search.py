@@ -7,8 +7,9 @@
    byte change of the ``.sqz`` and loss on the selection part (reusing a
    sensitivity scan of the same data).
 3. :func:`allocate` picks one setting per layer (Lagrangian, then slack
-   spending); a few tighter variants and the best uniform settings that fit
-   join it as candidates, and all are measured for real
+   spending); a few tighter variants and *every* uniform setting predicted to
+   fit join it as candidates (so the search can never choose worse, on its own
+   held-out images, than one setting for all layers), and all are measured for real
    (:func:`measure_candidates`: compress, evaluate on the selection part,
    exact file length). Candidates over the budget are repaired
    (:func:`shrink_to`) and measured again; the most accurate one that fits
@@ -22,12 +23,14 @@ smallest recipe whose selection top-1 is within P points of the original's.
 
 from __future__ import annotations
 
+import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Optional, Sequence
 
 import torch
 
+from squeezestudio.core.compression.recipe import recipe_to_dict
 from squeezestudio.core.compression.registry import MethodRegistry
 from squeezestudio.core.data.dataset import ImageDataset
 from squeezestudio.core.errors import DataError
@@ -42,10 +45,9 @@ from squeezestudio.core.search.measurer import SearchMeasurer
 from squeezestudio.core.search.settings import LayerSetting, recipe_for, setting_grid
 
 SELECTION_FRACTION = 0.3
-PREDICTION_SLACK = 0.01  # candidates predicted up to 1% over the budget are still measured (the bytes decide)
+UNIFORM_SLACK = 0.05  # uniform settings (the baseline never to lose to) up to 5% over: the additive model errs by 1-4%
 FINAL_REPAIRS = 3
 TIGHTER = (1.0, 0.97, 0.93)
-UNIFORM_CANDIDATES = 3
 REPAIR_ROUNDS = 3
 DROP_LADDER = 10
 
@@ -102,10 +104,28 @@ def _candidates_for(table: LayerTable, budget: int, settings: Sequence[LayerSett
             out.append(choice)
     uniform = [{layer: s for layer in table.entries} for s in settings
                if all(s in table.entries[layer] or s.is_off for layer in table.entries)]
-    fitting = [c for c in uniform if table.predicted_bytes(c) <= budget * (1 + PREDICTION_SLACK)]
+    fitting = [c for c in uniform if table.predicted_bytes(c) <= budget * (1 + UNIFORM_SLACK)]
     fitting.sort(key=lambda c: sum(table.damage(layer, s) for layer, s in c.items()))
-    out += [c for c in fitting[:UNIFORM_CANDIDATES] if c not in out]
+    # All of them, not the few the additive model ranks best: that model cannot see how layers'
+    # errors compound, and a real measurement of each is cheap next to the table.
+    out += [c for c in fitting if c not in out]
     return out
+
+
+def _remembering(measure: MeasureFn) -> MeasureFn:
+    """``measure``, measuring each (recipe, data) once: the drop ladder and the repairs ask again."""
+    seen: dict[tuple[int, str], CandidateResult] = {}
+
+    def remembered(cands: Any, data: ImageDataset, **kw: Any) -> list[CandidateResult]:
+        keys = [(id(data), json.dumps(recipe_to_dict(recipe), sort_keys=True)) for _, recipe in cands]
+        todo = [i for i, key in enumerate(keys) if key not in seen]
+        unique = list(dict.fromkeys(keys[i] for i in todo))
+        first = {key: next(i for i in todo if keys[i] == key) for key in unique}
+        if unique:
+            fresh = measure([cands[first[key]] for key in unique], data, **kw)
+            seen.update(zip(unique, fresh))
+        return [replace(seen[key], label=label) for key, (label, _) in zip(keys, cands)]
+    return remembered
 
 
 def _best_within(handle: ModelHandle, table: LayerTable, budget: int, choices: list[Choice],
@@ -177,9 +197,11 @@ def search_budget(handle: ModelHandle, train_data: ImageDataset, *, registry: Me
     if table is None:
         table = measurer.table(handle, selection, names, chosen_settings, registry=registry, sensitivity=sensitivity,
                                batch_size=batch_size, progress=scaled(progress, 0.0, 0.6), cancel=cancel)
+    table.compact = compact  # its byte predictions count the recipe text as the candidates will write it
 
-    def measure(cands: Any, data: ImageDataset, **kw: Any) -> list[CandidateResult]:
+    def measure_all(cands: Any, data: ImageDataset, **kw: Any) -> list[CandidateResult]:
         return measurer.candidates(handle, cands, data, registry=registry, batch_size=batch_size, **kw)
+    measure = _remembering(measure_all)
     measured: list[CandidateResult] = []
     if budget_bytes is not None:
         best = _best_within(handle, table, budget_bytes, _candidates_for(table, budget_bytes, chosen_settings),
@@ -193,7 +215,7 @@ def search_budget(handle: ModelHandle, train_data: ImageDataset, *, registry: Me
     choice, selected = best
     recipe = recipe_for(choice, finetune, compact=compact)
     result = SearchResult(choice=choice, recipe=recipe, selected=selected, budget_bytes=budget_bytes,
-                          max_drop=max_drop, table=table, candidates=measured)
+                          max_drop=max_drop, table=table, candidates=_each_once(measured))
     if report_data is not None:
         for attempt in range(FINAL_REPAIRS + 1):
             check(cancel)
@@ -214,6 +236,18 @@ def search_budget(handle: ModelHandle, train_data: ImageDataset, *, registry: Me
     result.seconds = time.perf_counter() - started
     report(progress, 1.0, "search done")
     return result
+
+
+def _each_once(results: list[CandidateResult]) -> list[CandidateResult]:
+    """The measured candidates, each recipe once (a remembered one comes back when asked for again)."""
+    seen: set[str] = set()
+    out = []
+    for r in results:
+        key = json.dumps(r.recipe, sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            out.append(r)
+    return out
 
 
 def _smallest(table: LayerTable) -> Choice:
