@@ -19,6 +19,7 @@ from typing import Any, Optional, Sequence
 
 from squeezestudio.core.measure.latency_settings import TARGET_LABELS, TARGETS
 from squeezestudio.core.session.experiments import above_chance, images_measured, pareto_frontier
+from squeezestudio.core.session.interactive_subset import same_images
 
 SIZE = "size_bytes"
 
@@ -71,15 +72,19 @@ def plot_metric(key: str) -> PlotMetric:
         raise ValueError(f"unknown plot metric {key!r}; known: {', '.join(PLOT_METRICS)}") from None
 
 
-def plot_frontier(items: Sequence[Any], x: str, y: str, chance: Optional[float] = None) -> list[int]:
+def plot_frontier(items: Sequence[Any], x: str, y: str, chance: Optional[float] = None,
+                  images: Optional[int] = None) -> list[int]:
     """Indices of the Pareto-optimal ``items`` for the pair (``x``, ``y``), ordered by increasing x.
 
     A point without either number, or no better than guessing (its top-1 at
-    or below ``chance``), is never on the frontier.
+    or below ``chance``), is never on the frontier. With ``images``, neither
+    is a point measured on another number of images: a point on all the data
+    and one on a subset do not compare like with like
+    (:func:`~squeezestudio.core.session.interactive_subset.frontier_images` picks the count).
     """
     mx, my = plot_metric(x), plot_metric(y)
-    points = [(mx.value(e), my.value(e)) if above_chance(e.metric("top1"), chance, images_measured(e)) else (None, None)
-              for e in items]
+    points = [(mx.value(e), my.value(e)) if above_chance(e.metric("top1"), chance, images_measured(e))
+              and (images is None or same_images(e, images)) else (None, None) for e in items]
     return pareto_frontier(points, x_smaller_better=mx.smaller_is_better, y_larger_better=not my.smaller_is_better)
 
 
