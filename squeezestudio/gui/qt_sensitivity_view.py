@@ -4,7 +4,9 @@ Deep Compression chose per-layer pruning rates from exactly this kind of scan
 (accuracy against sparsity, one curve per layer): layers whose curve stays
 flat can be squeezed hard. The scan itself is the core's
 :func:`~squeezestudio.core.measure.sensitivity.layer_sensitivity` (the same function
-``squeezestudio sensitivity`` runs), started here as one cancellable job.
+``squeezestudio sensitivity`` runs), started here as one cancellable job,
+on the images interactive points are measured on (the session's fixed
+subset), so its curves and the original's line agree with the plot.
 "Apply" turns the scan into settings: for each layer the most aggressive
 level costing at most X points (:func:`~squeezestudio.core.measure.sensitivity.recipe_within`),
 which becomes the current recipe and a new point on the plot.
@@ -20,6 +22,7 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QHBoxLayout, QLabel, QPushButton, QSpinBox, QVBoxLayout,
                                QWidget)
 
+from squeezestudio.core.session.interactive_subset import on_images
 from squeezestudio.core.session.studio_session import StudioSession
 from squeezestudio.gui.qt_worker import JobManager
 
@@ -46,6 +49,7 @@ class QtSensitivityView(QWidget):
         super().__init__(parent)
         self.session, self.jobs = session, jobs
         self.result: Any = None
+        self.measured_on = ""  # "on 1,000 of 5,000 images (...)": what the last scan was measured on
         self.method: Optional[str] = None
         self.curves: dict[str, list[tuple[float, Optional[float]]]] = {}
         self.scan_combo = QComboBox()
@@ -118,12 +122,20 @@ class QtSensitivityView(QWidget):
             self.note.setText("Open a model and a data set first.")
             return
         kwargs = scan_levels(method, levels)
+        session, images = self.session, self.session.interactive_images()
+        measured_on = on_images(int(images or len(data)), len(data))
 
         def job(progress: Any = None, cancel: Any = None) -> Any:
-            return layer_sensitivity(handle, data, registry=registry, layers=layers, progress=progress, cancel=cancel, **kwargs)
+            subset = session.interactive_data(images, data)  # the interactive points' images
+            return layer_sensitivity(handle, subset, registry=registry, layers=layers, progress=progress,
+                                     cancel=cancel, **kwargs)
 
-        self.note.setText(f"Scanning {len(layers)} layer(s) at {len(levels)} levels…")
-        self.jobs.start("sensitivity", job, on_finished=lambda result: self.show_result(result, method, axis),
+        def finished(result: Any) -> None:
+            self.measured_on = measured_on
+            self.show_result(result, method, axis)
+
+        self.note.setText(f"Scanning {len(layers)} layer(s) at {len(levels)} levels {measured_on}…")
+        self.jobs.start("sensitivity", job, on_finished=finished,
                         on_failed=lambda message, details: self.note.setText(message),
                         on_cancelled=lambda: self.note.setText("Scan cancelled."))
 
@@ -152,7 +164,8 @@ class QtSensitivityView(QWidget):
                                    pen=pg.mkPen("#555", width=1, style=pg.QtCore.Qt.PenStyle.DashLine),
                                    label="original", labelOpts={"position": 0.05, "color": "#555"})
             self.plot.addItem(line)
-            self.note.setText(f"Original top-1 {result.baseline_top1 * 100:.1f}%; each curve compresses "
+            on = f" {self.measured_on}" if self.measured_on else ""
+            self.note.setText(f"Original top-1 {result.baseline_top1 * 100:.1f}%{on}; each curve compresses "
                               "only that layer.")
 
     def apply(self) -> Optional[Any]:

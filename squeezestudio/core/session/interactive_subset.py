@@ -101,11 +101,11 @@ def full_label(label: str, total: int) -> str:
     return f"{label} (all {total:,} images)"
 
 
-def on_images(images: int, total: int) -> str:
-    """``on all 60 images`` or ``on 20 of 60 images (a fixed stratified subset)``."""
+def on_images(images: int, total: int, *, explain: bool = True) -> str:
+    """``on all 60 images`` or ``on 20 of 60 images (a fixed stratified subset)`` (without the bracket: not ``explain``)."""
     if images >= total:
         return f"on all {total:,} images"
-    return f"on {images:,} of {total:,} images (a fixed stratified subset)"
+    return f"on {images:,} of {total:,} images" + (" (a fixed stratified subset)" if explain else "")
 
 
 def image_metrics(data: Any, full: Any) -> dict[str, float]:
