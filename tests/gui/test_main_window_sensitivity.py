@@ -140,5 +140,5 @@ def test_the_scan_runs_on_the_interactive_subset_and_says_so(qtbot):
     assert view.result.baseline_loss == pytest.approx(on_subset.loss) and on_subset.loss != pytest.approx(on_all.loss)
     original = session.evaluate_recipe(None, original=True)  # the plot's original: the same images, same number
     assert original.metric("top1") == pytest.approx(view.result.baseline_top1)
-    assert "on 24 of 48 images (a fixed stratified subset)" in view.note.text()
+    assert "on 24 of 48 images;" in view.note.text() and view.note.toolTip() == view.note.text()
     jobs.shutdown()
