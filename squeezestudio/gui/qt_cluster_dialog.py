@@ -6,7 +6,9 @@ core's :func:`~squeezestudio.core.cluster.ray_sweep.run_sweep_on_ray`, run as
 one job of the window's :class:`~squeezestudio.gui.qt_worker.JobManager`, so
 the status bar's Cancel (Esc) and the dialog's Cancel both stop it -- and stop
 every outstanding Ray task. The Ray connection is kept between runs (workers
-stay warm) and closed with the dialog.
+stay warm) and closed with the dialog. The sweep is measured on the images
+interactive points are measured on (the session's fixed subset), and its
+points say so, so they compare with the rest of the plot.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import (QDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit,
                                QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
+from squeezestudio.core.session.interactive_subset import on_images
 from squeezestudio.core.session.studio_session import StudioSession
 from squeezestudio.gui.qt_kept_connection import KeptConnection
 from squeezestudio.gui.qt_worker import JobManager
@@ -41,6 +44,7 @@ class QtClusterDialog(QDialog):
         self.session, self.jobs = session, jobs
         self.kept = KeptConnection()
         self.received = 0
+        self._measuring: Any = None  # the data set the running sweep measures on
         self.address = QLineEdit("local")
         self.address.setToolTip("'local' starts Ray on this machine; HOST:PORT joins a cluster started with "
                                 "'ray start --head' (every machine needs squeezestudio[cluster] installed)")
@@ -106,35 +110,43 @@ class QtClusterDialog(QDialog):
             self._say(str(exc))
             return
         self.received = 0
-        skip_original = any(e.is_original for e in self.session.experiments)
-        registry = self.session.registry
+        session = self.session
+        skip_original = session.current_original() is not None  # measured on these images already
+        registry, images = session.registry, session.interactive_images()
+        self._measuring = data
 
         def job(progress: Any = None, cancel: Any = None) -> Any:
             from squeezestudio.core.cluster.arrivals import arrival_experiment
             from squeezestudio.core.cluster.ray_sweep import run_sweep_on_ray
+            from squeezestudio.core.session.interactive_subset import image_metrics
 
             conn = self.kept.get(target)
+            subset = session.interactive_data(images, data)
+            counts = image_metrics(subset, data)
 
             def arrived(arrival: Any) -> None:
                 if arrival.index == 0 and skip_original:
                     return
-                experiment = arrival_experiment(arrival, registry=registry)
+                experiment = arrival_experiment(arrival, registry=registry, counts=counts)
                 if experiment is not None:
                     self._arrivals.experiment.emit(experiment)
 
-            return run_sweep_on_ray(conn, handle, data, points, on_point=arrived, progress=progress,
+            return run_sweep_on_ray(conn, handle, subset, points, on_point=arrived, progress=progress,
                                     cancel=cancel)
 
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.progress.setValue(0)
-        self._say(f"Sending {len(points) + 1} points to {target.address}…")
+        self._say(f"Sending {len(points) + 1} points to {target.address}, measured "
+                  f"{on_images(int(images or len(data)), len(data))}…")
         started = self.jobs.start(JOB, job, on_finished=self._finished, on_failed=self._failed,
                                   on_cancelled=lambda: self._done("Cancelled: no task is left running."))
         started.signals.progress.connect(self._progress)
 
     # -- results (GUI thread) -------------------------------------------------------
     def _add(self, experiment: Any) -> None:
+        if self.session.data is not self._measuring:
+            return  # another data set was opened meanwhile: this point is not about it
         self.session.add_experiment(experiment)
         self.received += 1
 

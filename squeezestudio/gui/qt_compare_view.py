@@ -2,9 +2,12 @@
 
 Pick A and B among the session's points; the comparison (the core's
 :func:`~squeezestudio.core.measure.compare.compare_models`, the same as
-``squeezestudio compare``) runs in a worker on the evaluation data, with each
-point's exact stored model (:meth:`StudioSession.point_model`). The gallery
-shows the validation images on which the two disagree, with both top-5s.
+``squeezestudio compare``) runs in a worker with each point's exact stored
+model (:meth:`StudioSession.point_model`), on the images both points were
+measured on (all of them for two points measured on all images), else on the
+interactive subset (:func:`~squeezestudio.core.session.interactive_subset.comparison_images`),
+so its accuracies match the plot's. The gallery shows the images on which the
+two disagree, with both top-5s.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from PySide6.QtGui import QColor, QImage, QPixmap
 from PySide6.QtWidgets import (QComboBox, QGridLayout, QHBoxLayout, QLabel, QPushButton, QScrollArea, QSplitter,
                                QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
+from squeezestudio.core.session.interactive_subset import comparison_images, on_images
 from squeezestudio.core.session.studio_session import StudioSession
 from squeezestudio.gui.qt_point_store_status import point_caption
 from squeezestudio.gui.qt_worker import JobManager
@@ -48,6 +52,7 @@ class QtCompareView(QWidget):
         super().__init__(parent)
         self.session, self.jobs = session, jobs
         self.result: Any = None
+        self.compared_on: Any = None  # (the images compared, the whole data set) of the last comparison
         self.combo_a, self.combo_b = QComboBox(), QComboBox()
         for combo in (self.combo_a, self.combo_b):
             combo.setMinimumContentsLength(28)
@@ -110,9 +115,10 @@ class QtCompareView(QWidget):
 
         session, data, handle = self.session, self.session.data, self.session.handle
         chosen = [session.experiments.find(c.currentData() or "") for c in (self.combo_a, self.combo_b)]
-        if handle is None or any(e is None for e in chosen):
+        if handle is None or data is None or any(e is None for e in chosen):
             self.summary.setText("Open a model and measure at least two points first.")
             return
+        images = comparison_images(chosen, session.interactive_images() or len(data))
 
         def side(experiment: Any, progress: Any, cancel: Any) -> tuple[Any, Any, Any]:
             if experiment.is_original:
@@ -122,11 +128,18 @@ class QtCompareView(QWidget):
 
         def job(progress: Any = None, cancel: Any = None) -> Any:
             a, b = (side(e, progress, cancel) for e in chosen)
-            return compare_models(a, b, data, names=tuple(point_caption(session, e) for e in chosen),
-                                  sizes=tuple(e.size_bytes for e in chosen), progress=progress, cancel=cancel)
+            subset = session.interactive_data(images, data)
+            return compare_models(a, b, subset, names=tuple(point_caption(session, e) for e in chosen),
+                                  sizes=tuple(e.size_bytes for e in chosen), progress=progress,
+                                  cancel=cancel), subset
 
-        self.summary.setText("Comparing…")
-        self.jobs.start("compare", job, on_finished=self.show_result,
+        def finished(done: Any) -> None:
+            result, subset = done
+            self.compared_on = (subset, data)
+            self.show_result(result)
+
+        self.summary.setText(f"Comparing {on_images(images, len(data))}…")
+        self.jobs.start("compare", job, on_finished=finished,
                         on_failed=lambda message, details: self.summary.setText(message),
                         on_cancelled=lambda: self.summary.setText("Comparison cancelled."))
 
@@ -152,7 +165,8 @@ class QtCompareView(QWidget):
         if result.agreement is not None:
             acc = "" if result.top1_a is None else (f"top-1 A {result.top1_a * 100:.2f}%, "
                                                       f"B {result.top1_b * 100:.2f}%; ")
-            lines.append(f"{acc}agreement {result.agreement * 100:.2f}% of {result.n} images; "
+            total = len(self.compared_on[1]) if self.compared_on is not None else result.n
+            lines.append(f"{acc}agreement {result.agreement * 100:.2f}% {on_images(result.n, total)}; "
                          f"they disagree on {result.disagreement_count} (shown below with both top-5s)")
         self.summary.setText("\n".join(lines))
         self._fill_gallery(result)
@@ -162,7 +176,7 @@ class QtCompareView(QWidget):
             widget = self.gallery_layout.takeAt(0).widget()
             if widget is not None:
                 widget.deleteLater()
-        data = self.session.data
+        data = self.compared_on[0] if self.compared_on is not None else self.session.data  # indices into it
         for i, d in enumerate(result.disagreements):
             cell = QWidget()
             box = QVBoxLayout(cell)

@@ -6,9 +6,14 @@ preprocessing choice (the keys of ``--preprocess FILE.yaml``), previews one
 sample image as the model will see it (through the core's own
 ``prepare_pixels``/``preprocess``, so the preview is what evaluation uses),
 and says in one sentence what is wrong, with OK disabled, while the fields
-contradict the model. OK runs the model once on the new input (the core's
-``prepare_model_input``); the window then makes it current and measures the
-original again (``apply_model_input``).
+contradict the model. Switching an ONNX file's layout shows the size the file
+declares in that layout (the core's ``size_for_layout``). OK runs the model
+once on the new input (the core's ``prepare_model_input``; for another ONNX
+layout that converts the file again, seconds for a large model) in a worker,
+with OK disabled meanwhile; the window then makes it current and measures the
+original again (``apply_model_input``). Checking the fields as they are typed
+runs no model (``probe=False``: parsing and a few comparisons), so it stays
+on the GUI thread.
 """
 
 from __future__ import annotations
@@ -22,14 +27,16 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, 
                                QLineEdit, QVBoxLayout, QWidget)
 
 from squeezestudio.core.errors import SqueezeStudioError
-from squeezestudio.core.session.model_input import prepare_model_input, spec_fields, use_model_input
+from squeezestudio.core.session.model_input import prepare_model_input, size_for_layout, use_model_input
 from squeezestudio.gui.qt_safe_text import set_plain_text
+from squeezestudio.gui.qt_worker import JobManager
 
 PREVIEW_SIZE = 160  # pixels on the longer side of the preview
 RESIZE_MODES = (("cover", "Scale just enough to cover the input size"),
                 ("shorter", "Scale the shorter side to N"),
                 ("exact", "Resize to exactly H,W"))
 ERROR_STYLE = "color: #c0392b;"
+CHECK_JOB = "model_input"
 
 
 def _numbers(values: Any) -> str:
@@ -70,6 +77,8 @@ class QtModelInputDialog(QDialog):
         self.session = session
         self.result_handle: Any = None  # the checked handle, set when OK succeeds
         self.error = ""
+        self.jobs = JobManager(self, max_threads=1)  # OK's check; its failures are this dialog's sentence
+        self.checking = False
         handle = session.handle
         spec = handle.input_spec
         self.input_size = QLineEdit(_numbers((spec.height, spec.width)))
@@ -93,6 +102,7 @@ class QtModelInputDialog(QDialog):
         self.order.addItems(["RGB", "BGR"])
         self.order.setCurrentIndex(1 if spec.channel_order == "bgr" else 0)
         self.order.setEnabled(spec.channels == 3)
+        self.order.setProperty("keep_disabled", spec.channels != 3)
         self.grayscale = QCheckBox("Convert images to gray first")
         self.grayscale.setChecked(spec.grayscale)
         self.layout_box = QComboBox()
@@ -101,6 +111,7 @@ class QtModelInputDialog(QDialog):
         self.layout_box.setCurrentIndex(1 if spec.layout == "nhwc" else 0)
         onnx = handle.source_format == "onnx"
         self.layout_box.setEnabled(onnx)
+        self.layout_box.setProperty("keep_disabled", not onnx)
         self.layout_box.setToolTip("The input layout of the ONNX file (read from its input shape when opened)"
                                    if onnx else "A PyTorch model's layout is its own code")
         resize_row = QHBoxLayout()
@@ -147,7 +158,14 @@ class QtModelInputDialog(QDialog):
         for box in (self.resize_mode, self.pixel_scale, self.order, self.layout_box):
             box.currentIndexChanged.connect(self.refresh)
         self.grayscale.toggled.connect(self.refresh)
+        self.layout_box.currentIndexChanged.connect(self._layout_changed)
         self.refresh()
+
+    def _layout_changed(self) -> None:
+        """Show the size the ONNX file declares in the chosen layout (kept when the file leaves it open)."""
+        size = size_for_layout(self.session.handle, self.layout_box.currentData())
+        if size is not None:
+            self.input_size.setText(_numbers(size))  # textChanged: checked and previewed again
 
     @staticmethod
     def _load(sample: Optional[Path]) -> Any:
@@ -219,21 +237,47 @@ class QtModelInputDialog(QDialog):
                                      "after mean/std")
 
     def accept(self) -> None:
-        """Run the model once on the new input; stay open with the sentence when it cannot take it."""
-        from PySide6.QtWidgets import QApplication
-
+        """Run the model once on the new input in a worker; close when it takes it, else say why and stay."""
         self.refresh()
-        if self.error:
+        if self.error or self.checking:
             return
-        QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
-        try:
-            self.result_handle = prepare_model_input(self.session, self.raw(), probe=True)
-        except SqueezeStudioError as exc:
-            self._show_problem(str(exc))
-            return
-        finally:
-            QApplication.restoreOverrideCursor()
+        session, raw = self.session, self.raw()
+
+        def job(progress: Any = None, cancel: Any = None) -> Any:
+            return prepare_model_input(session, raw, probe=True)
+
+        self._set_checking(True)
+        self.jobs.start(CHECK_JOB, job, on_finished=self._checked, on_failed=self._check_failed,
+                        on_cancelled=lambda: self._set_checking(False))
+
+    def _set_checking(self, checking: bool) -> None:
+        """While the model runs: OK and the fields disabled, a line saying what is happening."""
+        self.checking = checking
+        for widget in (self.input_size, self.resize_mode, self.resize, self.pixel_scale, self.mean, self.std,
+                       self.order, self.grayscale, self.layout_box):
+            widget.setEnabled(not checking and widget.property("keep_disabled") is not True)
+        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(not checking and not self.error)
+        self.message.setStyleSheet("" if checking else ERROR_STYLE)
+        set_plain_text(self.message, "Running the model once on the new input…" if checking else self.error)
+        if not checking:
+            self.resize.setEnabled(self.resize_mode.currentData() != "cover")
+
+    def _checked(self, handle: Any) -> None:
+        if not self.checking:
+            return  # Cancel came first (the check had finished, its answer not yet delivered)
+        self._set_checking(False)
+        self.result_handle = handle
         super().accept()
+
+    def _check_failed(self, message: str, details: str) -> None:
+        self._set_checking(False)
+        self._show_problem(message)
+
+    def reject(self) -> None:
+        """Cancel closes at once; a check still running is cancelled and its handle never used."""
+        self.jobs.cancel(CHECK_JOB)
+        self._set_checking(False)
+        super().reject()
 
 
 def printable_name(handle: Any) -> str:

@@ -3,8 +3,10 @@
 The dialog asks for a goal (a byte budget or a largest top-1 drop) and
 optional retraining, runs :func:`~squeezestudio.core.search.budget_search.search_budget`
 off the GUI thread with progress and cancel, and adds the final measured
-point (exact .sqz bytes, accuracy on the window's data) to the session.
-Choices are made on a held-out part of the training data; the per-layer
+point (exact .sqz bytes, accuracy on the images interactive points are
+measured on, so it compares with them; it carries that count) to the session.
+Choices are made on a held-out part of the training data, never on the
+images the point is reported on; the per-layer
 table is kept for the model and training data, so a second search at
 another budget reuses it. "Measure on a Ray cluster" sends the table's cells
 and the candidate recipes to Ray as tasks (the same core functions; the
@@ -22,6 +24,7 @@ from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QDialog, QDoubleSpinBox,
                                QSpinBox, QVBoxLayout, QWidget)
 
 from squeezestudio.core.session.experiments import Experiment, new_experiment_id
+from squeezestudio.core.session.interactive_subset import image_metrics, on_images
 from squeezestudio.gui.qt_kept_connection import KeptConnection
 from squeezestudio.gui.qt_worker import JobManager
 
@@ -83,7 +86,8 @@ class QtSearchDialog(QDialog):
         form.addRow(self.on_cluster, cluster_row)
         self.kept = KeptConnection()
         note = QLabel("Every choice is made on a held-out part of the training data; the result is then "
-                      "measured on the window's data and appears on the plot.")
+                      "measured on the images the plot's points are measured on (Run > Interactive subset…) "
+                      "and appears on the plot.")
         note.setWordWrap(True)
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
@@ -148,6 +152,8 @@ class QtSearchDialog(QDialog):
         if target is False:
             return
 
+        images = session.interactive_images()
+
         def job(progress: Any = None, cancel: Any = None) -> Any:
             from squeezestudio.core.search.budget_search import search_budget
 
@@ -157,14 +163,23 @@ class QtSearchDialog(QDialog):
 
                 measurer = RaySearchMeasurer(self.kept.get(target))
             train = session.training_data(handle)
-            return search_budget(handle, train, registry=session.registry, budget_bytes=budget, max_drop=drop,
-                                 report_data=data, table=table, settings=grid, finetune=finetune,
-                                 measurer=measurer, progress=progress, cancel=cancel)
+            # Reported on the interactive points' images (validation data, never looked at while choosing):
+            # the point compares like with like with the rest of the plot.
+            report = session.interactive_data(images, data)
+            result = search_budget(handle, train, registry=session.registry, budget_bytes=budget, max_drop=drop,
+                                   report_data=report, table=table, settings=grid, finetune=finetune,
+                                   measurer=measurer, progress=progress, cancel=cancel)
+            return result, image_metrics(report, data)
 
-        def done(result: Any) -> None:
+        def done(found: Any) -> None:
+            result, counts = found
             self._tables[key] = result.table
             self._set_running(False)
-            self._show(result, budget, drop)
+            if session.handle is not handle or session.data is not data:
+                self.status.setText("Another model or data set was opened during the search; its point was "
+                                    "not added.")
+                return
+            self._show(result, budget, drop, counts)
 
         def failed(message: str, details: str) -> None:
             self._set_running(False)
@@ -205,7 +220,7 @@ class QtSearchDialog(QDialog):
     def cancel(self) -> None:
         self.jobs.cancel(JOB_KEY)
 
-    def _show(self, result: Any, budget: Optional[int], drop: Optional[float]) -> None:
+    def _show(self, result: Any, budget: Optional[int], drop: Optional[float], counts: dict[str, float]) -> None:
         from squeezestudio.core.compression.recipe import recipe_to_dict
 
         self.last_result = result
@@ -213,14 +228,16 @@ class QtSearchDialog(QDialog):
         goal = f"≤ {budget:,d} B" if budget is not None else f"drop ≤ {drop:g} pt"
         experiment = Experiment(id=new_experiment_id(), recipe=recipe_to_dict(result.recipe),
                                 label=f"search {goal}", size_bytes=int(final.size_bytes),
-                                metrics=final.metrics(), compressed=final.compressed)
+                                metrics={**final.metrics(), **counts}, compressed=final.compressed)
         self.session.add_experiment(experiment)
         self.experimentFound.emit(experiment)
         top1 = final.evaluation.top1 if final.evaluation is not None else None
         accuracy = "" if top1 is None else f", top-1 {top1 * 100:.2f}%"
         self.progress.setValue(1000)
-        self.status.setText(f"Found: {final.size_bytes:,d} bytes{accuracy} on {self.session.data.name} "
-                            f"({len(result.candidates)} recipes measured in {result.seconds:.1f} s).")
+        measured = on_images(int(counts["images"]), int(counts["images_total"]), explain=False)
+        self.status.setText(f"Found: {final.size_bytes:,d} bytes{accuracy} {measured} of "
+                            f"{self.session.data.name} ({len(result.candidates)} recipes measured in "
+                            f"{result.seconds:.1f} s).")
         self.details.setPlainText("\n".join(result.choice_lines()))
 
 

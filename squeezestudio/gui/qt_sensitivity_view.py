@@ -4,7 +4,9 @@ Deep Compression chose per-layer pruning rates from exactly this kind of scan
 (accuracy against sparsity, one curve per layer): layers whose curve stays
 flat can be squeezed hard. The scan itself is the core's
 :func:`~squeezestudio.core.measure.sensitivity.layer_sensitivity` (the same function
-``squeezestudio sensitivity`` runs), started here as one cancellable job.
+``squeezestudio sensitivity`` runs), started here as one cancellable job,
+on the images interactive points are measured on (the session's fixed
+subset), so its curves and the original's line agree with the plot.
 "Apply" turns the scan into settings: for each layer the most aggressive
 level costing at most X points (:func:`~squeezestudio.core.measure.sensitivity.recipe_within`),
 which becomes the current recipe and a new point on the plot.
@@ -17,9 +19,10 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QHBoxLayout, QLabel, QPushButton, QSpinBox, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QSpinBox,
+                               QVBoxLayout, QWidget)
 
+from squeezestudio.core.session.interactive_subset import on_images
 from squeezestudio.core.session.studio_session import StudioSession
 from squeezestudio.gui.qt_worker import JobManager
 
@@ -46,6 +49,7 @@ class QtSensitivityView(QWidget):
         super().__init__(parent)
         self.session, self.jobs = session, jobs
         self.result: Any = None
+        self.measured_on = ""  # "on 1,000 of 5,000 images (...)": what the last scan was measured on
         self.method: Optional[str] = None
         self.curves: dict[str, list[tuple[float, Optional[float]]]] = {}
         self.scan_combo = QComboBox()
@@ -58,6 +62,8 @@ class QtSensitivityView(QWidget):
         self.run_button = QPushButton("Run scan")
         self.run_button.clicked.connect(self.run)
         self.note = QLabel("Compresses one layer at a time and measures the accuracy.")
+        # the note gives way (its full text is its tooltip): a long sentence must never widen the window
+        self.note.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.max_drop = QDoubleSpinBox()
         self.max_drop.setRange(0.0, 50.0)
         self.max_drop.setSingleStep(0.5)
@@ -82,9 +88,9 @@ class QtSensitivityView(QWidget):
         side.addLabel("", row=1, col=0)
         side.layout.setRowStretchFactor(1, 10)
         row = QHBoxLayout()
-        for w in (QLabel("Scan"), self.scan_combo, QLabel("largest layers"), self.top_n, self.note):
+        for w in (QLabel("Scan"), self.scan_combo, QLabel("largest layers"), self.top_n):
             row.addWidget(w)
-        row.addStretch(1)
+        row.addWidget(self.note, 1)
         row.addWidget(self.run_button)
         apply_row = QHBoxLayout()
         for w in (QLabel("Most aggressive setting per layer costing at most"), self.max_drop, self.apply_button):
@@ -95,6 +101,10 @@ class QtSensitivityView(QWidget):
         layout.addLayout(row)
         layout.addLayout(apply_row)
         layout.addWidget(self.canvas, 1)
+
+    def _say(self, text: str) -> None:
+        self.note.setText(text)
+        self.note.setToolTip(text)
 
     def layers_to_scan(self) -> list[str]:
         """The N compressible layers (conv/linear) with the most parameters, in model order."""
@@ -115,17 +125,25 @@ class QtSensitivityView(QWidget):
         handle, data, registry = self.session.handle, self.session.data, self.session.registry
         layers = self.layers_to_scan()
         if not layers or data is None:
-            self.note.setText("Open a model and a data set first.")
+            self._say("Open a model and a data set first.")
             return
         kwargs = scan_levels(method, levels)
+        session, images = self.session, self.session.interactive_images()
+        measured_on = on_images(int(images or len(data)), len(data), explain=False)
 
         def job(progress: Any = None, cancel: Any = None) -> Any:
-            return layer_sensitivity(handle, data, registry=registry, layers=layers, progress=progress, cancel=cancel, **kwargs)
+            subset = session.interactive_data(images, data)  # the interactive points' images
+            return layer_sensitivity(handle, subset, registry=registry, layers=layers, progress=progress,
+                                     cancel=cancel, **kwargs)
 
-        self.note.setText(f"Scanning {len(layers)} layer(s) at {len(levels)} levels…")
-        self.jobs.start("sensitivity", job, on_finished=lambda result: self.show_result(result, method, axis),
-                        on_failed=lambda message, details: self.note.setText(message),
-                        on_cancelled=lambda: self.note.setText("Scan cancelled."))
+        def finished(result: Any) -> None:
+            self.measured_on = measured_on
+            self.show_result(result, method, axis)
+
+        self._say(f"Scanning {len(layers)} layer(s) at {len(levels)} levels {measured_on}…")
+        self.jobs.start("sensitivity", job, on_finished=finished,
+                        on_failed=lambda message, details: self._say(message),
+                        on_cancelled=lambda: self._say("Scan cancelled."))
 
     def show_result(self, result: Any, method: str, axis: str = "") -> None:
         """Draw ``result``'s curves for ``method`` and the original's accuracy as a dashed line."""
@@ -152,7 +170,8 @@ class QtSensitivityView(QWidget):
                                    pen=pg.mkPen("#555", width=1, style=pg.QtCore.Qt.PenStyle.DashLine),
                                    label="original", labelOpts={"position": 0.05, "color": "#555"})
             self.plot.addItem(line)
-            self.note.setText(f"Original top-1 {result.baseline_top1 * 100:.1f}%; each curve compresses "
+            on = f" {self.measured_on}" if self.measured_on else ""
+            self._say(f"Original top-1 {result.baseline_top1 * 100:.1f}%{on}; each curve compresses "
                               "only that layer.")
 
     def apply(self) -> Optional[Any]:
@@ -165,8 +184,8 @@ class QtSensitivityView(QWidget):
         try:
             recipe = recipe_within(self.result, self.method, self.max_drop.value())
         except SqueezeStudioError as exc:
-            self.note.setText(str(exc))
+            self._say(str(exc))
             return None
-        self.note.setText(f"Applied: {len(recipe.layers)} layer(s) set by the scan; evaluating it as a new point.")
+        self._say(f"Applied: {len(recipe.layers)} layer(s) set by the scan; evaluating it as a new point.")
         self.recipeChosen.emit(recipe)
         return recipe

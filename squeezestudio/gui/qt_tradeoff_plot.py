@@ -8,7 +8,11 @@ that pair, with each metric's own better side, drawn as a step line. Points
 can be coloured by a third metric (a viridis scale with a colour bar; points
 that lack it are grey), otherwise frontier points are orange. The original
 model is a star. When points were measured on a subset of the data, the
-summary says which, and points measured on all images are diamonds.
+summary says which, and points measured on all images are diamonds. Only
+points measured on the same images are compared (the core's
+:func:`~squeezestudio.core.session.interactive_subset.frontier_images`: those
+interactive points are measured on now): the rest are drawn hollow, never on
+the frontier, and the legend and summary say so.
 Hovering shows the recipe, clicking emits the experiment id
 so the window can restore that recipe. The plot redraws from the
 ExperimentLog's change callbacks and holds no state beyond its three choices,
@@ -27,7 +31,8 @@ from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSizePolicy, QTool
 
 from squeezestudio.core.atomic_write import atomic_write_bytes
 from squeezestudio.core.session.experiments import Experiment, ExperimentLog, format_bytes, recipe_summary
-from squeezestudio.core.session.interactive_subset import measured_note, measured_on_all, subset_summary
+from squeezestudio.core.session.interactive_subset import (compared, frontier_images, measured_note, measured_on_all,
+                                                           subset_summary)
 from squeezestudio.core.session.plot_axes import (DEFAULT_X, DEFAULT_Y, PLOT_METRICS, SIZE, PlotMetric, frontier_steps,
                                                   plot_frontier, plot_metric)
 from squeezestudio.gui.qt_settings import AppSettings
@@ -102,6 +107,7 @@ class QtTradeoffPlot(QWidget):
         self.frontier_ids: list[str] = []
         self._ids: list[str] = []
         self._mixed = False  # points measured on a subset and on all images are both shown
+        self._hollow_in_legend = False
 
         self.x_combo = _metric_combo("Which measured number goes across")
         self.combo = _metric_combo("Which measured number goes up")
@@ -129,14 +135,17 @@ class QtTradeoffPlot(QWidget):
                                           hoverSize=14, hoverPen=pg.mkPen("w", width=2))
         self.original = pg.ScatterPlotItem(size=18, symbol="star", pen=pg.mkPen((20, 20, 20)),
                                            brush=pg.mkBrush(*GOLD), hoverable=True, tip=self._tip)
-        legend = self.plot.addLegend(offset=(-10, -10), labelTextSize="8pt")
-        for item in (self.frontier, self.scatter, self.original):
+        self.elsewhere = pg.ScatterPlotItem(size=10, hoverable=True, tip=self._tip, hoverSize=14,
+                                            pen=pg.mkPen(BLUE, width=2), brush=pg.mkBrush(0, 0, 0, 0))
+        legend = self.legend = self.plot.addLegend(offset=(-10, -10), labelTextSize="8pt")
+        for item in (self.frontier, self.elsewhere, self.scatter, self.original):
             self.plot.addItem(item)
         legend.addItem(self.scatter, "experiment")
         legend.addItem(self.original, "original model")
         legend.addItem(self.frontier, "Pareto frontier")
         self.scatter.sigClicked.connect(self._clicked)
         self.original.sigClicked.connect(self._clicked)
+        self.elsewhere.sigClicked.connect(self._clicked)
         self.colour_map = pg.colormap.get("viridis")
         self.colour_bar = pg.ColorBarItem(values=(0.0, 1.0), colorMap=self.colour_map, interactive=False,
                                           colorMapMenu=False, width=14)
@@ -220,14 +229,21 @@ class QtTradeoffPlot(QWidget):
             axis.bytes_labels = metric.unit == "bytes"
             axis.setLogMode(metric.unit == "bytes")
             self.plot.setLabel(side, metric.title())
-        idx = plot_frontier(points, self.x_name, self.metric_name, self.log.chance)  # chance: never optimal
+        images = frontier_images(points, self.log.images)  # only points on the same images are compared
+        idx = plot_frontier(points, self.x_name, self.metric_name, self.log.chance, images)  # chance: never optimal
         self.frontier_ids = [points[i].id for i in idx]
         colours = self._colours(points)
         self._mixed = bool(subset_summary(points))  # some points saw a subset: mark those that saw everything
-        normal = [e for e in points if not e.is_original]
-        originals = [e for e in points if e.is_original]
-        self.scatter.setData(spots=[self._spot(e, colours) for e in normal])
-        self.original.setData(spots=[self._spot(e, colours) for e in originals])
+        same, other = compared(points, images)
+        self.scatter.setData(spots=[self._spot(e, colours) for e in same if not e.is_original])
+        self.original.setData(spots=[self._spot(e, colours) for e in same if e.is_original])
+        self.elsewhere.setData(spots=[self._spot(e, colours, hollow=True) for e in other])
+        if bool(other) != self._hollow_in_legend:
+            if other:
+                self.legend.addItem(self.elsewhere, "other images: not compared")
+            else:
+                self.legend.removeItem(self.elsewhere)
+            self._hollow_in_legend = bool(other)
         self._ids = [e.id for e in points]
         xs, ys = frontier_steps([self._pos(points[i]) for i in idx], mx.smaller_is_better)
         self.frontier.setData(np.array(xs, dtype=np.float64), np.array(ys, dtype=np.float64))
@@ -239,7 +255,7 @@ class QtTradeoffPlot(QWidget):
             self.plot.enableAutoRange(axis="y")
         self.plot.enableAutoRange(axis="x")
         self.summary.setText(self._summary_text(points))
-        subset = subset_summary(points)  # also above the plot: the summary line gives way on a narrow window
+        subset = subset_summary(points, self.log.images)  # also above the plot: the summary line gives way
         self.plot.setTitle(f"Points {subset}" if subset else None, size="9pt")
         self.summary.setToolTip(self.summary.text())
 
@@ -262,7 +278,8 @@ class QtTradeoffPlot(QWidget):
         self.colour_bar.axis.setLabel(f"{metric.label} (KB)" if metric.unit == "bytes" else metric.title())
         return colours
 
-    def _spot(self, e: Experiment, colours: Mapping[str, tuple[int, int, int]]) -> dict:
+    def _spot(self, e: Experiment, colours: Mapping[str, tuple[int, int, int]], hollow: bool = False) -> dict:
+        """One point's spot; ``hollow`` (measured on other images): its colour as the outline, nothing inside."""
         current = e.id == self.current_id
         on_front = e.id in set(self.frontier_ids)
         if colours:
@@ -273,12 +290,16 @@ class QtTradeoffPlot(QWidget):
             brush = GOLD if e.is_original else ORANGE if on_front else BLUE
             pen = pg.mkPen((200, 30, 30) if current else (30, 30, 30), width=3 if current else 1)
         symbol = "star" if e.is_original else "d" if self._mixed and measured_on_all(e) else "o"
-        return {"pos": self._pos(e), "data": e.id, "brush": pg.mkBrush(*brush), "pen": pen, "symbol": symbol,
+        if hollow:
+            pen = pg.mkPen((200, 30, 30) if current else brush, width=3 if current else 2)
+        return {"pos": self._pos(e), "data": e.id, "brush": pg.mkBrush(*brush, 0 if hollow else 255), "pen": pen,
+                "symbol": symbol,
                 "size": (18 if e.is_original else 10) + (6 if current else 0)}
 
     def _summary_text(self, points: list[Experiment]) -> str:
         text = f"{len(points)} point(s)"
-        original = next((e for e in points if e.is_original), None)
+        same = compared(points, frontier_images(points, self.log.images))[0]  # "× smaller" than the original on them
+        original = next((e for e in same if e.is_original), None)
         best = [e for e in points if e.id in self.frontier_ids and not e.is_original]
         if SIZE in (self.x_name, self.metric_name) and original is not None and best:
             smallest = min(best, key=lambda e: e.size_bytes)
@@ -290,7 +311,7 @@ class QtTradeoffPlot(QWidget):
             missing = sum(plot_metric(self.colour_name).value(e) is None for e in points)
             text += f" · grey: {missing} not measured" if missing else ""
         hidden = len(self.log) - len(points)
-        subset = subset_summary(points)  # first: the summary gives way at its right end
+        subset = subset_summary(points, self.log.images)  # first: the summary gives way at its right end
         return (f"{subset[0].upper()}{subset[1:]} · " if subset else "") + text + (
             f" · {hidden} not shown (unmeasured)" if hidden else "")
 

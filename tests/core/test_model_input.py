@@ -11,7 +11,8 @@ from squeezestudio.core.io.export_onnx import export_onnx
 from squeezestudio.core.io.loading import save_safetensors
 from squeezestudio.core.model.input_spec import InputSpec
 from squeezestudio.core.model.zoo import zoo_handle
-from squeezestudio.core.session.model_input import digits_fit, prepare_model_input, spec_fields, use_model_input
+from squeezestudio.core.session.model_input import (digits_fit, prepare_model_input, size_for_layout, spec_fields,
+                                                    use_model_input)
 from squeezestudio.core.session.studio_session import StudioSession
 
 
@@ -87,6 +88,22 @@ def test_using_the_new_input_drops_points_and_data_but_keeps_the_recipe(session)
     assert not torch.allclose(after.images, before.images)
 
 
+def test_only_an_onnx_file_at_hand_declares_a_size_per_layout(session, tmp_path):
+    assert size_for_layout(session.handle, "nhwc") is None  # a PyTorch model: its layout is its own code
+    path = tmp_path / "open.onnx"
+    export_onnx(session.handle, path)
+    dynamic = StudioSession(registry=default_registry())
+    dynamic.open_model(path)
+    assert size_for_layout(dynamic.handle, "nchw") == (32, 32)
+    import onnx
+
+    model = onnx.load(str(path))
+    for dim in model.graph.input[0].type.tensor_type.shape.dim[2:]:
+        dim.dim_param = "side"  # the file leaves the size open: the user sets it, whatever the layout
+    onnx.save(model, str(path))
+    assert size_for_layout(dynamic.handle, "nchw") is None and size_for_layout(dynamic.handle, "nhwc") is None
+
+
 def test_the_digits_fit_ten_class_near_square_inputs():
     assert digits_fit(InputSpec(channels=1, height=32, width=32), 10)
     assert digits_fit(InputSpec(channels=3, height=224, width=224), 10)
@@ -125,6 +142,7 @@ def test_another_layout_of_an_onnx_file_converts_it_again(tmp_path):
     session = StudioSession(registry=default_registry())
     session.open_model(path)
     assert session.handle.input_spec.layout == "nchw"  # [N, 3, 8, 3]: read as 3 channels of 8x3
+    assert size_for_layout(session.handle, "nchw") == (8, 3) and size_for_layout(session.handle, "nhwc") == (3, 8)
     fields = {**spec_fields(session.handle.input_spec), "layout": "nhwc", "input_size": "3,8", "resize": ""}
     assert prepare_model_input(session, fields, probe=False).module is session.handle.module  # checked only
     new = prepare_model_input(session, fields)

@@ -16,6 +16,13 @@ from squeezestudio.core.session.studio_session import (StudioSession, find_autos
 from squeezestudio.core.compression.registry import default_registry
 
 
+class _DataSet(SimpleNamespace):
+    """A stand-in for a loaded data set: a name and a length (the session counts its images)."""
+
+    def __len__(self) -> int:
+        return 10
+
+
 def _tiny_handle(path="tiny.pt"):
     torch.manual_seed(0)
     module = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
@@ -29,7 +36,7 @@ def _session(loaded):
 
     def data_loader(source, handle):
         loaded.append(("data", source, handle.name))
-        return SimpleNamespace(name=source)
+        return _DataSet(name=source)
 
     return StudioSession(model_loader=model_loader, data_loader=data_loader, registry=default_registry())
 
@@ -225,7 +232,7 @@ def test_training_data_is_digits_train_or_the_users_own_and_is_cached():
 
     def data_loader(source, handle):
         asked.append(source)
-        return SimpleNamespace(name=source)
+        return _DataSet(name=source)
 
     session = StudioSession(model_loader=lambda p, trust=False: _tiny_handle(p), data_loader=data_loader, registry=default_registry())
     session.open_model("m.pt")

@@ -49,3 +49,27 @@ def test_points_arrive_on_the_plot_while_the_sweep_runs(qtbot, ray_cluster, tmp_
         if not p.is_original:
             assert p.recipe["methods"]["quantize"] == {"bits": 6} and "(cluster)" in p.label
     dialog.grab().save(str(tmp_path / "cluster_dialog.png"))
+
+
+def test_the_sweep_is_measured_on_the_interactive_subset(qtbot, ray_cluster):
+    torch.manual_seed(0)
+    session = StudioSession(registry=default_registry())
+    session.set_model(zoo_handle("lenet300_100", num_classes=10, in_channels=1, input_size=8))
+    session.set_data(load_digits_split("val", PreprocessSpec(channels=1, height=8, width=8, mean=(0.5,),
+                                                             std=(0.5,))), "digits")
+    session.set_interactive_limit(100)
+    session.add_experiment(session.evaluate_recipe(None, original=True))  # on the subset: the sweep's is skipped
+    jobs = JobManager()
+    dialog = QtClusterDialog(session, jobs)
+    qtbot.addWidget(dialog)
+    dialog.grid.setPlainText("prune.sparsity=0.8")
+    dialog.workers.setValue(2)
+    dialog.run()
+    assert f"measured on 100 of {len(session.data)} images" in dialog.status.text()
+    qtbot.waitUntil(lambda: dialog.run_button.isEnabled(), timeout=120_000)
+    assert "point(s) measured" in dialog.status.text(), dialog.status.text()
+    original, point = session.experiments.list()
+    assert point.metric("images") == 100 and point.metric("images_total") == len(session.data)
+    local = session.evaluate_recipe(point.recipe)  # the same recipe measured here, on the same 100 images
+    assert point.metric("top1") == local.metric("top1") and point.metric("agreement") == local.metric("agreement")
+    jobs.shutdown()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 import torch
 
 from squeezestudio.core.compression.registry import default_registry
@@ -39,4 +40,34 @@ def test_compare_view_shows_the_diff_and_the_disagreeing_images(qtbot, tmp_path)
     assert view.gallery_layout.count() == len(view.result.disagreements) > 0
     if os.environ.get("SQUEEZESTUDIO_SCREENSHOTS"):
         view.grab().save(os.environ["SQUEEZESTUDIO_SCREENSHOTS"])
+    jobs.shutdown()
+
+
+def test_compare_uses_the_images_the_points_were_measured_on(qtbot):
+    torch.manual_seed(0)
+    session = StudioSession(registry=default_registry())
+    session.set_model(zoo_handle("lenet300_100", num_classes=4, in_channels=1, input_size=8))
+    session.set_data(ImageDataset(images=torch.randn(40, 1, 8, 8), labels=torch.arange(40) % 4,
+                                  class_names=list("abcd")), "random")
+    session.set_interactive_limit(20)
+    original = session.add_experiment(session.evaluate_recipe(None, original=True))
+    pruned = session.add_experiment(session.evaluate_recipe({"methods": {"prune": {"sparsity": 0.95}}}))
+    jobs = JobManager()
+    view = QtCompareView(session, jobs)
+    qtbot.addWidget(view)
+    view.set_points(original.id, pruned.id)
+    view.compare()
+    qtbot.waitUntil(lambda: view.result is not None, timeout=60000)
+    assert view.result.n == 20 and view.compared_on[0] is session.interactive_data(20)
+    assert view.result.top1_b == pytest.approx(pruned.metric("top1"))  # the plot's number, on the same images
+    assert "on 20 of 40 images (a fixed stratified subset)" in view.summary.text()
+    # both measured on all images: compared on all of them
+    full_original = session.add_experiment(session.evaluate_recipe(None, original=True, images=40))
+    full = session.add_experiment(session.evaluate_recipe({"methods": {"prune": {"sparsity": 0.95}}}, images=40))
+    view.result = None
+    view.set_points(full_original.id, full.id)
+    view.compare()
+    qtbot.waitUntil(lambda: view.result is not None, timeout=60000)
+    assert view.result.n == 40 and view.result.top1_b == pytest.approx(full.metric("top1"))
+    assert "on all 40 images" in view.summary.text()
     jobs.shutdown()

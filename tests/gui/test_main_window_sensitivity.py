@@ -119,3 +119,26 @@ def test_bad_levels_are_refused_before_any_evaluation():
     with pytest.raises(RecipeError, match="no layer 'nope'"):
         layer_sensitivity(session.handle, session.data, layers=["nope"], registry=default_registry())
     assert calls == []  # refused before the first evaluation started
+
+
+def test_the_scan_runs_on_the_interactive_subset_and_says_so(qtbot):
+    from squeezestudio.core.measure.evaluation import evaluate
+
+    session = _tiny_session()
+    session.set_interactive_limit(24)
+    jobs = JobManager()
+    view = QtSensitivityView(session, jobs)
+    qtbot.addWidget(view)
+    view.top_n.setValue(1)
+    view.scan_combo.setCurrentText("Quantization bits")
+    view.run()
+    assert "on 24 of 48 images" in view.note.text()
+    qtbot.waitUntil(lambda: view.result is not None, timeout=60000)
+    on_subset = evaluate(session.handle.module, session.interactive_data())
+    on_all = evaluate(session.handle.module, session.data)
+    assert view.result.baseline_top1 == pytest.approx(on_subset.top1)
+    assert view.result.baseline_loss == pytest.approx(on_subset.loss) and on_subset.loss != pytest.approx(on_all.loss)
+    original = session.evaluate_recipe(None, original=True)  # the plot's original: the same images, same number
+    assert original.metric("top1") == pytest.approx(view.result.baseline_top1)
+    assert "on 24 of 48 images;" in view.note.text() and view.note.toolTip() == view.note.text()
+    jobs.shutdown()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -66,14 +68,93 @@ def test_the_fields_show_the_model_and_bad_input_is_one_sentence_with_ok_disable
     assert dialog.raw()["resize"] == "36" and dialog.caption.text().startswith("red.png: 1x32x32")
 
 
+def _checked(qtbot, dialog):
+    """Wait for OK's check of the model (it runs in a worker)."""
+    qtbot.waitUntil(lambda: not dialog.checking, timeout=30000)
+
+
 def test_a_size_the_model_cannot_take_keeps_the_dialog_open(qtbot, models, red_sample):
     dialog = QtModelInputDialog(_session(models[1]), red_sample)
     qtbot.addWidget(dialog)
     dialog.input_size.setText("40,40")
     assert _ok(dialog).isEnabled()  # consistent fields; only running the model shows it cannot take them
     dialog.accept()
+    _checked(qtbot, dialog)
     assert dialog.result() != QDialog.DialogCode.Accepted and dialog.result_handle is None
     assert "40x40" in dialog.error and not _ok(dialog).isEnabled()
+    assert dialog.message.text() == dialog.error and dialog.input_size.isEnabled()  # fix it and try again
+
+
+def test_ok_runs_the_model_off_the_gui_thread(qtbot, models, red_sample):
+    session = _session(models[1])
+    dialog = QtModelInputDialog(session, red_sample)
+    qtbot.addWidget(dialog)
+    dialog.show()
+    dialog.mean.setText("0.4")
+    dialog.accept()
+    # accept() returned at once: the model runs in the dialog's worker, OK and the fields wait for it
+    assert dialog.checking and dialog.jobs.current("model_input") is not None
+    assert not _ok(dialog).isEnabled() and not dialog.mean.isEnabled() and dialog.isVisible()
+    assert dialog.message.text() == "Running the model once on the new input…"
+    dialog.accept()  # a second OK while checking starts nothing
+    _checked(qtbot, dialog)
+    assert dialog.result() == QDialog.DialogCode.Accepted and not dialog.isVisible()
+    assert dialog.result_handle.input_spec.mean == (0.4,) and session.handle.input_spec.mean != (0.4,)
+
+
+def test_cancel_while_checking_drops_the_check(qtbot, models, red_sample):
+    dialog = QtModelInputDialog(_session(models[1]), red_sample)
+    qtbot.addWidget(dialog)
+    dialog.show()
+    dialog.accept()
+    job = dialog.jobs.current("model_input")
+    deadline = time.monotonic() + 30
+    while not job.done and time.monotonic() < deadline:  # no event processing: its answer waits in the queue
+        time.sleep(0.01)
+    assert job.done
+    dialog.reject()  # Cancel pressed before the answer arrived
+    qtbot.wait(50)  # now it arrives, and is dropped
+    assert dialog.result() == QDialog.DialogCode.Rejected and dialog.result_handle is None
+    assert not dialog.isVisible() and not dialog.checking
+
+
+def test_switching_an_onnx_layout_shows_the_size_the_file_declares_in_it(qtbot, tmp_path, red_sample):
+    import io
+    import warnings
+
+    class ChannelsLast(torch.nn.Module):  # takes [N, H, W, 3]; at 3x8 pixels, [N, 3, 8, 3] reads as NCHW too
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+            self.head = torch.nn.Linear(4 * 3 * 8, 10)
+
+        def forward(self, x):
+            return self.head(torch.flatten(torch.relu(self.conv(x.permute(0, 3, 1, 2))), 1))
+
+    torch.manual_seed(0)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(ChannelsLast().eval(), (torch.randn(1, 3, 8, 3),), buffer, dynamo=False,
+                          input_names=["image"], output_names=["scores"])
+    path = tmp_path / "channels_last.onnx"
+    path.write_bytes(buffer.getvalue())
+    session = _session(path)
+    dialog = QtModelInputDialog(session, red_sample)
+    qtbot.addWidget(dialog)
+    assert dialog.layout_box.isEnabled() and dialog.input_size.text() == "8,3"  # read as NCHW: 3 channels of 8x3
+    dialog.layout_box.setCurrentIndex(1)  # NHWC: 3x8 images of 3 channels
+    assert dialog.input_size.text() == "3,8" and dialog.error == "" and _ok(dialog).isEnabled()
+    dialog.accept()
+    _checked(qtbot, dialog)
+    assert dialog.result() == QDialog.DialogCode.Accepted, dialog.error
+    new = dialog.result_handle
+    assert new.input_spec.layout == "nhwc" and new.input_spec.file_shape() == (1, 3, 8, 3)
+    dialog = QtModelInputDialog(session, red_sample)  # and back
+    qtbot.addWidget(dialog)
+    dialog.layout_box.setCurrentIndex(1)
+    dialog.layout_box.setCurrentIndex(0)
+    assert dialog.input_size.text() == "8,3"
 
 
 def test_the_preview_is_the_sample_as_the_model_sees_it(qtbot, models, red_sample):
@@ -94,7 +175,7 @@ def test_the_preview_is_the_sample_as_the_model_sees_it(qtbot, models, red_sampl
 def test_the_sample_is_the_data_sets_first_file_else_a_bundled_one(models, red_sample):
     session = _session(models[1])
     assert sample_image_path(session).suffix == ".png" and sample_image_path(session).exists()
-    session.data = type("Data", (), {"paths": [str(red_sample)]})()
+    session.data = type("Data", (), {"paths": [str(red_sample)], "__len__": lambda self: 1})()
     assert sample_image_path(session) == red_sample
 
 
@@ -120,6 +201,7 @@ def test_ok_applies_the_input_and_measures_the_original_again(qtbot, window, mod
         dialog.mean.setText("0.9")
         dialog.std.setText("0.1")
         dialog.accept()
+        _checked(qtbot, dialog)
         answered.append(dialog)
         return dialog.result()
 
@@ -152,6 +234,7 @@ def test_unsaved_points_are_not_dropped_without_asking(qtbot, window, models):
     def answer(dialog):
         dialog.mean.setText("0.9")
         dialog.accept()
+        _checked(qtbot, dialog)
         return dialog.result()
 
     window.exec_dialog = answer

@@ -70,6 +70,7 @@ def test_a_guessed_preprocessing_points_to_the_model_input_dialog_and_can_be_hid
         opened.append(dialog)
         dialog.input_size.setText("32,32")
         dialog.accept()
+        qtbot.waitUntil(lambda: not dialog.checking, timeout=30000)  # the model runs in the dialog's worker
         return dialog.result()
 
     window.exec_dialog = answer

@@ -26,6 +26,13 @@ def controls(qtbot, toy_methods):
     return widget
 
 
+class _DataSet(SimpleNamespace):
+    """A stand-in for a loaded data set: a name and a length (the session counts its images)."""
+
+    def __len__(self) -> int:
+        return 10
+
+
 def test_epochs_zero_is_off_and_distillation_adds_its_knobs(qtbot):
     group = QtRetrainingControls()
     qtbot.addWidget(group)
@@ -123,7 +130,7 @@ def test_note_follows_the_session_and_opens_a_training_set(qtbot, controls):
 
     def data_loader(source, handle):
         loads.append(source)
-        return SimpleNamespace(name=source)
+        return _DataSet(name=source)
 
     session = StudioSession(model_loader=lambda p, trust=False: SimpleNamespace(module=object(), name="m"),
                             data_loader=data_loader, registry=default_registry())

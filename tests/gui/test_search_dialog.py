@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from squeezestudio.core.io.demo_files import demo_model_path
@@ -43,6 +45,42 @@ def test_search_puts_a_point_within_the_budget_on_the_plot(qtbot, window):
     assert added.size_bytes <= dialog.budget.value() and added.metric("top1") > 0.5
     assert window.plot.current_id == added.id
     assert "fc1" in dialog.details.toPlainText() and dialog.start_button.isEnabled()
+
+
+def test_the_search_reports_on_the_interactive_subset_and_its_point_says_so(qtbot, window):
+    from squeezestudio.core.measure.evaluation import evaluate
+    from squeezestudio.gui.qt_subset_actions import set_interactive_limit
+
+    session, log = window.session, window.session.experiments
+    total = len(session.data)
+    full_original = log.original()
+    assert full_original.metric("images") == total  # 1,000 by default: all the digits
+    set_interactive_limit(window, 100)  # the original is measured again, on the 100-image subset
+    qtbot.waitUntil(lambda: session.current_original() is not None, timeout=60000)
+    window.window_actions["search"].trigger()
+    dialog = window.search_dialog
+    dialog.settings_grid = SMALL_GRID
+    dialog.start()
+    qtbot.waitUntil(lambda: dialog.last_result is not None or "error" in dialog.status.text().lower(),
+                    timeout=120000)
+    assert dialog.last_result is not None, dialog.status.text()
+    point = log.list()[-1]
+    assert point.metric("images") == 100 and point.metric("images_total") == total
+    assert dialog.last_result.final.evaluation.n == 100  # reported on the subset, chosen on held-out training data
+    subset = session.interactive_data(100)
+    again = evaluate(point.compressed.handle.module, subset)
+    assert point.metric("top1") == pytest.approx(again.top1)  # its top-1 is on exactly those images
+    assert f"on 100 of {total:,} images" in dialog.status.text()
+    # compared with the points on the same 100 images; the original measured on all of them is not
+    plot = window.plot
+    assert point.id in [s.data() for s in plot.scatter.points()] and point.id in plot.frontier_ids
+    assert [s.data() for s in plot.elsewhere.points()] == [full_original.id]
+    assert f"hollow, not compared: 1 on all {total:,}" in plot.summary.toolTip()
+    if os.environ.get("SQUEEZESTUDIO_SCREENSHOTS"):
+        folder = os.environ["SQUEEZESTUDIO_SCREENSHOTS"]
+        qtbot.wait(50)  # the status line's new height is laid out
+        dialog.grab().save(os.path.join(folder, "search_dialog.png"))
+        window.grab().save(os.path.join(folder, "search_window.png"))
 
 
 def test_cancelled_search_adds_nothing(qtbot, window):

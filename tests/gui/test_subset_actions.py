@@ -57,12 +57,16 @@ def test_points_on_the_subset_then_one_on_all_images(qtbot, app_settings):
     assert full_original.is_original and full_original.metric("images") == 60
     assert full.metric("images") == 60 and full.label == f"{point.label} (all 60 images)"
     assert full.recipe == point.recipe and window.plot.current_id == full.id
-    assert "· ◆: on all 60 ·" in window.plot.summary.text()
+    # the frontier compares the points on the subset; the two on all images are hollow, and the legend says so
+    assert "· hollow, not compared: 2 on all 60 · 4 point" in window.plot.summary.text()
+    assert full.id not in window.plot.frontier_ids and full_original.id not in window.plot.frontier_ids
+    assert "other images: not compared" in [label.text for _, label in window.plot.legend.items]
     assert "measured on all 60 images" in window.plot._tip(0, 0, full.id)
     assert "measured on 20 of 60 images" in window.plot._tip(0, 0, point.id)
     qtbot.waitUntil(lambda: "(all 60 images)" in window.layers_dock.windowTitle(), timeout=60000)  # views follow
-    symbols = {spot.data(): spot.symbol() for spot in window.plot.scatter.points()}
-    assert symbols == {point.id: "o", full.id: "d"}
+    assert [spot.data() for spot in window.plot.scatter.points()] == [point.id]
+    hollow = {spot.data(): (spot.symbol(), spot.brush().color().alpha()) for spot in window.plot.elsewhere.points()}
+    assert hollow == {full.id: ("d", 0), full_original.id: ("star", 0)}
     if os.environ.get("SQUEEZESTUDIO_SCREENSHOTS"):
         window.grab().save(os.environ["SQUEEZESTUDIO_SCREENSHOTS"])
     window.window_actions["measure_all"].trigger()  # nothing left to measure: it says so, adds nothing

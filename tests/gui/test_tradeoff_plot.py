@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 import torch
@@ -146,3 +147,36 @@ def test_colour_by_a_third_metric_greys_points_without_it(qtbot):
     plot.set_axes(colour="frontier")
     assert not plot.colour_bar.isVisible()
     assert next(s["brush"] for s in plot.scatter.data if s["data"] == "b").color().getRgb()[:3] == (230, 120, 30)
+
+
+def test_points_on_other_images_are_hollow_and_never_on_the_frontier(qtbot, tmp_path):
+    def point(name, size, top1, images, original=False):
+        return Experiment(name, {}, name, size, {"top1": top1, "images": images, "images_total": 5000},
+                          is_original=original)
+
+    log = ExperimentLog([point("orig", 400_000, 0.95, 1000, True), point("a", 200_000, 0.93, 1000),
+                         point("b", 60_000, 0.80, 1000), point("old", 50_000, 0.90, 500),
+                         point("orig_all", 500_000, 0.94, 5000, True), point("a_all", 200_000, 0.92, 5000)])
+    log.set_images(1000)
+    widget = QtTradeoffPlot(log)
+    widget.resize(900, 500)
+    qtbot.addWidget(widget)
+    widget.show()
+    qtbot.waitExposed(widget)
+    assert widget.frontier_ids == ["b", "a", "orig"]  # "old" is smaller and better than b, but saw other images
+    assert [s.data() for s in widget.scatter.points()] == ["a", "b"]
+    hollow = {s.data(): (s.symbol(), s.brush().color().alpha()) for s in widget.elsewhere.points()}
+    assert hollow == {"old": ("o", 0), "orig_all": ("star", 0), "a_all": ("d", 0)}
+    assert "other images: not compared" in [label.text for _, label in widget.legend.items]
+    assert widget.summary.text().startswith("Measured on 1,000 of 5,000 images (a fixed stratified subset) · "
+                                            "hollow, not compared: 2 on all 5,000, 1 on 500 of 5,000 · 6 points")
+    assert "60 KB (6.7× smaller)" in widget.summary.text()  # against the original on the same images (not 8.3×)
+    assert "measured on 500 of 5,000 images" in widget._tip(0, 0, "old")
+    if os.environ.get("SQUEEZESTUDIO_SCREENSHOTS"):
+        widget.grab().save(os.environ["SQUEEZESTUDIO_SCREENSHOTS"])
+    log.set_images(5000)  # measuring on all images now: those are compared, the subsets' points are hollow
+    assert widget.frontier_ids == ["a_all", "orig_all"]
+    assert {s.data() for s in widget.elsewhere.points()} == {"orig", "a", "b", "old"}
+    log.replace_all([p for p in log.list() if p.metric("images") == 5000])
+    assert widget.summary.text().startswith("2 points") and len(widget.elsewhere.points()) == 0
+    assert "other images: not compared" not in [label.text for _, label in widget.legend.items]

@@ -90,6 +90,7 @@ class ExperimentLog:
         self._items: list[Experiment] = list(experiments)
         self.on_change: list[Callable[[], None]] = []
         self.chance = chance  # top-1 of guessing (1 / classes): points at or below it are never Pareto-optimal
+        self.images: Optional[int] = None  # images interactive points are measured on now (the session sets it)
 
     def __len__(self) -> int:
         return len(self._items)
@@ -114,6 +115,12 @@ class ExperimentLog:
                 e.size_report = None
         self._changed()
         return experiment
+
+    def set_images(self, images: Optional[int]) -> None:
+        """Say how many images points are measured on now; listeners redraw (the frontier compares those)."""
+        if images != self.images:
+            self.images = images
+            self._changed()
 
     def list(self) -> list[Experiment]:
         return list(self._items)

@@ -8,7 +8,9 @@ the model once on the new input), and :func:`use_model_input` makes it the
 session's model on the GUI thread. Every measured point and the loaded data
 were prepared for the old input, so they are dropped; the recipe stays.
 
-Also here: what a model opened without data can do next
+:func:`size_for_layout` is the size an ONNX file declares in either layout
+(the dialog's size field follows the layout). Also here: what a model
+opened without data can do next
 (:func:`digits_fit`: the built-in digits suit a 10-class model whose input
 they can be resized to).
 """
@@ -16,7 +18,7 @@ they can be resized to).
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 from squeezestudio.core.errors import PreprocessingError
 from squeezestudio.core.model.input_spec import InputSpec, apply_preprocess_options, parse_preprocess_options
@@ -35,6 +37,25 @@ def spec_fields(spec: InputSpec) -> dict[str, Any]:
     return {"input_size": (spec.height, spec.width), "resize": tuple(spec.resize), "mean": tuple(spec.mean),
             "std": tuple(spec.std), "pixel_scale": spec.pixel_scale, "bgr": spec.channel_order == "bgr",
             "grayscale": spec.grayscale, "layout": spec.layout}
+
+
+def size_for_layout(handle: "ModelHandle", layout: str) -> Optional[tuple[int, int]]:
+    """The input size (H, W) an ONNX file declares when its input is read as ``layout``.
+
+    An input shaped [N, 3, 8, 3] is 3 channels of 8x3 as NCHW, 3 channels of
+    3x8 as NHWC: switching the layout changes the size the file fixes. None
+    when the model is not an ONNX file at hand or the file leaves the size
+    open (then the size is the user's to set).
+    """
+    if handle.source_format != "onnx" or handle.source_path is None:
+        return None
+    from squeezestudio.core.io.loading.onnx_import import declared_input_dims  # lazy: onnx
+
+    dims = declared_input_dims(handle.source_path)
+    if len(dims) != 4:
+        return None
+    height, width = (dims[2], dims[3]) if layout == "nchw" else (dims[1], dims[2])
+    return None if height is None or width is None else (height, width)
 
 
 def prepare_model_input(session: "StudioSession", raw: Mapping[str, Any], *, probe: bool = True) -> "ModelHandle":

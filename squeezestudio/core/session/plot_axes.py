@@ -84,19 +84,24 @@ def plot_metric(key: str) -> PlotMetric:
         raise ValueError(f"unknown plot metric {key!r}; known: {', '.join(PLOT_METRICS)}") from None
 
 
-def plot_frontier(items: Sequence[Any], x: str, y: str, chance: Optional[float] = None) -> list[int]:
+def plot_frontier(items: Sequence[Any], x: str, y: str, chance: Optional[float] = None,
+                  images: Optional[int] = None) -> list[int]:
     """Indices of the Pareto-optimal ``items`` for the pair (``x``, ``y``), ordered by increasing x.
 
     A point without either number, or no better than guessing (its top-1 at
-    or below ``chance``), is never on the frontier. ``items`` are experiments
-    or sweep rows: anything with ``size_bytes`` and ``metric(key)``.
+    or below ``chance``), is never on the frontier. With ``images``, neither
+    is a point measured on another number of images: a point on all the data
+    and one on a subset do not compare like with like
+    (:func:`~squeezestudio.core.session.interactive_subset.frontier_images` picks the count).
+    ``items`` are experiments or sweep rows: anything with ``size_bytes`` and ``metric(key)``.
     """
     # here, not at the top: experiments brings numpy, which the CLI's argument parser does without
     from squeezestudio.core.session.experiments import above_chance, images_measured, pareto_frontier
+    from squeezestudio.core.session.interactive_subset import same_images
 
     mx, my = plot_metric(x), plot_metric(y)
-    points = [(mx.value(e), my.value(e)) if above_chance(e.metric("top1"), chance, images_measured(e)) else (None, None)
-              for e in items]
+    points = [(mx.value(e), my.value(e)) if above_chance(e.metric("top1"), chance, images_measured(e))
+              and (images is None or same_images(e, images)) else (None, None) for e in items]
     return pareto_frontier(points, x_smaller_better=mx.smaller_is_better, y_larger_better=not my.smaller_is_better)
 
 

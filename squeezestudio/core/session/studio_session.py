@@ -24,8 +24,8 @@ from squeezestudio.core.atomic_write import PathLike, atomic_write_bytes
 from squeezestudio.core.data.calibration import CALIBRATION_IMAGES, calibration_images, training_source
 from squeezestudio.core.errors import SqueezeStudioError
 from squeezestudio.core.session.evented import EventedField, FieldEvents
-from squeezestudio.core.session.interactive_subset import (DEFAULT_INTERACTIVE_LIMIT, SubsetCache, check_limit,
-                                                           full_label, same_images, subset_size)
+from squeezestudio.core.session.interactive_subset import (DEFAULT_INTERACTIVE_LIMIT, SessionSubset, SubsetCache,
+                                                           full_label, image_metrics, same_images, subset_size)
 from squeezestudio.core.session.point_store import PointStore
 from squeezestudio.core.session.session_points import SessionPoints, points_folder_for  # noqa: F401 - re-exported
 from squeezestudio.core.progress import CancelToken, ProgressCallback, report
@@ -95,7 +95,7 @@ def recipe_from_dict(d: dict[str, Any]) -> Any:
     return convert(dict(d))
 
 
-class StudioSession(SessionPoints):
+class StudioSession(SessionPoints, SessionSubset):
     """Model, data, current recipe with undo/redo, experiments and selection.
 
     ``registry`` holds the compression methods, or is a function returning
@@ -133,6 +133,7 @@ class StudioSession(SessionPoints):
         self._undo_limit = max(1, int(undo_limit))
         self._model_loader = model_loader or self._load_model_with_registry
         self._data_loader = data_loader or _default_data_loader
+        self._follow_interactive_images()  # the plot's frontier compares the points on the current images
 
     @property
     def registry(self) -> "MethodRegistry":
@@ -277,20 +278,6 @@ class StudioSession(SessionPoints):
             self.events.selection.emit(name)
 
     # -- evaluation -----------------------------------------------------
-    def set_interactive_limit(self, limit: Optional[int]) -> None:
-        """Measure interactive points on a fixed subset of ``limit`` images (0 or None: all of them)."""
-        self.interactive_limit = check_limit(limit)
-
-    def interactive_images(self) -> Optional[int]:
-        """How many images an interactive point is measured on now (None without data)."""
-        return None if self.data is None else subset_size(len(self.data), self.interactive_limit)
-
-    def current_original(self) -> Optional[Experiment]:
-        """The original model measured on the images interactive points are measured on now, if it was."""
-        images = self.interactive_images()
-        return next((e for e in self.experiments.list() if e.is_original
-                     and (images is None or same_images(e, images))), None)
-
     def evaluate_recipe(self, recipe: Any = None, progress: Optional[ProgressCallback] = None,
                         cancel: Optional[CancelToken] = None, *, label: str = "",
                         original: bool = False, images: Optional[int] = None) -> Experiment:
@@ -306,12 +293,11 @@ class StudioSession(SessionPoints):
         does not depend on the subset.
         """
         handle, full = self.handle, self.data
-        images = images if images is not None else self.interactive_images()
-        data = None if full is None or images is None else self._subsets.get(full, int(images))
         if handle is None:
             raise SqueezeStudioError("open a model before evaluating a recipe")
-        if data is None:
+        if full is None:
             raise SqueezeStudioError("open a data set (File > Open data) before evaluating a recipe")
+        data = self.interactive_data(images, full)
         from squeezestudio.core.measure.measure_recipe import measure_recipe, retrain_config, retrains  # lazy: torch
         from squeezestudio.core.compression.pipeline import needs_calibration
 
@@ -334,7 +320,7 @@ class StudioSession(SessionPoints):
                                   teacher=handle.module, progress=progress, cancel=cancel)
         cm, sizes, size, result = (measured.compressed, measured.size_report, measured.size_bytes,
                                    measured.evaluation)
-        metrics = {**_metrics_of(result), "images": float(len(data)), "images_total": float(len(full))}
+        metrics = {**_metrics_of(result), **image_metrics(data, full)}
         if original and metrics.get("agreement") is None:
             metrics["agreement"] = 1.0
         recipe_dict = {} if original else recipe_to_dict(recipe)

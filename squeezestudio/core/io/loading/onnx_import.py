@@ -37,7 +37,7 @@ from squeezestudio.core.model.input_spec import (IMAGENET_MEAN, IMAGENET_STD, NO
                                                  InputSpec, apply_preprocess_options, options_from_metadata)
 from squeezestudio.core.model.outputs import LOGITS, detect_output_kind, mark_output_kind
 
-__all__ = ["load_onnx", "onnx_to_module", "convert_onnx", "OnnxConversion",
+__all__ = ["load_onnx", "onnx_to_module", "convert_onnx", "OnnxConversion", "declared_input_dims",
            "META_CLASS_NAMES", "META_INPUT_SPEC"]
 
 META_CLASS_NAMES = "squeezestudio.class_names"
@@ -315,6 +315,21 @@ def _dims(type_proto: onnx.TypeProto) -> list[Optional[int]]:
         return []
     return [int(d.dim_value) if d.HasField("dim_value") and d.dim_value > 0 else None
             for d in type_proto.tensor_type.shape.dim]
+
+
+def declared_input_dims(path: "str | os.PathLike[str]") -> list[Optional[int]]:
+    """The image input's dimensions as the file declares them, in file order (None: left open); [] if unknown.
+
+    Reads the graph only (external weights are not read): what the Model
+    input dialog needs to say which size a file has when read in another layout.
+    """
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # noqa: BLE001 - unreadable: the loader says why when it converts the file
+        return []
+    consts = {i.name for i in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in consts]
+    return _dims(inputs[0].type) if len(inputs) == 1 else []
 
 
 def _without_weights(model: onnx.ModelProto) -> onnx.ModelProto:
