@@ -11,7 +11,7 @@ from squeezestudio.core.data.subsets import limited, stratified_indices
 from squeezestudio.core.devices import resolve_device
 from squeezestudio.core.errors import SqueezeStudioError
 from squeezestudio.core.measure.evaluation import evaluate
-from squeezestudio.core.measure.runtime_forward import runtime_forward_for
+from squeezestudio.core.measure.runtime_forward import runtime_batch_size, runtime_forward_for
 from squeezestudio.core.model.outputs import PROBABILITIES, mark_output_kind
 
 
@@ -33,7 +33,7 @@ def test_runtime_path_measures_the_same_model():
     ort_result = evaluate(model, data, use_runtime=True)
     assert ort_result.top1 == torch_result.top1
     assert ort_result.loss == pytest.approx(torch_result.loss, rel=1e-4)
-    assert ort_result.batch_size in (8, 16, 32)  # chosen by measuring at this image size
+    assert ort_result.batch_size == runtime_batch_size(3 * 72 * 72) == 64  # fixed, not explored, in onnxruntime
 
 
 def test_runtime_forward_refuses_a_model_it_does_not_reproduce():
@@ -81,3 +81,55 @@ def test_the_probe_batch_of_large_images_is_not_a_batch_size_candidate():
                         name="tiny 96x96")
     result = evaluate(model, data, use_runtime=False)
     assert result.batch_size != PROBE_IMAGES and result.batch_size in (8, 16, 32)
+
+
+def test_runtime_batch_is_fixed_not_explored():
+    result = evaluate(_net(), _data(70, 72), use_runtime=True)
+    # 2 probe images in torch, then one batch of 64 and the last 4: three batches, no trial sizes.
+    assert result.latency_ms_per_batch * 3 == pytest.approx(result.latency_ms_per_image * 70)
+    assert runtime_batch_size(3 * 224 * 224) == 8 and runtime_batch_size(3 * 1024 * 1024) == 1
+    assert runtime_batch_size(1) == 256
+
+
+def test_runtime_keeps_the_batch_the_caller_fixed():
+    result = evaluate(_net(), _data(70, 72), batch_size=5, use_runtime=True)
+    assert result.batch_size == 5
+    assert result.latency_ms_per_batch * 14 == pytest.approx(result.latency_ms_per_image * 70)
+
+
+def test_tally_reduced_in_chunks_equals_one_reduction():
+    from squeezestudio.core.measure.eval_tally import EvalTally
+
+    g = torch.Generator().manual_seed(3)
+    scores = torch.randn(23, 7, generator=g)
+    labels = torch.randint(0, 7, (23,), generator=g)
+    tallies = [EvalTally(23, 3, labels, "logits", chunk_elements=c) for c in (1, 70, 10 ** 9)]  # every batch, every 2, once
+    for tally in tallies:
+        for start in range(0, 23, 5):
+            tally.add(start, scores[start:start + 5])
+        tally.flush()
+    want_loss = float(torch.nn.functional.cross_entropy(scores.double(), labels, reduction="sum"))
+    for tally in tallies:
+        assert torch.equal(tally.top, scores.topk(3, dim=1).indices)
+        assert tally.loss_sum == pytest.approx(want_loss, rel=1e-6)
+
+
+def test_a_reference_model_runs_in_its_own_pass_and_agrees_with_itself():
+    import copy
+
+    from squeezestudio.core.measure.evaluation import reference_predictions
+
+    model, data = _net(), _data(70, 72)
+    seen: list[tuple[float, str]] = []
+    result = evaluate(model, data, reference=copy.deepcopy(model), use_runtime=True,
+                      progress=lambda f, m="": seen.append((f, m)))
+    assert result.agreement == 1.0
+    fractions = [f for f, _ in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert any(m.startswith("reference model:") for _, m in seen)
+    cached = reference_predictions(model, data, use_runtime=True)
+    assert evaluate(model, data, reference=cached, use_runtime=True).agreement == 1.0
+    other = _net()  # other random weights
+    assert (evaluate(model, data, reference=other, use_runtime=True).agreement
+            == evaluate(model, data, reference=reference_predictions(other, data, use_runtime=True),
+                        use_runtime=True).agreement)
