@@ -34,20 +34,20 @@ _cost_lock = threading.Lock()
 
 
 RUNTIME_BATCH_ELEMENTS = 8 * 3 * 224 * 224
-"""Input elements of one onnxruntime batch: 8 images at 3x224x224.
+"""Input elements of onnxruntime's first batch size: 8 images at 3x224x224 (then 2x and 4x are tried).
 
-onnxruntime parallelises inside each operator, so on a CPU it needs no large
-batch: measured on 2 threads its per-image time is flat from batch 1 to 32
-(MobileNetV2-shaped 3.2-3.9 ms, ResNet-18 9.7-10.9 ms, smallest batches
-fastest), while every new batch size costs a slow first run (memory
-planning and page faults, up to 3x the per-image time measured at batch 32).
-So the batch is fixed instead of explored, small enough to keep activations
-near the cache and large enough that the per-call overhead does not count.
+Measured with 2 threads on a 2-core machine, in evaluation (each first run
+at a size counted): with one other process running, a MobileNetV2-shaped
+model ran at 217 images/s at batch 8 and 190-199 at 16 or 32, ResNet-18 at
+65-78 at 8 and 71-79 at 16 or 32. The best size depends on the model and on
+how busy the cores are, so evaluation starts from the smallest and tries
+larger ones while they are faster (see ``_BatchPlan`` in
+:mod:`.evaluation`).
 """
 
 
 def runtime_batch_size(image_elements: int) -> int:
-    """The onnxruntime batch for images of ``image_elements``: a power of two near :data:`RUNTIME_BATCH_ELEMENTS`."""
+    """onnxruntime's first batch size for ``image_elements``: a power of two near :data:`RUNTIME_BATCH_ELEMENTS`."""
     fits = max(1, RUNTIME_BATCH_ELEMENTS // max(1, int(image_elements)))
     return min(256, 1 << (fits.bit_length() - 1))
 
