@@ -2,8 +2,10 @@
 
 Evaluation runs after every compression step and for every point of a sweep,
 so its loop is kept as close as possible to a bare forward loop over the
-cached tensors: per batch it does one forward pass and a handful of cheap
-reductions, with no host/device round trips or Python per-image work.
+cached tensors: per batch it does one forward pass and keeps the scores;
+top-k and loss are reduced a chunk of batches at a time
+(:mod:`.eval_tally`), with no host/device round trips or Python per-image
+work.
 """
 
 from __future__ import annotations
