@@ -12,7 +12,7 @@ from squeezestudio.core.devices import resolve_device
 from squeezestudio.core.errors import SqueezeStudioError
 from squeezestudio.core.measure.evaluation import evaluate
 from squeezestudio.core.measure.runtime_forward import runtime_batch_size, runtime_forward_for
-from squeezestudio.core.model.outputs import PROBABILITIES, mark_output_kind
+from squeezestudio.core.model.outputs import LOGITS, PROBABILITIES, mark_output_kind
 
 
 def _net(softmax: bool = False) -> nn.Module:
@@ -123,7 +123,8 @@ def test_tally_reduced_in_chunks_equals_one_reduction():
     g = torch.Generator().manual_seed(3)
     scores = torch.randn(23, 7, generator=g)
     labels = torch.randint(0, 7, (23,), generator=g)
-    tallies = [EvalTally(23, 3, labels, "logits", chunk_elements=c) for c in (1, 70, 10 ** 9)]  # every batch, every 2, once
+    # Reduced after every batch, after every 2 and once at the end.
+    tallies = [EvalTally(23, 3, labels, LOGITS, chunk_elements=c) for c in (1, 70, 10 ** 9)]
     for tally in tallies:
         for start in range(0, 23, 5):
             tally.add(start, scores[start:start + 5])
