@@ -7,8 +7,9 @@ one run, on the same images and the same number of threads:
 
 * onnxruntime on the original file (its best of batch 8, 16, 32);
 * ``squeezestudio.core.measure.evaluation.evaluate`` on the model loaded from
-  that file, with its defaults (batch size chosen by measuring; onnxruntime
-  through an in-memory export when it repays it).
+  that file, with its defaults (onnxruntime through an in-memory export of
+  the loaded module when it repays it, after a 2-image torch probe; batch
+  size chosen by measuring).
 
 It prints images/s for both and the ratios: the forward throughput (the
 figure per image once running) and the wall time of the whole call (which

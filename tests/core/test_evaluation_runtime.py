@@ -11,8 +11,8 @@ from squeezestudio.core.data.subsets import limited, stratified_indices
 from squeezestudio.core.devices import resolve_device
 from squeezestudio.core.errors import SqueezeStudioError
 from squeezestudio.core.measure.evaluation import evaluate
-from squeezestudio.core.measure.runtime_forward import runtime_forward_for
-from squeezestudio.core.model.outputs import PROBABILITIES, mark_output_kind
+from squeezestudio.core.measure.runtime_forward import runtime_batch_size, runtime_forward_for
+from squeezestudio.core.model.outputs import LOGITS, PROBABILITIES, mark_output_kind
 
 
 def _net(softmax: bool = False) -> nn.Module:
@@ -33,7 +33,7 @@ def test_runtime_path_measures_the_same_model():
     ort_result = evaluate(model, data, use_runtime=True)
     assert ort_result.top1 == torch_result.top1
     assert ort_result.loss == pytest.approx(torch_result.loss, rel=1e-4)
-    assert ort_result.batch_size in (8, 16, 32)  # chosen by measuring at this image size
+    assert ort_result.batch_size in (64, 128, 256)  # onnxruntime's sizes for 3x72x72
 
 
 def test_runtime_forward_refuses_a_model_it_does_not_reproduce():
@@ -81,3 +81,76 @@ def test_the_probe_batch_of_large_images_is_not_a_batch_size_candidate():
                         name="tiny 96x96")
     result = evaluate(model, data, use_runtime=False)
     assert result.batch_size != PROBE_IMAGES and result.batch_size in (8, 16, 32)
+
+
+def test_batch_sizes_are_timed_on_warm_batches_and_tried_while_faster():
+    from squeezestudio.core.measure.evaluation import _BatchPlan
+
+    def run(plan: _BatchPlan, per_image: dict[int, float], batches: int) -> list[int]:
+        sizes, tried = [], set()
+        for _ in range(batches):
+            size = plan.next_size()
+            cold = size not in tried  # a first batch at a new size: slow, and must not decide
+            tried.add(size)
+            plan.record(size, size * per_image[size] * (5.0 if cold else 1.0), size)
+            sizes.append(size)
+        return sizes
+
+    plan = _BatchPlan(None, 3 * 224 * 224)
+    assert run(plan, {8: 1.0, 16: 0.8, 32: 0.9}, 8) == [8, 8, 16, 16, 32, 32, 16, 16]
+    assert plan.chosen == 16
+    plan = _BatchPlan(None, 3 * 224 * 224)  # a model that prefers small batches pays for one larger size only
+    assert run(plan, {8: 1.0, 16: 1.1, 32: 0.5}, 6) == [8, 8, 16, 16, 8, 8]
+    plan = _BatchPlan(None, 3 * 224 * 224)
+    plan.run_in_runtime(3 * 224 * 224)  # onnxruntime's own sizes, from the start
+    assert run(plan, {8: 1.0, 16: 0.9, 32: 0.8}, 7) == [8, 8, 16, 16, 32, 32, 32]
+    fixed = _BatchPlan(5, 3 * 224 * 224)
+    fixed.run_in_runtime(3 * 224 * 224)
+    assert run(fixed, {5: 1.0}, 3) == [5, 5, 5] and fixed.chosen == 5
+    assert runtime_batch_size(3 * 224 * 224) == 8 and runtime_batch_size(3 * 512 * 512) == 1
+    assert runtime_batch_size(1) == 256
+
+
+def test_runtime_keeps_the_batch_the_caller_fixed():
+    result = evaluate(_net(), _data(70, 72), batch_size=5, use_runtime=True)
+    assert result.batch_size == 5
+    assert result.latency_ms_per_batch * 14 == pytest.approx(result.latency_ms_per_image * 70)
+
+
+def test_tally_reduced_in_chunks_equals_one_reduction():
+    from squeezestudio.core.measure.eval_tally import EvalTally
+
+    g = torch.Generator().manual_seed(3)
+    scores = torch.randn(23, 7, generator=g)
+    labels = torch.randint(0, 7, (23,), generator=g)
+    # Reduced after every batch, after every 2 and once at the end.
+    tallies = [EvalTally(23, 3, labels, LOGITS, chunk_elements=c) for c in (1, 70, 10 ** 9)]
+    for tally in tallies:
+        for start in range(0, 23, 5):
+            tally.add(start, scores[start:start + 5])
+        tally.flush()
+    want_loss = float(torch.nn.functional.cross_entropy(scores.double(), labels, reduction="sum"))
+    for tally in tallies:
+        assert torch.equal(tally.top, scores.topk(3, dim=1).indices)
+        assert tally.loss_sum == pytest.approx(want_loss, rel=1e-6)
+
+
+def test_a_reference_model_runs_in_its_own_pass_and_agrees_with_itself():
+    import copy
+
+    from squeezestudio.core.measure.evaluation import reference_predictions
+
+    model, data = _net(), _data(70, 72)
+    seen: list[tuple[float, str]] = []
+    result = evaluate(model, data, reference=copy.deepcopy(model), use_runtime=True,
+                      progress=lambda f, m="": seen.append((f, m)))
+    assert result.agreement == 1.0
+    fractions = [f for f, _ in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert any(m.startswith("reference model:") for _, m in seen)
+    cached = reference_predictions(model, data, use_runtime=True)
+    assert evaluate(model, data, reference=cached, use_runtime=True).agreement == 1.0
+    other = _net()  # other random weights
+    assert (evaluate(model, data, reference=other, use_runtime=True).agreement
+            == evaluate(model, data, reference=reference_predictions(other, data, use_runtime=True),
+                        use_runtime=True).agreement)

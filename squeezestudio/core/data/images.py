@@ -258,16 +258,22 @@ def normalise_pixels(pixels: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
 
 
 def normalise_tensor(pixels: torch.Tensor, spec: PreprocessSpec) -> torch.Tensor:
-    """:func:`normalise_pixels` for a uint8 tensor ``(..., C, H, W)``, in place on one float copy.
+    """:func:`normalise_pixels` for a uint8 CPU tensor ``(..., C, H, W)``, in place on one float copy.
 
     The same float32 operations in the same order, so a batch read from the
     disk cache equals what :func:`preprocess` makes of the image, bit for bit.
+    In numpy rather than torch on purpose: torch would run a batch this size
+    on its thread pool, whose threads then spin while onnxruntime evaluates
+    the batch on the same cores (measured on 2 cores: a MobileNetV2-shaped
+    model read from the disk cache ran at 170-245 images/s with torch's
+    normalisation, 263-266 with this one, 275-292 from memory).
     """
     mean, std = normalisation(spec)
-    out = pixels.to(torch.float32)
-    out.mul_(torch.tensor(spec.pixel_scale / 255.0, dtype=torch.float32))
-    out.sub_(torch.from_numpy(mean))
-    return out.div_(torch.from_numpy(std))
+    out = pixels.numpy().astype(np.float32)
+    np.multiply(out, np.float32(spec.pixel_scale / 255.0), out=out)
+    np.subtract(out, mean, out=out)
+    np.divide(out, std, out=out)
+    return torch.from_numpy(out)
 
 
 def preprocess(image: Image.Image, spec: PreprocessSpec) -> torch.Tensor:

@@ -2,8 +2,10 @@
 
 Evaluation runs after every compression step and for every point of a sweep,
 so its loop is kept as close as possible to a bare forward loop over the
-cached tensors: per batch it does one forward pass and a handful of cheap
-reductions, with no host/device round trips or Python per-image work.
+cached tensors: per batch it does one forward pass and keeps the scores;
+top-k and loss are reduced a chunk of batches at a time
+(:mod:`.eval_tally`), with no host/device round trips or Python per-image
+work.
 """
 
 from __future__ import annotations
@@ -13,15 +15,16 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Optional, Sequence, Union
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from squeezestudio.core.data.dataset import ImageDataset
 from squeezestudio.core.devices import resolve_device
 from squeezestudio.core.errors import DataError
-from squeezestudio.core.measure.runtime_forward import estimated_export_s, runtime_forward_for
-from squeezestudio.core.model.outputs import as_logits, class_scores, model_logits, output_kind_of
-from squeezestudio.core.progress import CancelToken, ProgressCallback, check, report
+from squeezestudio.core.measure.eval_tally import EvalTally
+from squeezestudio.core.measure.runtime_forward import (estimated_export_s, runtime_batch_size,
+                                                       runtime_forward_for)
+from squeezestudio.core.model.outputs import class_scores, model_logits, output_kind_of
+from squeezestudio.core.progress import CancelToken, ProgressCallback, check, report, scaled
 
 
 @dataclass
@@ -81,63 +84,74 @@ class _EvalMode:
             m.training = flag
 
 
-def _check_labels(labels: torch.Tensor, num_outputs: int) -> None:
-    """Raise :class:`DataError` if a label cannot index the model's outputs."""
-    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_outputs):
-        raise DataError(f"a label is outside the model's {num_outputs} outputs; "
-                        "the data's classes do not match the model")
-
-
 def reference_predictions(model: nn.Module, data: ImageDataset, *, batch_size: Optional[int] = None,
-                          cancel: Optional[CancelToken] = None) -> torch.Tensor:
+                          cancel: Optional[CancelToken] = None, device: Optional[str] = None,
+                          use_runtime: Optional[bool] = None) -> torch.Tensor:
     """The top-1 class of every example under ``model`` (computed once, reused as ``reference``).
 
     The interactive loop measures agreement with the original model for every
     configuration; passing these cached predictions instead of the model
-    halves the cost of each point.
+    halves the cost of each point. They come from the same loop as
+    :func:`evaluate` (same batches, device and onnxruntime choice), so a model
+    measured against itself agrees on every image.
     """
-    preds = torch.empty(len(data), dtype=torch.int64)
     if not len(data):
-        return preds
-    device, dtype = _input_kind(model)
-    batch_size = batch_size or _BatchPlan(None, int(data.images[0].numel())).candidates[-1]
-    with _EvalMode(model), torch.inference_mode():
-        for start in range(0, len(data), batch_size):
-            check(cancel)
-            x = data.images[start:start + batch_size].to(device=device, dtype=dtype)
-            preds[start:start + x.shape[0]] = model_logits(model, x).argmax(dim=1).cpu()
-    return preds
+        return torch.empty(0, dtype=torch.int64)
+    target = resolve_device(device)
+    with _OnDevice(target, model), _EvalMode(model):
+        return _forward_all(model, data.images, None, 1, batch_size, None, cancel, target, use_runtime).top1
 
 
 class _BatchPlan:
-    """Batch sizes chosen by measuring: each candidate runs once on real data, then the fastest stays.
+    """Batch sizes chosen by measuring: larger candidates are tried while they are faster per image.
 
     Small images (up to 3x64x64) run at a fixed large batch; for larger ones
-    the per-image time of a few sizes decides (a default of 256 at 224x224
-    thrashes memory: system time exceeds user time).
+    a few sizes are tried in increasing order (a default of 256 at 224x224
+    thrashes memory: system time exceeds user time). Each size is timed on
+    its second full batch: the first one at a new size pays the runtime's
+    memory planning and first-touch pages (1.03-1.7x a warm batch measured in
+    onnxruntime), which would favour whichever size came first. The next
+    size is tried only while the last one was faster than the one before, so
+    a model that prefers small batches pays for one larger size only.
     """
 
     def __init__(self, fixed: Optional[int], image_elements: int) -> None:
         self.fixed = fixed
-        self.restart(image_elements)
-
-    def restart(self, image_elements: int) -> None:
-        if self.fixed is not None:
-            self.candidates = [self.fixed]
+        if fixed is not None:
+            self._start([fixed])
         elif image_elements <= 3 * 64 * 64:
-            self.candidates = [256]
+            self._start([256])
         else:
-            self.candidates = [8, 16, 32]
-        self.timings: list[tuple[float, int]] = []
+            self._start([8, 16, 32])
+
+    def _start(self, candidates: list[int]) -> None:
+        self.candidates = candidates
+        self.timings: list[tuple[float, int]] = []  # (seconds per image, size) of each size tried, warm
+        self._index = 0
+        self._full_batches = 0  # run at the current candidate
+        self._done = len(candidates) == 1
+
+    def run_in_runtime(self, image_elements: int) -> None:
+        """onnxruntime took over: unless the caller fixed the batch, its own sizes are tried from the start."""
+        if self.fixed is None:
+            base = runtime_batch_size(image_elements)
+            self._start(sorted({min(256, base * f) for f in (1, 2, 4)}))
 
     def next_size(self) -> int:
-        if len(self.timings) < len(self.candidates):
-            return self.candidates[len(self.timings)]
-        return min(self.timings)[1]
+        return self.chosen if self._done else self.candidates[self._index]
 
     def record(self, size: int, seconds: float, count: int) -> None:
-        if len(self.timings) < len(self.candidates) and count == size:
-            self.timings.append((seconds / max(count, 1), size))
+        if self._done or count != size or size != self.candidates[self._index]:
+            return
+        self._full_batches += 1
+        if self._full_batches == 1:
+            return  # the first batch at a new size is not a fair timing (see the class docstring)
+        self.timings.append((seconds / count, size))
+        faster = len(self.timings) == 1 or self.timings[-1][0] < self.timings[-2][0]
+        if faster and self._index + 1 < len(self.candidates):
+            self._index, self._full_batches = self._index + 1, 0
+        else:
+            self._done = True
 
     @property
     def chosen(self) -> int:
@@ -167,7 +181,8 @@ def evaluate(model: nn.Module, data: ImageDataset, *, batch_size: Optional[int] 
     """Run ``model`` over ``data`` in batches and measure it (see :class:`EvalResult`).
 
     ``reference`` is a second model, or its top-1 predictions on ``data``
-    (:func:`reference_predictions`), for the agreement metric. ``batch_size``
+    (:func:`reference_predictions`), for the agreement metric (a model runs
+    over the data after ``model``, in a pass of its own). ``batch_size``
     None chooses the batch by measuring. ``device`` (``auto``/``cpu``/``cuda``,
     None: the process default) is where the forward passes run; the model is
     moved there and back. On the CPU, when the data set is large enough to
@@ -190,8 +205,8 @@ def evaluate(model: nn.Module, data: ImageDataset, *, batch_size: Optional[int] 
         raise DataError(f"the batch size must be at least 1, not {batch_size}")
     target = resolve_device(device)
     with _OnDevice(target, model, reference), _EvalMode(model, reference):
-        return _evaluate(model, data, batch_size, reference, cached_reference, topk, progress, cancel,
-                         target, use_runtime)
+        return _evaluate(model, data, batch_size, reference, cached_reference, topk, progress, cancel, target,
+                         use_runtime)
 
 
 class _OnDevice:
@@ -212,35 +227,74 @@ class _OnDevice:
                 m.to(home)
 
 
+@dataclass
+class _Pass:
+    """What one pass of a model over the images produced (see :func:`_forward_all`)."""
+
+    tally: EvalTally
+    forward_s: float
+    batches: int
+    batch_size: int
+
+    @property
+    def top1(self) -> torch.Tensor:
+        assert self.tally.top is not None
+        return self.tally.top[:, 0].clone()
+
+
 def _evaluate(model: nn.Module, data: ImageDataset, batch_size: Optional[int], reference: Optional[nn.Module],
               cached_reference: Optional[torch.Tensor], topk: Sequence[int], progress: Optional[ProgressCallback],
               cancel: Optional[CancelToken], target: torch.device, use_runtime: Optional[bool]) -> EvalResult:
     n = len(data)
     ks = sorted({int(k) for k in topk} | {1})
     labels_all = data.labels
+    run = _forward_all(model, data.images, labels_all, ks[-1], batch_size,
+                       progress if reference is None else scaled(progress, 0.0, 0.5), cancel, target, use_runtime)
+    if reference is not None:
+        # The reference runs in a pass of its own, not batch by batch beside the model: two onnxruntime
+        # sessions taking turns run at half speed each on 2 cores (each one's idle threads spin while the
+        # other one works), measured on a MobileNetV2-shaped model: 143 images/s each instead of 274.
+        cached_reference = _forward_all(reference, data.images, None, 1, batch_size, scaled(progress, 0.5, 1.0),
+                                        cancel, target, use_runtime, "reference model:").top1
+    top_all, num_outputs = run.tally.top, run.tally.num_outputs
+    assert top_all is not None
+    acc: dict[int, Optional[float]] = {k: None for k in ks}
+    if labels_all is not None:
+        hits = (top_all == labels_all.unsqueeze(1)).cumsum(dim=1).clamp_(max=1).sum(dim=0)
+        acc = {k: None if k > num_outputs else int(hits[k - 1]) / n for k in ks}
+    return EvalResult(
+        top1=acc[1], top5=acc.get(5),
+        loss=None if labels_all is None else run.tally.loss_sum / n,
+        agreement=None if cached_reference is None else int((top_all[:, 0] == cached_reference).sum()) / n,
+        n=n, latency_ms_per_image=1000.0 * run.forward_s / n,
+        latency_ms_per_batch=1000.0 * run.forward_s / run.batches, batch_size=run.batch_size,
+        topk={k: acc[k] for k in ks if k in {int(t) for t in topk}})
+
+
+def _forward_all(model: nn.Module, images: Any, labels: Optional[torch.Tensor], k_max: int,
+                 batch_size: Optional[int], progress: Optional[ProgressCallback], cancel: Optional[CancelToken],
+                 target: torch.device, use_runtime: Optional[bool], what: str = "evaluated") -> _Pass:
+    """Run ``model`` over every image in batches and tally its top-``k_max`` classes (and loss, with labels)."""
+    n = int(images.shape[0])
     device, dtype = _input_kind(model)
-    kind = output_kind_of(model)
-    plan = _BatchPlan(batch_size, int(data.images[0].numel()))
-    # Per batch only the forward pass, one topk, one copy and the loss run; the
-    # accuracy and agreement counts are computed once over the stored indices.
-    top_all: Optional[torch.Tensor] = None
-    ref_all = torch.empty(n if reference is not None else 0, dtype=torch.int64)
-    loss_sum = torch.zeros((), dtype=torch.float64)
-    num_outputs = 0
+    image_elements = int(images[0].numel())
+    plan = _BatchPlan(batch_size, image_elements)
+    # Per batch only the forward pass runs; top-k and loss are reduced a chunk of batches at a time (see
+    # eval_tally: torch work between onnxruntime's batches slows onnxruntime down).
+    tally = EvalTally(n, k_max, labels, output_kind_of(model))
     forward_s = 0.0
     n_batches = 0
     forward: Callable[[torch.Tensor], Any] = model
-    ref_forward: Optional[Callable[[torch.Tensor], Any]] = reference
     checked_runtime = False
     start = 0
     # The first batch runs in torch (it decides whether onnxruntime repays an export, and checks its
     # outputs); at 224x224 torch is several times slower, so that probe is kept to a few images.
-    probe = PROBE_IMAGES if plan.fixed is None and int(data.images[0].numel()) > 3 * 64 * 64 else None
+    probe = PROBE_IMAGES if plan.fixed is None and image_elements > 3 * 64 * 64 else None
     while start < n:
         check(cancel)
         probing = probe is not None and not checked_runtime
         size = probe if probing else plan.next_size()
-        x = data.images[start:start + size]
+        x = images[start:start + size]
         if x.device != device or x.dtype != dtype:
             x = x.to(device=device, dtype=dtype)
         t0 = time.perf_counter()
@@ -256,41 +310,15 @@ def _evaluate(model: nn.Module, data: ImageDataset, batch_size: Optional[int], r
             fast = _with_runtime(model, x, out, n - stop, elapsed / max(int(x.shape[0]), 1), use_runtime, target)
             if fast is not None:
                 forward = fast
-                plan.restart(int(x[0].numel()))
-                if reference is not None:
-                    with torch.inference_mode():
-                        ref_out = reference(x)
-                    ref_forward = runtime_forward_for(reference, x.clone(), class_scores(ref_out)) or reference
+                plan.run_in_runtime(image_elements)
         with torch.inference_mode():
-            logits = as_logits(class_scores(out), kind)
-            if top_all is None:
-                num_outputs = int(logits.shape[1])
-                top_all = torch.empty((n, min(ks[-1], num_outputs)), dtype=torch.int64)
-                if labels_all is not None:
-                    _check_labels(labels_all, num_outputs)
-            top_all[start:stop] = logits.topk(top_all.shape[1], dim=1).indices.cpu()
-            if labels_all is not None:
-                y = labels_all[start:stop].to(device=logits.device, dtype=torch.int64)
-                loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").cpu()
-            if ref_forward is not None:
-                ref_logits = as_logits(class_scores(ref_forward(x)), output_kind_of(reference))
-                ref_all[start:stop] = ref_logits.argmax(dim=1).cpu()
+            tally.add(start, class_scores(out))
         n_batches += 1
         start = stop
-        report(progress, stop / n, f"evaluated {stop}/{n} images")
-    assert top_all is not None
-    acc: dict[int, Optional[float]] = {k: None for k in ks}
-    if labels_all is not None:
-        hits = (top_all == labels_all.unsqueeze(1)).cumsum(dim=1).clamp_(max=1).sum(dim=0)
-        acc = {k: None if k > num_outputs else int(hits[k - 1]) / n for k in ks}
-    return EvalResult(
-        top1=acc[1], top5=acc.get(5),
-        loss=None if labels_all is None else float(loss_sum) / n,
-        agreement=(int((top_all[:, 0] == cached_reference).sum()) / n if cached_reference is not None
-                   else None if reference is None else int((top_all[:, 0] == ref_all).sum()) / n),
-        n=n, latency_ms_per_image=1000.0 * forward_s / n,
-        latency_ms_per_batch=1000.0 * forward_s / n_batches, batch_size=plan.chosen,
-        topk={k: acc[k] for k in ks if k in {int(t) for t in topk}})
+        report(progress, stop / n, f"{what} {stop}/{n} images")
+    with torch.inference_mode():
+        tally.flush()
+    return _Pass(tally, forward_s, n_batches, plan.chosen)
 
 
 def predict_topk(model: nn.Module, images: torch.Tensor, k: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
