@@ -18,6 +18,7 @@ from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QSpinBox, QVBox
 from squeezestudio.core.progress import scaled
 from squeezestudio.core.session.experiments import Experiment, format_bytes
 from squeezestudio.core.session.interactive_subset import full_label, measured_on_all
+from squeezestudio.core.session.point_on_all import measure_stored_model, retrained
 
 JOB_KEY = "all_images"
 MAX_LIMIT = 10_000_000
@@ -52,6 +53,7 @@ def measure_on_all_images(window: Any) -> bool:
         return False
     handle, data, recipe = session.handle, session.data, (None if point.is_original else dict(point.recipe))
     label = full_label(point.label, total)
+    own_model = recipe is not None and session.has_point_model(point) and retrained(recipe)
 
     def job(progress: Any = None, cancel: Any = None) -> list[Experiment]:
         measured = []
@@ -60,8 +62,12 @@ def measure_on_all_images(window: Any) -> bool:
             measured.append(session.evaluate_recipe(None, scaled(progress, 0.0, split), cancel, original=True,
                                                     images=total))
         if recipe is not None:
-            measured.append(session.evaluate_recipe(recipe, scaled(progress, split if need_original else 0.0, 1.0),
-                                                    cancel, label=label, images=total))
+            part = scaled(progress, split if need_original else 0.0, 1.0)
+            if own_model:  # retrained: its recipe run again would train another network
+                measured.append(measure_stored_model(session, point, total, label=label, progress=part,
+                                                     cancel=cancel))
+            else:
+                measured.append(session.evaluate_recipe(recipe, part, cancel, label=label, images=total))
         return measured
 
     def finished(measured: list[Experiment]) -> None:

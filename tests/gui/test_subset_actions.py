@@ -129,3 +129,25 @@ def test_measuring_on_all_images_can_be_cancelled(qtbot, app_settings):
     qtbot.waitUntil(lambda: job.done, timeout=30000)
     qtbot.waitUntil(lambda: "Cancelled" in window.message_label.text(), timeout=5000)
     assert len(window.session.experiments) == 1 and window.jobs.current("all_images") is None
+
+
+def test_a_retrained_point_on_all_images_is_its_own_model(qtbot, app_settings):
+    app_settings.set_interactive_limit(20)
+    window = _window(qtbot, app_settings)
+    window.session.set_training_data(ImageDataset(images=torch.randn(40, 1, 8, 8), labels=torch.arange(40) % 4,
+                                                  class_names=list("abcd")), "random-train")
+    retrain = dict(PRUNE, finetune={"epochs": 1, "lr": 0.01, "seed": 0})
+    window.session.set_recipe(recipe_from_dict(retrain))
+    window.runner.evaluate(window.session.recipe)
+    _wait_for(qtbot, window, 1)
+    (point,) = window.session.experiments.list()
+    # another training set now: the recipe run again would train another network than the point's
+    window.session.set_training_data(ImageDataset(images=torch.randn(40, 1, 8, 8), labels=torch.arange(40) % 4,
+                                                  class_names=list("abcd")), "other-train")
+    window.plot.set_current(point.id)
+    window.window_actions["measure_all"].trigger()
+    _wait_for(qtbot, window, 3)
+    full = window.session.experiments.list()[-1]
+    assert full.metric("images") == 60 and full.size_bytes == point.size_bytes
+    mine, theirs = point.compressed.handle.module.state_dict(), full.compressed.handle.module.state_dict()
+    assert all(torch.equal(mine[k], theirs[k]) for k in mine)  # not trained again on the way

@@ -27,6 +27,7 @@ from squeezestudio.core.session.evented import EventedField, FieldEvents
 from squeezestudio.core.session.interactive_subset import (DEFAULT_INTERACTIVE_LIMIT, SessionSubset, SubsetCache,
                                                            full_label, image_metrics, same_images, subset_size)
 from squeezestudio.core.session.point_store import PointStore
+from squeezestudio.core.session.point_on_all import metrics_of
 from squeezestudio.core.session.session_points import SessionPoints, points_folder_for  # noqa: F401 - re-exported
 from squeezestudio.core.progress import CancelToken, ProgressCallback, report
 from squeezestudio.core.session.experiments import (Experiment, ExperimentLog, method_defaults, new_experiment_id,
@@ -320,7 +321,7 @@ class StudioSession(SessionPoints, SessionSubset):
                                   teacher=handle.module, progress=progress, cancel=cancel)
         cm, sizes, size, result = (measured.compressed, measured.size_report, measured.size_bytes,
                                    measured.evaluation)
-        metrics = {**_metrics_of(result), **image_metrics(data, full)}
+        metrics = {**metrics_of(result), **image_metrics(data, full)}
         if original and metrics.get("agreement") is None:
             metrics["agreement"] = 1.0
         recipe_dict = {} if original else recipe_to_dict(recipe)
@@ -458,15 +459,6 @@ class StudioSession(SessionPoints, SessionSubset):
         """Open a recovery copy found by :func:`find_autosave`."""
         self.open_project(info.path, trust=trust)
         self.project_path = None  # a recovery copy is not the user's project file
-
-
-def _metrics_of(result: Any) -> dict[str, Optional[float]]:
-    """Our metric names from an EvalResult (its dict, attributes as a fallback)."""
-    d = result.to_dict() if hasattr(result, "to_dict") else dict(vars(result))
-    latency = d.get("latency_ms_per_image", d.get("latency"))
-    out = {"top1": d.get("top1"), "top5": d.get("top5"), "agreement": d.get("agreement"),
-           "loss": d.get("loss"), "latency": latency}
-    return {k: (None if v is None else float(v)) for k, v in out.items()}
 
 
 def _default_data_loader(source: str, handle: Any) -> Any:
