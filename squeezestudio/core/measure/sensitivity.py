@@ -16,11 +16,11 @@ import csv
 import io
 import math
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from squeezestudio.core.data.dataset import ImageDataset
 from squeezestudio.core.errors import RecipeError
-from squeezestudio.core.measure.evaluation import evaluate
+from squeezestudio.core.measure.evaluation import evaluate, reference_predictions
 from squeezestudio.core.model.handle import ModelHandle
 from squeezestudio.core.progress import CancelToken, ProgressCallback, check, report
 from squeezestudio.core.compression.pipeline import compress
@@ -110,11 +110,18 @@ def sensitivity_jobs(names: Sequence[str], prune_levels: Sequence[float] = PRUNE
 
 
 def measure_sensitivity_job(handle: ModelHandle, data: ImageDataset, job: SensitivityJob, *,
-                            registry: MethodRegistry, batch_size: Optional[int] = None, cancel: Optional[CancelToken] = None) -> SensitivityPoint:
-    """Compress one layer alone at one level and measure it (local scans and cluster workers)."""
+                            registry: MethodRegistry, batch_size: Optional[int] = None,
+                            reference: Optional[Any] = None, cancel: Optional[CancelToken] = None) -> SensitivityPoint:
+    """Compress one layer alone at one level and measure it (local scans and cluster workers).
+
+    ``reference`` is the original's top-1 on ``data`` (from
+    :func:`reference_predictions`), computed once per scan; without it the
+    original runs again for every point.
+    """
     layer, method, level = job
     cm = compress(handle, Recipe(layers={layer: {method: _options(method, level)}}), registry=registry, cancel=cancel)
-    r = evaluate(cm.handle.module, data, batch_size=batch_size, reference=handle.module, cancel=cancel)
+    r = evaluate(cm.handle.module, data, batch_size=batch_size,
+                 reference=reference if reference is not None else handle.module, cancel=cancel)
     return SensitivityPoint(layer, method, level, r.top1, r.agreement, r.loss)
 def _options(method: str, level: float) -> dict:
     """The method options one scan level stands for (a sparsity, or a bit-width)."""
@@ -158,11 +165,13 @@ def layer_sensitivity(handle: ModelHandle, data: ImageDataset, *,
     report(progress, 0.0, "measuring the original model")
     baseline = evaluate(handle.module, data, batch_size=batch_size, cancel=cancel)
     result = SensitivityResult(baseline_top1=baseline.top1, baseline_loss=baseline.loss)
+    reference = reference_predictions(handle.module, data, batch_size=batch_size, cancel=cancel)
     for i, job in enumerate(jobs):
         check(cancel)
         layer, method, level = job
         report(progress, i / max(1, len(jobs)), f"{layer}: {method} {level:g}")
-        result.points.append(measure_sensitivity_job(handle, data, job, registry=registry, batch_size=batch_size, cancel=cancel))
+        result.points.append(measure_sensitivity_job(handle, data, job, registry=registry, batch_size=batch_size,
+                                                     reference=reference, cancel=cancel))
     report(progress, 1.0, "sensitivity done")
     return result
 
