@@ -122,3 +122,18 @@ def test_impossible_or_unclear_goals_are_one_sentence(lenet):
         search_budget(handle, train, table=table, registry=default_registry())
     with pytest.raises(DataError, match="at least 4 images"):
         search_budget(handle, train.subset(torch.arange(2)), budget_bytes=10**6, registry=default_registry())
+
+
+def test_a_per_layer_recipe_must_beat_the_best_uniform_one_by_more_than_noise():
+    from squeezestudio.core.search.budget_search import _clearly_better
+    from squeezestudio.core.search.candidates import CandidateResult
+
+    def scored(top1: float) -> CandidateResult:
+        return CandidateResult(label="x", recipe={}, size_bytes=1, top1=top1, loss=0.1, agreement=None)
+    # 431 images at 99.77%: one standard error is about one image
+    assert not _clearly_better(scored(430 / 431), scored(430 / 431), 431)
+    assert not _clearly_better(scored(430 / 431), scored(429 / 431), 431)
+    assert _clearly_better(scored(430 / 431), scored(427 / 431), 431)
+    # at 85% the noise is larger: 1.7 points
+    assert not _clearly_better(scored(0.865), scored(0.85), 431)
+    assert _clearly_better(scored(0.88), scored(0.85), 431)

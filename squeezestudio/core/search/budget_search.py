@@ -13,7 +13,9 @@
    (:func:`measure_candidates`: compress, evaluate on the selection part,
    exact file length). Candidates over the budget are repaired
    (:func:`shrink_to`) and measured again; the most accurate one that fits
-   wins, then spends any slack left (a local repair step, measured again).
+   wins -- a per-layer one only when it beats the best uniform one by more
+   than one standard error of the held-out top-1 difference (:func:`_clearly_better`) --
+   then spends any slack left (a local repair step, measured again).
 4. The winner is retrained if the search was asked to, and measured by
    :func:`measure_recipe` on the report data: that is the point shown.
 
@@ -24,6 +26,7 @@ smallest recipe whose selection top-1 is within P points of the original's.
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Optional, Sequence
@@ -156,14 +159,39 @@ def _best_within(handle: ModelHandle, table: LayerTable, budget: int, choices: l
     if not fits:
         return None
     best = min(fits, key=lambda f: f[1].rank_key())
+    uniform = [f for f in fits if _is_uniform(f[0])]
+    if uniform and not _is_uniform(best[0]):
+        simplest = min(uniform, key=lambda f: f[1].rank_key())
+        if not _clearly_better(best[1], simplest[1], len(selection)):
+            best = simplest
     # Local repair: spend what the real size left free, and keep it only if it measures better and fits.
     grown = spend_slack(table, best[0], table.predicted_bytes(best[0]) + budget - best[1].size_bytes)
     if grown != best[0]:
         result = measure([(_label(grown), recipe_for(grown, compact=compact))], selection, cancel=cancel)[0]
         all_measured.append(result)
-        if result.size_bytes <= budget and result.rank_key() < best[1].rank_key():
+        if result.size_bytes <= budget and result.rank_key() < best[1].rank_key() and (
+                not _is_uniform(best[0]) or _clearly_better(result, best[1], len(selection))):
             best = (grown, result)
     return best
+
+
+def _is_uniform(choice: Choice) -> bool:
+    return len(set(choice.values())) == 1
+
+
+def _clearly_better(a: CandidateResult, b: CandidateResult, images: int) -> bool:
+    """``a``'s held-out top-1 beats ``b``'s by more than one standard error of the difference (the 1-SE rule).
+
+    Many per-layer candidates are measured on a few hundred images, so the
+    best of them is partly luck (and the held-out part of the training data
+    is often data the model was trained on, where candidates barely differ).
+    A per-layer recipe replaces the best uniform one only when it is better
+    by more than that noise: the simpler choice wins a tie.
+    """
+    n = max(images, 1)
+    pa, pb = a.top1 or 0.0, b.top1 or 0.0
+    se = math.sqrt((max(pa * (1.0 - pa), 1.0 / n) + max(pb * (1.0 - pb), 1.0 / n)) / n)
+    return pa - pb > se
 
 
 def search_budget(handle: ModelHandle, train_data: ImageDataset, *, registry: MethodRegistry,
