@@ -27,7 +27,8 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, 
                                QLineEdit, QVBoxLayout, QWidget)
 
 from squeezestudio.core.errors import SqueezeStudioError
-from squeezestudio.core.session.model_input import prepare_model_input, size_for_layout, use_model_input
+from squeezestudio.core.session.model_input import (channels_for_layout, prepare_model_input, size_for_layout,
+                                                    use_model_input)
 from squeezestudio.gui.qt_safe_text import set_plain_text
 from squeezestudio.gui.qt_worker import JobManager
 
@@ -96,13 +97,11 @@ class QtModelInputDialog(QDialog):
         self.pixel_scale.setCurrentIndex(0 if spec.pixel_scale == 1.0 else 1)
         self.mean = QLineEdit(_numbers(spec.mean))
         self.std = QLineEdit(_numbers(spec.std))
-        for edit in (self.mean, self.std):
-            edit.setToolTip(f"One value, or one per channel ({spec.channels}); subtracted / divided after scaling")
         self.order = QComboBox()
         self.order.addItems(["RGB", "BGR"])
         self.order.setCurrentIndex(1 if spec.channel_order == "bgr" else 0)
-        self.order.setEnabled(spec.channels == 3)
-        self.order.setProperty("keep_disabled", spec.channels != 3)
+        self.header = QLabel()
+        self._show_channels(spec.channels)
         self.grayscale = QCheckBox("Convert images to gray first")
         self.grayscale.setChecked(spec.grayscale)
         self.layout_box = QComboBox()
@@ -147,8 +146,7 @@ class QtModelInputDialog(QDialog):
         columns.addLayout(form, 3)
         columns.addLayout(side, 2)
         outer = QVBoxLayout(self)
-        outer.addWidget(QLabel(f"{printable_name(handle)} takes {spec.channels} channel(s). Accuracy is "
-                               "measured again with the new input."))
+        outer.addWidget(self.header)
         outer.addLayout(columns)
         outer.addWidget(self.message)
         outer.addWidget(self.buttons)
@@ -161,9 +159,22 @@ class QtModelInputDialog(QDialog):
         self.layout_box.currentIndexChanged.connect(self._layout_changed)
         self.refresh()
 
+    def _show_channels(self, channels: int) -> None:
+        """The header, the mean/std tooltips and the RGB/BGR choice for a model taking ``channels``."""
+        self.header.setText(f"{printable_name(self.session.handle)} takes {channels} channel(s). Accuracy is "
+                            "measured again with the new input.")
+        for edit in (self.mean, self.std):
+            edit.setToolTip(f"One value, or one per channel ({channels}); subtracted / divided after scaling")
+        self.order.setEnabled(channels == 3)
+        self.order.setProperty("keep_disabled", channels != 3)
+
     def _layout_changed(self) -> None:
-        """Show the size the ONNX file declares in the chosen layout (kept when the file leaves it open)."""
-        size = size_for_layout(self.session.handle, self.layout_box.currentData())
+        """Show the size and channels the ONNX file declares in the chosen layout (kept when it leaves them open)."""
+        layout = self.layout_box.currentData()
+        channels = channels_for_layout(self.session.handle, layout)
+        if channels is not None:
+            self._show_channels(channels)
+        size = size_for_layout(self.session.handle, layout)
         if size is not None:
             self.input_size.setText(_numbers(size))  # textChanged: checked and previewed again
 

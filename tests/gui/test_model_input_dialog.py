@@ -241,3 +241,33 @@ def test_unsaved_points_are_not_dropped_without_asking(qtbot, window, models):
     window.ask_model_input()
     assert asked and "1 experiment(s)" in asked[0] and "measure again with the new input" in asked[0]
     assert window.session.handle is handle and len(log) == 2 and handle.input_spec.mean != (0.9,)
+
+
+def test_switching_the_layout_shows_the_channels_the_file_declares_in_it(qtbot, tmp_path, red_sample):
+    import io
+    import warnings
+
+    class Gray(torch.nn.Module):  # an NCHW file of 1x6x6 images; read as NHWC it would be 6 channels
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(1, 2, 3)
+            self.head = torch.nn.Linear(2 * 4 * 4, 10)
+
+        def forward(self, x):
+            return self.head(torch.flatten(torch.relu(self.conv(x)), 1))
+
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Gray().eval(), (torch.randn(1, 1, 6, 6),), buffer, dynamo=False,
+                          input_names=["image"], output_names=["scores"])
+    path = tmp_path / "gray.onnx"
+    path.write_bytes(buffer.getvalue())
+    dialog = QtModelInputDialog(_session(path), red_sample)
+    qtbot.addWidget(dialog)
+    assert "takes 1 channel(s)" in dialog.header.text() and "(1)" in dialog.mean.toolTip()
+    dialog.layout_box.setCurrentIndex(1)
+    assert "takes 6 channel(s)" in dialog.header.text() and "(6)" in dialog.std.toolTip()
+    assert not dialog.order.isEnabled()
+    dialog.layout_box.setCurrentIndex(0)
+    assert "takes 1 channel(s)" in dialog.header.text()

@@ -47,6 +47,21 @@ def size_for_layout(handle: "ModelHandle", layout: str) -> Optional[tuple[int, i
     when the model is not an ONNX file at hand or the file leaves the size
     open (then the size is the user's to set).
     """
+    dims = _declared_dims(handle, layout)
+    if dims is None:
+        return None
+    _, height, width = dims
+    return None if height is None or width is None else (height, width)
+
+
+def channels_for_layout(handle: "ModelHandle", layout: str) -> Optional[int]:
+    """The channel count an ONNX file declares when its input is read as ``layout`` (None: not known)."""
+    dims = _declared_dims(handle, layout)
+    return None if dims is None else dims[0]
+
+
+def _declared_dims(handle: "ModelHandle", layout: str) -> Optional[tuple[Optional[int], Optional[int], Optional[int]]]:
+    """(channels, height, width) of an ONNX file's 4-d input read as ``layout``; None when not an ONNX file at hand."""
     if handle.source_format != "onnx" or handle.source_path is None:
         return None
     from squeezestudio.core.io.loading.onnx_import import declared_input_dims  # lazy: onnx
@@ -54,8 +69,7 @@ def size_for_layout(handle: "ModelHandle", layout: str) -> Optional[tuple[int, i
     dims = declared_input_dims(handle.source_path)
     if len(dims) != 4:
         return None
-    height, width = (dims[2], dims[3]) if layout == "nchw" else (dims[1], dims[2])
-    return None if height is None or width is None else (height, width)
+    return (dims[1], dims[2], dims[3]) if layout == "nchw" else (dims[3], dims[1], dims[2])
 
 
 def prepare_model_input(session: "StudioSession", raw: Mapping[str, Any], *, probe: bool = True) -> "ModelHandle":
