@@ -105,7 +105,7 @@ def run_model(name: str, budgets_wanted: int, png_dir: Path) -> bool:
     print(f"  the search's points dominate or equal the grid's at every budget: {'yes' if all_ok else 'NO'} "
           f"(against the oracle's pick); {'yes' if all_fair else 'NO'} (against the held-out pick)")
     png = png_dir / f"budget_search_{name}.png"
-    save_curves_png({"uniform prune x cluster-bits (Pareto)": [(s, a) for _, s, a in frontier],
+    save_curves_png({"uniform grid (Pareto)": [(s, a) for _, s, a in frontier],
                      "byte-budget search": sorted(searched)}, png,
                     title=f"{name}: top-1 on digits:val against exact .sqz bytes", x_label=".sqz bytes")
     print(f"  wrote {png}")
