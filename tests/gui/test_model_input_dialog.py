@@ -118,9 +118,21 @@ def test_cancel_while_checking_drops_the_check(qtbot, models, red_sample):
     assert not dialog.isVisible() and not dialog.checking
 
 
-def test_switching_an_onnx_layout_shows_the_size_the_file_declares_in_it(qtbot, tmp_path, red_sample):
+def _onnx_file(module: torch.nn.Module, shape: tuple[int, ...], path):
+    """``module`` exported to ONNX at ``path`` with one input of ``shape`` (the legacy exporter, quietly)."""
     import io
     import warnings
+
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module.eval(), (torch.randn(*shape),), buffer, dynamo=False,
+                          input_names=["image"], output_names=["scores"])
+    path.write_bytes(buffer.getvalue())
+    return path
+
+
+def test_switching_an_onnx_layout_shows_the_size_the_file_declares_in_it(qtbot, tmp_path, red_sample):
 
     class ChannelsLast(torch.nn.Module):  # takes [N, H, W, 3]; at 3x8 pixels, [N, 3, 8, 3] reads as NCHW too
         def __init__(self) -> None:
@@ -132,14 +144,7 @@ def test_switching_an_onnx_layout_shows_the_size_the_file_declares_in_it(qtbot, 
             return self.head(torch.flatten(torch.relu(self.conv(x.permute(0, 3, 1, 2))), 1))
 
     torch.manual_seed(0)
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(ChannelsLast().eval(), (torch.randn(1, 3, 8, 3),), buffer, dynamo=False,
-                          input_names=["image"], output_names=["scores"])
-    path = tmp_path / "channels_last.onnx"
-    path.write_bytes(buffer.getvalue())
-    session = _session(path)
+    session = _session(_onnx_file(ChannelsLast(), (1, 3, 8, 3), tmp_path / "channels_last.onnx"))
     dialog = QtModelInputDialog(session, red_sample)
     qtbot.addWidget(dialog)
     assert dialog.layout_box.isEnabled() and dialog.input_size.text() == "8,3"  # read as NCHW: 3 channels of 8x3
@@ -244,8 +249,6 @@ def test_unsaved_points_are_not_dropped_without_asking(qtbot, window, models):
 
 
 def test_switching_the_layout_shows_the_channels_the_file_declares_in_it(qtbot, tmp_path, red_sample):
-    import io
-    import warnings
 
     class Gray(torch.nn.Module):  # an NCHW file of 1x6x6 images; read as NHWC it would be 6 channels
         def __init__(self) -> None:
@@ -256,14 +259,7 @@ def test_switching_the_layout_shows_the_channels_the_file_declares_in_it(qtbot, 
         def forward(self, x):
             return self.head(torch.flatten(torch.relu(self.conv(x)), 1))
 
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(Gray().eval(), (torch.randn(1, 1, 6, 6),), buffer, dynamo=False,
-                          input_names=["image"], output_names=["scores"])
-    path = tmp_path / "gray.onnx"
-    path.write_bytes(buffer.getvalue())
-    dialog = QtModelInputDialog(_session(path), red_sample)
+    dialog = QtModelInputDialog(_session(_onnx_file(Gray(), (1, 1, 6, 6), tmp_path / "gray.onnx")), red_sample)
     qtbot.addWidget(dialog)
     assert "takes 1 channel(s)" in dialog.header.text() and "(1)" in dialog.mean.toolTip()
     dialog.layout_box.setCurrentIndex(1)
