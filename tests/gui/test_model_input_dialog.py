@@ -249,7 +249,6 @@ def test_unsaved_points_are_not_dropped_without_asking(qtbot, window, models):
 
 
 def test_switching_the_layout_shows_the_channels_the_file_declares_in_it(qtbot, tmp_path, red_sample):
-
     class Gray(torch.nn.Module):  # an NCHW file of 1x6x6 images; read as NHWC it would be 6 channels
         def __init__(self) -> None:
             super().__init__()
