@@ -145,3 +145,10 @@ def nhwc_set(tmp_path_factory) -> ThirdPartySet:
     """Channels-last [N, 40, 40, 3] input, mean/std 0.5, 3 classes."""
     return _build(tmp_path_factory.mktemp("nhwc"), seed=3, classes=3, size=(40, 40), mean=0.5, std=0.5,
                   softmax=False, nhwc=True)
+
+
+@pytest.fixture(scope="session")
+def nhwc_softmax_set(tmp_path_factory) -> ThirdPartySet:
+    """Channels-last [N, 40, 40, 3] input ending in Softmax (a Keras classifier as converters ship it), 3 classes."""
+    return _build(tmp_path_factory.mktemp("nhwc_softmax"), seed=4, classes=3, size=(40, 40), mean=0.5, std=0.5,
+                  softmax=True, nhwc=True)

@@ -74,7 +74,7 @@ def write_int8(cm: Any, out: Path, args: argparse.Namespace, data: Any = None) -
           f"{result.calibration_images} images")
     if data is not None:
         own = evaluate(cm.handle.module, data)
-        int8 = evaluate_onnx(out, data, reference=cm.handle.module)
+        int8 = evaluate_onnx(out, data, reference=cm.handle.module, handle=cm.handle)
         print(f"Top-1 on {data.name}: .sqz {own.top1 * 100:.2f}%, int8 ONNX in onnxruntime "
               f"{int8.top1 * 100:.2f}% ({(int8.top1 - own.top1) * 100:+.2f} points; agreement "
               f"{int8.agreement * 100:.2f}%)")

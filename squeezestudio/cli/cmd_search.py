@@ -58,8 +58,8 @@ def run(args: argparse.Namespace) -> int:
     registry = default_registry()
     target = cluster_target(args)
     handle = load_model_from_args(args)
-    data = load_data_for(handle, args.data)
-    train = load_data_for(handle, args.train_data, "loading training data")
+    data = load_data_for(handle, args.data, follow_links=args.follow_links)
+    train = load_data_for(handle, args.train_data, "loading training data", follow_links=args.follow_links)
     table = None
     if args.table and Path(args.table).is_file():
         table = table_from_dict(json.loads(Path(args.table).read_text(encoding="utf-8")))

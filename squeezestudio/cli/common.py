@@ -66,6 +66,9 @@ def add_data_arguments(parser: argparse.ArgumentParser, default: str = "digits")
     parser.add_argument("--limit", dest="subset", type=int, metavar="N",
                         help="evaluate a fixed, seeded subset of N images (classes in proportion); the safety "
                              "limits are `squeezestudio --limit NAME=N COMMAND`")
+    parser.add_argument("--follow-links", action="store_true",
+                        help="use images and class folders whose symbolic links lead out of the data folder "
+                             "(not followed by default)")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="evaluation batch size (default: chosen by measuring)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
@@ -93,8 +96,12 @@ def load_model_from_args(args: argparse.Namespace) -> "ModelHandle":
 
 
 def load_data_for(handle: "ModelHandle", source: str, label: str = "loading data",
-                  args: "argparse.Namespace | None" = None) -> "ImageDataset":
-    """The data set preprocessed the way the model expects, classes matched to the model's (``--limit`` applied)."""
+                  args: "argparse.Namespace | None" = None, follow_links: Optional[bool] = None) -> "ImageDataset":
+    """The data set preprocessed the way the model expects, classes matched to the model's.
+
+    ``args`` applies ``--limit`` and ``--follow-links``; ``follow_links``
+    alone (for training data, which ``--limit`` does not cut) overrides the latter.
+    """
     from squeezestudio.cli.terminal_progress import TerminalProgress
     from squeezestudio.core.data.dataset import PreprocessSpec
     from squeezestudio.core.data.folders import class_names_from_data, load_dataset, match_classes
@@ -102,7 +109,9 @@ def load_data_for(handle: "ModelHandle", source: str, label: str = "loading data
 
     spec = PreprocessSpec.from_input_spec(handle.input_spec)
     with TerminalProgress(label) as bar:
-        data = load_dataset(source, spec, progress=bar, max_classes=len(handle.class_names))
+        data = load_dataset(source, spec, progress=bar, max_classes=len(handle.class_names),
+                            follow_links=bool(getattr(args, "follow_links", False) if follow_links is None
+                                              else follow_links))
     from squeezestudio.core.printable import printable
 
     for notice in data.notices:
@@ -150,6 +159,7 @@ def load_training_for(handle: "ModelHandle", args: "argparse.Namespace", data: "
     if retrain and source is None:
         raise DataError("retraining needs training data apart from the evaluation data; pass --train-data")
     needed = retrain or (calibrate and source is not None)
-    train = load_data_for(handle, source, "loading training data") if needed and source is not None else None
+    train = load_data_for(handle, source, "loading training data",
+                          follow_links=bool(getattr(args, "follow_links", False))) if needed and source is not None else None
     return train, (calibration_images(train, data) if calibrate else None)
 

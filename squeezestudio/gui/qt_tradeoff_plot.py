@@ -151,6 +151,12 @@ class QtTradeoffPlot(QWidget):
                                           colorMapMenu=False, width=14)
         self.plot.getPlotItem().layout.addItem(self.colour_bar, 2, 5)
         self.colour_bar.setVisible(False)
+        # Says why the plot is empty when points exist but none has both chosen numbers (a remembered
+        # latency axis before any latency was measured); anchored to the view, not to the data.
+        self.empty_note = pg.TextItem("", color=(90, 90, 90), anchor=(0.5, 0.5))
+        self.empty_note.setParentItem(self.plot.getPlotItem().getViewBox())
+        self.empty_note.setVisible(False)
+        self.plot.getPlotItem().getViewBox().sigResized.connect(lambda *_: self._center_empty_note())
 
         top = QHBoxLayout()
         for text, combo in (("x", self.x_combo), ("y", self.combo), ("colour", self.colour_combo)):
@@ -258,6 +264,22 @@ class QtTradeoffPlot(QWidget):
         subset = subset_summary(points, self.log.images)  # also above the plot: the summary line gives way
         self.plot.setTitle(f"Points {subset}" if subset else None, size="9pt")
         self.summary.setToolTip(self.summary.text())
+        self._show_empty_note(points, mx, my)
+
+    def _show_empty_note(self, points: list[Experiment], mx: PlotMetric, my: PlotMetric) -> None:
+        """A line in the middle of the plot naming the number no point has yet, and how to get it."""
+        if points or not len(self.log):
+            self.empty_note.setVisible(False)
+            return
+        missing = [m for m in (mx, my) if not any(m.value(e) is not None for e in self.log)] or [mx, my]
+        how = "Run > Measure latency of this point, or choose" if any(m.unit == "ms" for m in missing) else "Choose"
+        self.empty_note.setText(f"No point has {' and '.join(m.label for m in missing)} yet.\n"
+                                f"{how} another axis above.")
+        self._center_empty_note()
+        self.empty_note.setVisible(True)
+
+    def _center_empty_note(self) -> None:
+        self.empty_note.setPos(self.plot.getPlotItem().getViewBox().boundingRect().center())
 
     def _colours(self, points: list[Experiment]) -> dict[str, tuple[int, int, int]]:
         """Each point's colour on the scale of the colour metric (grey without it); {} for frontier colouring."""

@@ -154,3 +154,61 @@ def test_a_reference_model_runs_in_its_own_pass_and_agrees_with_itself():
     assert (evaluate(model, data, reference=other, use_runtime=True).agreement
             == evaluate(model, data, reference=reference_predictions(other, data, use_runtime=True),
                         use_runtime=True).agreement)
+
+
+class _Clock:
+    """A perf_counter that advances ``step`` seconds per call: a machine as slow or as fast as wanted."""
+
+    def __init__(self, step: float) -> None:
+        self.now, self.step = 0.0, step
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+def test_the_runtime_choice_and_the_numbers_do_not_depend_on_the_clock(monkeypatch):
+    """The same model and data choose onnxruntime or torch alike on a fast and a slow machine.
+
+    They round differently, so a choice made from timings gave different
+    numbers on different machines (the old rule exported whenever the probe
+    batch projected a second of torch work).
+    """
+    from squeezestudio.core.measure import evaluation
+
+    model, data = _net(), _data(70, 72)
+    tried: list[int] = []
+    real = evaluation.runtime_forward_for
+
+    def spy(*args, **kwargs):
+        tried.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(evaluation, "runtime_forward_for", spy)
+    results = []
+    for step in (10.0, 1e-7):  # torch looks hopelessly slow, then instant
+        monkeypatch.setattr(evaluation.time, "perf_counter", _Clock(step))
+        tried.clear()
+        r = evaluate(model, data)
+        results.append((len(tried), r.top1, r.loss, r.batch_size))
+    assert results[0] == results[1]
+
+
+def test_eager_torch_on_the_cpu_runs_large_images_at_one_batch_size():
+    from squeezestudio.core.measure.evaluation import _BatchPlan
+
+    plan = _BatchPlan(None, 3 * 224 * 224, timed=False)
+    for per_image in (1.0, 0.5, 0.2, 0.1):  # ever faster: a timed plan would move on to larger sizes
+        size = plan.next_size()
+        plan.record(size, size * per_image, size)
+    assert plan.next_size() == plan.chosen == runtime_batch_size(3 * 224 * 224) == 8
+
+
+def test_work_is_counted_in_macs_of_convolutions_and_linear_layers():
+    from squeezestudio.core.measure.runtime_choice import counting_macs
+
+    model = _net()
+    with counting_macs(model) as macs, torch.no_grad():
+        model(torch.randn(2, 3, 10, 10))
+    assert macs.per_image == 10 * 10 * 6 * 3 * 9 + 6 * 4  # conv (padded: 10x10 outputs) + linear
+    assert not any(m._forward_hooks for m in model.modules())  # the hooks are gone

@@ -180,3 +180,20 @@ def test_points_on_other_images_are_hollow_and_never_on_the_frontier(qtbot, tmp_
     log.replace_all([p for p in log.list() if p.metric("images") == 5000])
     assert widget.summary.text().startswith("2 points") and len(widget.elsewhere.points()) == 0
     assert "other images: not compared" not in [label.text for _, label in widget.legend.items]
+
+
+def test_an_axis_no_point_has_yet_says_so_in_the_plot(plot, tmp_path):
+    """A remembered latency axis opens on points that were never timed: the plot says why it is empty."""
+    key = latency_key("onnx-int8")
+    plot.set_axes(x=key)
+    assert plot.plotted() == [] and plot.empty_note.isVisible()
+    text = plot.empty_note.toPlainText()
+    assert "No point has Latency, int8 ONNX" in text and "Measure latency" in text
+    plot.grab().save(str(tmp_path / "empty.png"))
+    if os.environ.get("SQZ_SHOTS"):
+        plot.grab().save(os.path.join(os.environ["SQZ_SHOTS"], "plot_empty_axis.png"))
+    plot.log.find("b").metrics[key] = 0.8
+    plot.refresh()
+    assert not plot.empty_note.isVisible() and plot.frontier_ids == ["b"]
+    plot.set_axes(x="size_bytes")
+    assert not plot.empty_note.isVisible()

@@ -26,7 +26,7 @@ from squeezestudio.core.data.images import (check_spec, decode_size, is_image_fi
 from squeezestudio.core.data.pixel_images import PixelImages
 from squeezestudio.core.errors import DataError, ImageDecodeError
 from squeezestudio.core.limits import current_limits, limits_hint
-from squeezestudio.core.model.labels import has_placeholder_names
+from squeezestudio.core.model.labels import ClassLookup, has_placeholder_names
 from squeezestudio.core.printable import printable
 from squeezestudio.core.progress import CancelToken, ProgressCallback, check, report
 
@@ -90,6 +90,10 @@ def _plan_folder(root: Path, class_names: Optional[Sequence[str]], follow_links:
     loose = sorted(p for p in root.iterdir() if p.is_file() and _visible(p.name) and is_image_file(p))
     per_class = {d.name: _image_files(d, real_root, link_skips, follow_links) for d in subdirs}
     if not any(per_class.values()):
+        if not loose and link_skips:
+            raise DataError(f"no images found in {root}: its {len(link_skips):,d} images or class folders are "
+                            "symbolic links leading out of it, which are not followed unless asked "
+                            "(--follow-links)")
         if not loose:
             raise DataError(f"no images found in {root}; put the images of each class in its own sub-folder")
         # A flat folder of images: no labels (predictions and agreement still work).
@@ -100,10 +104,13 @@ def _plan_folder(root: Path, class_names: Optional[Sequence[str]], follow_links:
         names = folder_names
     else:
         names = list(class_names)
-        unknown = [n for n in folder_names if n not in names]
+        lookup = ClassLookup(names)
+        unknown = [n for n in folder_names if n not in lookup]
         if unknown:
             raise DataError(f"the folder {root / unknown[0]} is not one of the {len(names)} class names given")
-    index = {n: i for i, n in enumerate(names)}
+        index = {n: lookup.index(n) for n in folder_names}
+    if class_names is None:
+        index = {n: i for i, n in enumerate(names)}
     items = [(p, index[d]) for d in folder_names for p in per_class[d]]
     skipped = link_skips + [SkippedFile(str(p), "not inside a class sub-folder") for p in loose]
     return _Plan(root.name, items, names, labelled=True, skipped=skipped)
@@ -122,10 +129,14 @@ def check_class_count(count: int, where: str) -> None:
                         f"({limits_hint('class_count')})")
 
 
-def _parse_label(text: str, names: Optional[Sequence[str]], where: str) -> str | int:
-    if names is not None:
-        if text in names:
-            return list(names).index(text)
+def _parse_label(text: str, lookup: Optional[ClassLookup], where: str) -> str | int:
+    if lookup is not None:
+        names = lookup.names
+        if text in lookup:
+            try:
+                return lookup.index(text)
+            except DataError as exc:
+                raise DataError(f"{where}: {exc}") from None
         if _is_index(text.lstrip("-")) and 0 <= int(text) < len(names):
             return int(text)
         raise DataError(f"{where}: the label {printable(text[:80])!r} is neither one of the {len(names)} class "
@@ -186,6 +197,7 @@ def _plan_csv(csv_path: Path, class_names: Optional[Sequence[str]]) -> _Plan:
     early_skips: list[SkippedFile] = []
     seen: set[str] = set()
     duplicates = repeated
+    given = None if class_names is None else ClassLookup(class_names)
     for n, cells in rows:
         has_label = len(cells) > 1 and cells[1] != ""
         if has_label != labelled:
@@ -200,7 +212,7 @@ def _plan_csv(csv_path: Path, class_names: Optional[Sequence[str]]) -> _Plan:
         seen.add(cells[0])
         path = Path(cells[0]).expanduser()
         path = path if path.is_absolute() else csv_path.parent / path
-        entries.append((path, _parse_label(cells[1], class_names, where) if labelled else None))
+        entries.append((path, _parse_label(cells[1], given, where) if labelled else None))
     # Labels are indices when class names were given or every label is a number;
     # otherwise they are names, numbered in sorted order.
     by_index = class_names is not None or all(isinstance(lab, int) for _, lab in entries)
@@ -424,14 +436,15 @@ def match_classes(dataset: ImageDataset, model_class_names: Sequence[str]) -> Im
     data_names = list(dataset.class_names)
     if data_names == model_names:
         return dataset
-    if set(data_names) <= set(model_names):
-        lookup = torch.tensor([model_names.index(n) for n in data_names], dtype=torch.int64)
+    by_name = ClassLookup(model_names)
+    if all(n in by_name for n in data_names):
+        lookup = torch.tensor([by_name.index(n) for n in data_names], dtype=torch.int64)
     elif all(n.isascii() and n.isdigit() and int(n) < len(model_names) for n in data_names):
         lookup = torch.tensor([int(n) for n in data_names], dtype=torch.int64)
     elif len(data_names) == len(model_names):
         return replace(dataset, class_names=model_names)
     else:
-        missing = next(n for n in data_names if n not in model_names)
+        missing = next(n for n in data_names if n not in by_name)
         raise DataError(f"the data has {len(data_names)} classes but the model has {len(model_names)} outputs, "
                         f"and the class {missing!r} is not one of the model's class names; give the model's "
                         "names with --labels FILE, or use data with the model's classes")

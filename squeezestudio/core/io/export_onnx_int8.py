@@ -381,6 +381,13 @@ def _verify(data: bytes, images: np.ndarray) -> None:
         raise ExportError(f"onnxruntime cannot run the int8 model ({str(exc).splitlines()[0]})") from exc
 
 
+def in_file_layout(handle: ModelHandle, images: Union[torch.Tensor, np.ndarray]) -> Union[torch.Tensor, np.ndarray]:
+    """Images prepared channels-first, in the layout of the files written for ``handle`` (NHWC ones keep it)."""
+    if handle.input_spec.layout != "nhwc" or images.ndim != 4:
+        return images
+    return images.permute(0, 2, 3, 1) if isinstance(images, torch.Tensor) else np.transpose(images, (0, 2, 3, 1))
+
+
 def export_onnx_int8(model: Union[CompressedModel, ModelHandle], path: "str | os.PathLike[str]",
                      calibration: Union[torch.Tensor, np.ndarray], *, method: str = "minmax",
                      progress: Optional[ProgressCallback] = None,
@@ -390,7 +397,7 @@ def export_onnx_int8(model: Union[CompressedModel, ModelHandle], path: "str | os
     encodings = model.encodings if isinstance(model, CompressedModel) else {}
     report(progress, 0.0, "exporting the float model")
     float_data = _float_onnx_bytes(handle)
-    result = quantize_onnx_int8(float_data, calibration, method=method, encodings=encodings,
+    result = quantize_onnx_int8(float_data, in_file_layout(handle, calibration), method=method, encodings=encodings,
                                 grids=activation_grids(handle.module), progress=progress, cancel=cancel)
     result.size_bytes = atomic_write_bytes(path, result.data)
     report(progress, 1.0, "int8 model written")

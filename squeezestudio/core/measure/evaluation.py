@@ -21,8 +21,8 @@ from squeezestudio.core.data.dataset import ImageDataset
 from squeezestudio.core.devices import resolve_device
 from squeezestudio.core.errors import DataError
 from squeezestudio.core.measure.eval_tally import EvalTally
-from squeezestudio.core.measure.runtime_forward import (estimated_export_s, runtime_batch_size,
-                                                       runtime_forward_for)
+from squeezestudio.core.measure.runtime_choice import counting_macs, runtime_pays
+from squeezestudio.core.measure.runtime_forward import runtime_batch_size, runtime_forward_for
 from squeezestudio.core.model.outputs import class_scores, model_logits, output_kind_of
 from squeezestudio.core.progress import CancelToken, ProgressCallback, check, report, scaled
 
@@ -103,24 +103,32 @@ def reference_predictions(model: nn.Module, data: ImageDataset, *, batch_size: O
 
 
 class _BatchPlan:
-    """Batch sizes chosen by measuring: larger candidates are tried while they are faster per image.
+    """Batch sizes chosen by measuring where that cannot change a result, fixed where it could.
 
-    Small images (up to 3x64x64) run at a fixed large batch; for larger ones
-    a few sizes are tried in increasing order (a default of 256 at 224x224
-    thrashes memory: system time exceeds user time). Each size is timed on
-    its second full batch: the first one at a new size pays the runtime's
-    memory planning and first-touch pages (1.03-1.7x a warm batch measured in
-    onnxruntime), which would favour whichever size came first. The next
-    size is tried only while the last one was faster than the one before, so
-    a model that prefers small batches pays for one larger size only.
+    Small images (up to 3x64x64) run at a fixed large batch. For larger ones
+    (a default of 256 at 224x224 thrashes memory: system time exceeds user
+    time) eager torch on the CPU runs at one size from the image size
+    (:func:`runtime_batch_size`): its outputs depend on the batch size in
+    float rounding (0.49 on logits of 50, batches of 8 against 16, on a
+    MobileNetV2-shaped model), so a timed choice would make the numbers
+    depend on the machine. onnxruntime's CPU outputs were bit-identical at
+    batches of 1 to 32, so there, and on a GPU, a few sizes are tried in
+    increasing order. Each size is timed on its second full batch: the first
+    one at a new size pays the runtime's memory planning and first-touch
+    pages (1.03-1.7x a warm batch measured in onnxruntime), which would
+    favour whichever size came first. The next size is tried only while the
+    last one was faster than the one before, so a model that prefers small
+    batches pays for one larger size only.
     """
 
-    def __init__(self, fixed: Optional[int], image_elements: int) -> None:
+    def __init__(self, fixed: Optional[int], image_elements: int, timed: bool = True) -> None:
         self.fixed = fixed
         if fixed is not None:
             self._start([fixed])
         elif image_elements <= 3 * 64 * 64:
             self._start([256])
+        elif not timed:
+            self._start([runtime_batch_size(image_elements)])
         else:
             self._start([8, 16, 32])
 
@@ -162,14 +170,17 @@ PROBE_IMAGES = 2
 """Images of the first (torch) batch for large inputs, before onnxruntime takes over."""
 
 
-def _with_runtime(model: nn.Module, x: torch.Tensor, out: torch.Tensor, remaining: int, per_image_s: float,
+def _with_runtime(model: nn.Module, x: torch.Tensor, out: torch.Tensor, remaining: int, macs_per_image: int,
                   use_runtime: Optional[bool], device: torch.device) -> Optional[Callable[[torch.Tensor], Any]]:
-    """An onnxruntime forward when it pays for its export (CPU only; see :mod:`.runtime_forward`)."""
+    """An onnxruntime forward when it pays for its export (CPU only; see :mod:`.runtime_forward`).
+
+    Whether it pays is counted, not timed (:mod:`.runtime_choice`): the two
+    runtimes round differently, so the same model and data must choose the
+    same way on every machine.
+    """
     if use_runtime is False or device.type != "cpu" or remaining <= 0:
         return None
-    projected = per_image_s * remaining
-    # Worth it when the torch time left is well above the export's cost (onnxruntime is usually 2-4x faster).
-    if use_runtime is None and (projected < 1.0 or projected < 2.0 * estimated_export_s(model)):
+    if use_runtime is None and not runtime_pays(model, macs_per_image, remaining):
         return None
     return runtime_forward_for(model, x.clone(), class_scores(out))
 
@@ -278,7 +289,7 @@ def _forward_all(model: nn.Module, images: Any, labels: Optional[torch.Tensor], 
     n = int(images.shape[0])
     device, dtype = _input_kind(model)
     image_elements = int(images[0].numel())
-    plan = _BatchPlan(batch_size, image_elements)
+    plan = _BatchPlan(batch_size, image_elements, timed=target.type != "cpu")
     # Per batch only the forward pass runs; top-k and loss are reduced a chunk of batches at a time (see
     # eval_tally: torch work between onnxruntime's batches slows onnxruntime down).
     tally = EvalTally(n, k_max, labels, output_kind_of(model))
@@ -299,7 +310,11 @@ def _forward_all(model: nn.Module, images: Any, labels: Optional[torch.Tensor], 
             x = x.to(device=device, dtype=dtype)
         t0 = time.perf_counter()
         with torch.inference_mode():
-            out = forward(x)
+            if checked_runtime:
+                out = forward(x)
+            else:  # the first batch runs in torch and counts the work per image (for the runtime choice)
+                with counting_macs(model) as macs:
+                    out = model(x)
         elapsed = time.perf_counter() - t0
         forward_s += elapsed
         if not probing:  # the probe is not a batch-size candidate: its images decide on onnxruntime only
@@ -307,7 +322,7 @@ def _forward_all(model: nn.Module, images: Any, labels: Optional[torch.Tensor], 
         stop = start + x.shape[0]
         if not checked_runtime:
             checked_runtime = True
-            fast = _with_runtime(model, x, out, n - stop, elapsed / max(int(x.shape[0]), 1), use_runtime, target)
+            fast = _with_runtime(model, x, out, n - stop, macs.per_image, use_runtime, target)
             if fast is not None:
                 forward = fast
                 plan.run_in_runtime(image_elements)

@@ -97,14 +97,17 @@ def deployable_latency(model: Union[CompressedModel, ModelHandle], *, targets: S
                        cancel: Optional[CancelToken] = None) -> dict[str, LatencyResult]:
     """Export ``model`` in each deployable form and time it; ``calibration`` images are needed for int8."""
     from squeezestudio.core.io.export_onnx import export_onnx
-    from squeezestudio.core.io.export_onnx_int8 import activation_grids, quantize_onnx_int8
+    from squeezestudio.core.io.export_onnx_int8 import activation_grids, in_file_layout, quantize_onnx_int8
 
     unknown = [t for t in targets if t not in TARGETS]
     if unknown:
         raise DataError(f"unknown latency target(s) {', '.join(unknown)}; choose from {', '.join(TARGETS)}")
     handle = model.handle if isinstance(model, CompressedModel) else model
     encodings = model.encodings if isinstance(model, CompressedModel) else {}
-    shape = (handle.input_spec.channels, handle.input_spec.height, handle.input_spec.width)
+    spec = handle.input_spec
+    # The files keep the original's interface: a channels-last model is timed on channels-last inputs.
+    shape = (spec.height, spec.width, spec.channels) if spec.layout == "nhwc" else (spec.channels, spec.height,
+                                                                                    spec.width)
     report(progress, 0.0, "exporting the float model")
     with tempfile.TemporaryDirectory(prefix="squeezestudio-latency-") as tmp:
         float_path = Path(tmp) / "float.onnx"
@@ -118,7 +121,7 @@ def deployable_latency(model: Union[CompressedModel, ModelHandle], *, targets: S
         if target == "onnx-int8":
             if calibration is None:
                 raise DataError("timing the int8 model needs calibration images (the training data)")
-            data = quantize_onnx_int8(float_data, calibration, encodings=encodings,
+            data = quantize_onnx_int8(float_data, in_file_layout(handle, calibration), encodings=encodings,
                                       grids=activation_grids(handle.module), cancel=cancel).data
         report(step, 0.5, f"timing the {TARGET_LABELS[target]}")
         results[target] = onnx_latency(data, shape, target=target, batch=batch, threads=threads,

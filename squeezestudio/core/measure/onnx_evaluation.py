@@ -20,6 +20,8 @@ from torch import nn
 from squeezestudio.core.data.dataset import ImageDataset
 from squeezestudio.core.errors import ExportError
 from squeezestudio.core.measure.evaluation import EvalResult, evaluate
+from squeezestudio.core.model.handle import ModelHandle
+from squeezestudio.core.model.outputs import LOG_PROBABILITIES, PROBABILITIES, mark_output_kind, output_kind_of
 from squeezestudio.core.progress import CancelToken, ProgressCallback
 
 OnnxSource = Union[bytes, str, "os.PathLike[str]"]
@@ -38,22 +40,45 @@ def onnx_session(source: OnnxSource, *, threads: int = 0) -> ort.InferenceSessio
 
 
 class OnnxRuntimeModule(nn.Module):
-    """A module whose forward runs an onnxruntime session on float32 NCHW images."""
+    """A module whose forward runs an onnxruntime session on float32 NCHW images.
 
-    def __init__(self, source: OnnxSource, *, threads: int = 0) -> None:
+    ``nhwc`` files (channels-last, as converted from TensorFlow) get the
+    images transposed; ``output_kind`` says what the file returns, so a file
+    ending in Softmax is not softmaxed again by the loss and confidences.
+    """
+
+    def __init__(self, source: OnnxSource, *, threads: int = 0, nhwc: bool = False,
+                 output_kind: str = "logits") -> None:
         super().__init__()
         self.session = onnx_session(source, threads=threads)
         self.input_name = self.session.get_inputs()[0].name
+        self.nhwc = nhwc
+        mark_output_kind(self, output_kind)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.nhwc:
+            x = x.permute(0, 2, 3, 1)
         array = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
         return torch.from_numpy(self.session.run(None, {self.input_name: array})[0])
 
 
-def evaluate_onnx(source: OnnxSource, data: ImageDataset, *, batch_size: int = 256,
+def file_interface(handle: ModelHandle) -> dict[str, object]:
+    """``nhwc`` and ``output_kind`` of the ONNX files written for ``handle`` (they keep the original's interface)."""
+    kind = {"softmax": PROBABILITIES, "log_softmax": LOG_PROBABILITIES}.get(handle.final_activation,
+                                                                            output_kind_of(handle.module))
+    return {"nhwc": handle.input_spec.layout == "nhwc", "output_kind": kind}
+
+
+def evaluate_onnx(source: OnnxSource, data: ImageDataset, *, batch_size: Optional[int] = None,
                   reference: Optional[Union[nn.Module, torch.Tensor]] = None,
+                  handle: Optional[ModelHandle] = None,
                   progress: Optional[ProgressCallback] = None,
                   cancel: Optional[CancelToken] = None) -> EvalResult:
-    """Top-1/top-5/agreement of an ONNX file (or bytes) on ``data``, run by onnxruntime."""
-    return evaluate(OnnxRuntimeModule(source), data, batch_size=batch_size, reference=reference,
-                    progress=progress, cancel=cancel)
+    """Top-1/top-5/agreement of an ONNX file (or bytes) on ``data``, run by onnxruntime.
+
+    ``handle`` is the model the file was written from: its layout and output
+    kind are the file's (see :func:`file_interface`); without it the file is
+    taken as NCHW in, logits out.
+    """
+    module = OnnxRuntimeModule(source, **({} if handle is None else file_interface(handle)))  # type: ignore[arg-type]
+    return evaluate(module, data, batch_size=batch_size, reference=reference, progress=progress, cancel=cancel)

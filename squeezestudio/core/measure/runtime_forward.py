@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import io
 import logging
-import threading
-import time
 import warnings
 from typing import Callable, Optional
 
@@ -23,15 +21,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from squeezestudio.core.model.float_agreement import agrees
+from squeezestudio.core.model.outputs import class_scores
+
 TOLERANCE = 1e-3  # relative to the largest output of the checked batch
 _log = logging.getLogger(__name__)
-
-# Export cost (seconds per million parameters), refined after every export. The prior is what the
-# TorchScript exporter took here for a 4.5M-parameter MobileNet-shaped network (0.29 s) with a margin:
-# a prior that is too high never lets the first export happen, so it would never be corrected.
-_export_cost = {"s_per_mparam": 0.15, "base_s": 0.3}
-_cost_lock = threading.Lock()
-
 
 RUNTIME_BATCH_ELEMENTS = 8 * 3 * 224 * 224
 """Input elements of onnxruntime's first batch size: 8 images at 3x224x224 (then 2x and 4x are tried).
@@ -52,28 +46,13 @@ def runtime_batch_size(image_elements: int) -> int:
     return min(256, 1 << (fits.bit_length() - 1))
 
 
-def estimated_export_s(module: nn.Module) -> float:
-    """How long an export of ``module`` is expected to take, from the exports measured so far."""
-    mparams = sum(p.numel() for p in module.parameters()) / 1e6
-    with _cost_lock:
-        return _export_cost["base_s"] + _export_cost["s_per_mparam"] * mparams
-
-
-def _record_export(module: nn.Module, seconds: float) -> None:
-    mparams = max(sum(p.numel() for p in module.parameters()) / 1e6, 0.05)
-    with _cost_lock:
-        _export_cost["s_per_mparam"] = max(0.05, (seconds - _export_cost["base_s"]) / mparams)
-
-
 def export_in_memory(module: nn.Module, example: torch.Tensor) -> bytes:
     """ONNX bytes of ``module`` with a dynamic batch (TorchScript exporter: the fastest here)."""
     buffer = io.BytesIO()
-    started = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(module, (example,), buffer, dynamo=False, input_names=["input"], output_names=["output"],
                           dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}}, do_constant_folding=True)
-    _record_export(module, time.perf_counter() - started)
     return buffer.getvalue()
 
 
@@ -100,7 +79,9 @@ def runtime_forward_for(module: nn.Module, batch: torch.Tensor,
     """An onnxruntime forward for ``module`` that reproduces ``expected`` on ``batch``, or None.
 
     None when the module cannot be exported or run, or its outputs differ
-    from torch's by more than :data:`TOLERANCE` (relative).
+    from torch's by more than :data:`TOLERANCE` (relative) and more than
+    float32 rounding explains (:func:`~squeezestudio.core.model.float_agreement.agrees`).
+    Outputs are compared as class scores (``[N, C, 1, 1]`` flattened).
     """
     try:
         forward = RuntimeForward(export_in_memory(module, batch[:1]), torch.get_num_threads())
@@ -108,11 +89,9 @@ def runtime_forward_for(module: nn.Module, batch: torch.Tensor,
     except Exception as exc:  # noqa: BLE001 - any export/runtime failure means "use torch"
         _log.info("onnxruntime evaluation unavailable (%s: %s); using torch", type(exc).__name__, exc)
         return None
-    want = expected.detach().float().cpu()
-    if got.shape != want.shape:
-        return None
-    scale = max(1.0, float(want.abs().max())) if want.numel() else 1.0
-    if not float((got - want).abs().max()) <= TOLERANCE * scale:
-        _log.info("onnxruntime outputs differ from torch; using torch")
+    accepted, why = agrees(module, batch, expected.detach().float().cpu(), class_scores(got), TOLERANCE,
+                           class_scores)
+    if not accepted:
+        _log.info("onnxruntime outputs differ from torch (%s); using torch", why)
         return None
     return forward

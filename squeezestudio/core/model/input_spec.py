@@ -222,8 +222,9 @@ def parse_preprocess_options(raw: Mapping[str, Any], source: str = "the preproce
             raise PreprocessingError(f"the crop {crop[0]}x{crop[1]} differs from the input size "
                                      f"{out['input_size'][0]}x{out['input_size'][1]}; the crop is what the model sees")
         out["input_size"] = crop
-    if "resize" in d:
-        out["resize"] = _ints(d["resize"], "resize", (1, 2))
+    if "resize" in d:  # an empty list or tuple (a parsed spec's "resize to cover") stays empty
+        empty = isinstance(d["resize"], (list, tuple)) and not d["resize"]
+        out["resize"] = () if empty else _ints(d["resize"], "resize", (1, 2))
     for key in ("mean", "std"):
         if key in d:
             out[key] = _floats(d[key], key)

@@ -17,7 +17,8 @@ from squeezestudio.core.errors import ModelLoadError, PreprocessingError, Squeez
 from squeezestudio.core.model.handle import InputSpec, ModelHandle
 from squeezestudio.core.model.input_checks import check_model_input
 from squeezestudio.core.printable import printable
-from squeezestudio.core.model.input_spec import NORMALISATION_FLAGS, SIZE_FLAGS, apply_preprocess_options
+from squeezestudio.core.model.input_spec import (NORMALISATION_FLAGS, SIZE_FLAGS, apply_preprocess_options,
+                                                  parse_preprocess_options)
 from squeezestudio.core.model.outputs import LOGITS, class_scores, mark_output_kind, output_kind_of, probe_output_kind
 
 _LISTED = 4
@@ -62,6 +63,9 @@ def apply_preprocessing(handle: ModelHandle, options: Mapping[str, Any]) -> None
     the model (a channel count, or an input size its ONNX file does not declare).
     """
     old = handle.input_spec
+    given = set(options)
+    # Parsing is idempotent, so parsed CLI options and an API caller's plain values ({"resize": 256}) both work.
+    options = parse_preprocess_options(options, "the preprocessing options")
     spec = apply_preprocess_options(old, {k: v for k, v in options.items()
                                           if not (k == "layout" and handle.source_format == "onnx")})
     if spec.layout == "nhwc" and handle.source_format != "onnx" and old.layout != "nhwc":
@@ -72,9 +76,9 @@ def apply_preprocessing(handle: ModelHandle, options: Mapping[str, Any]) -> None
                                  f"cannot be {spec.height}x{spec.width}")
     handle.input_spec = spec  # finish_handle then checks, within the budgets, that the model accepts it
     dropped = set()
-    if "input_size" in options or "crop" in options:
+    if "input_size" in given or "crop" in given:
         dropped.add(SIZE_FLAGS)
-    if options.keys() & {"mean", "std", "pixel_scale", "resize", "channel_order"}:
+    if given & {"mean", "std", "pixel_scale", "resize", "channel_order"}:
         dropped.add(NORMALISATION_FLAGS)
     handle.warnings = [w for w in handle.warnings if not any(flag in w for flag in dropped)]
 
@@ -105,8 +109,6 @@ def finish_handle(handle: ModelHandle, class_names: Optional[Sequence[str]] = No
         if outputs and len(names) != outputs:
             raise ModelLoadError(f"{len(names)} class names were given but the model has "
                                  f"{outputs} outputs")
-        if len(set(names)) != len(names):
-            raise ModelLoadError("the class names contain duplicates; each class needs its own name")
         handle.class_names = names
     elif not outputs:
         raise ModelLoadError(f"cannot tell how many classes {handle.name} predicts; give its "
