@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from squeezestudio.cli.common import add_preprocess_arguments
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("screenshot", help="save screenshots of the app on the bundled demo (offscreen)",
@@ -20,6 +22,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", nargs="?", help="model file (default: the bundled demo model)")
     p.add_argument("--data", help="evaluation data: digits, an image folder or a CSV (default: digits)")
     p.add_argument("--timeout", type=float, default=240.0, help="seconds to wait for each step")
+    p.add_argument("--labels", metavar="FILE", help="class names: one per line, or a JSON list")
+    p.add_argument("--arch", help="zoo architecture for a bare state_dict")
+    add_preprocess_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -30,8 +35,11 @@ def run(args: argparse.Namespace) -> int:
 
     app = QApplication.instance() or QApplication(["squeezestudio"])
     app.setApplicationName("SqueezeStudio")
+    from squeezestudio.cli.cmd_gui import load_options
     from squeezestudio.gui.qt_screenshots import render_screenshots
 
-    for path in render_screenshots(args.out_dir, args.model, args.data, timeout_s=float(args.timeout)):
+    options = load_options(args)  # the model's preprocessing and labels, as `gui` takes them
+    for path in render_screenshots(args.out_dir, args.model, args.data, timeout_s=float(args.timeout),
+                                   options=options):
         print(f"wrote {path} ({path.stat().st_size:,} bytes)")
     return 0

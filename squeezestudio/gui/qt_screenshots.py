@@ -21,6 +21,7 @@ from PySide6.QtWidgets import QApplication
 
 from squeezestudio.core.errors import SqueezeStudioError
 from squeezestudio.core.atomic_write import atomic_write_bytes
+from squeezestudio.core.compression.recipe import weighted_layers
 from squeezestudio.core.compression.registry import default_registry
 from squeezestudio.core.data.digits import digits_as_images
 from squeezestudio.core.io.demo_files import DEMO_DATA, demo_model_path, sample_images
@@ -43,6 +44,20 @@ SHOWN_LAYER = "features.3.expand3x3"
 """The layer selected in the screenshot, so the selected-layer panel shows its override."""
 
 WINDOW_SIZE = (1440, 900)
+
+
+def shown_layer(module: Any) -> str:
+    """:data:`SHOWN_LAYER` when the model has it (the demo), else its layer with the most weights."""
+    layers = weighted_layers(module)
+    if SHOWN_LAYER in layers or not layers:
+        return SHOWN_LAYER
+    return max(layers, key=lambda name: layers[name].weight.numel())
+
+
+def for_model(recipe: dict[str, Any], shown: str) -> dict[str, Any]:
+    """``recipe`` with its per-layer overrides on ``shown`` (a model other than the demo lacks the demo's layers)."""
+    layers = recipe.get("layers") or {}
+    return {**recipe, "layers": {shown: override for override in layers.values()}} if layers else recipe
 
 
 def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
@@ -108,8 +123,12 @@ def _wait_for_netron(window, timeout_s: float) -> None:
 
 def render_screenshots(out_dir: Path, model: Optional[str] = None, data: Optional[str] = None, *,
                        recipes: Sequence[dict[str, Any]] = SCREENSHOT_RECIPES, timeout_s: float = 240.0,
-                       log: Callable[[str], None] = print) -> list[Path]:
-    """Open the window on ``model`` (default: the bundled demo) and save three PNGs in ``out_dir``."""
+                       log: Callable[[str], None] = print,
+                       options: Optional[dict[str, Any]] = None) -> list[Path]:
+    """Open the window on ``model`` (default: the bundled demo) and save three PNGs in ``out_dir``.
+
+    ``options`` (``preprocess``, ``class_names``, ``arch``) go to the model loader, as ``gui`` passes them.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if model is None:
@@ -127,13 +146,14 @@ def render_screenshots(out_dir: Path, model: Optional[str] = None, data: Optiona
         window.show()
         session, log_ = window.session, window.session.experiments
         session.data_source = data
-        window.open_model(model)
+        window.open_model(model, options=options)
         wait_until(lambda: log_.original() is not None or bool(window.last_error[0]), timeout_s,
                    "the original model's evaluation")
         if window.last_error[0]:
             raise SqueezeStudioError(f"the window reported: {window.last_error[0]}")
         log(f"original: {log_.original().size_bytes:,} bytes")
-        for recipe in recipes:
+        shown = shown_layer(session.handle.module)
+        for recipe in (for_model(r, shown) for r in recipes):
             before = len(log_)
             session.set_recipe(recipe_from_dict(recipe))
             window.runner.evaluate(session.recipe)
@@ -144,8 +164,8 @@ def render_screenshots(out_dir: Path, model: Optional[str] = None, data: Optiona
             e = log_.list()[-1]
             log(f"{e.label}: {e.size_bytes:,} bytes, top-1 {100 * (e.metric('top1') or 0):.2f}%")
         wait_until(lambda: not window.jobs.busy, timeout_s, "the layer view")
-        if window.layers is not None and window.layers.index_of(SHOWN_LAYER) is not None:
-            window.layers.select_layer(SHOWN_LAYER)
+        if window.layers is not None and window.layers.index_of(shown) is not None:
+            window.layers.select_layer(shown)
         window.layers_dock.raise_()
         settle()
         written.append(_save(window, out_dir / "main_window.png"))
