@@ -65,7 +65,7 @@ class RaySearchMeasurer(SearchMeasurer):
 
     def table(self, handle: ModelHandle, selection: ImageDataset, layers: Sequence[str],
               settings: Sequence[LayerSetting], *, registry: MethodRegistry,
-              sensitivity: Optional[SensitivityResult] = None, batch_size: int = 256,
+              sensitivity: Optional[SensitivityResult] = None, batch_size: Optional[int] = None,
               progress: Optional[ProgressCallback] = None, cancel: Optional[CancelToken] = None) -> LayerTable:
         report(progress, 0.0, "measuring the original model")
         table, reference = measure_table_base(handle, selection, registry=registry, batch_size=batch_size,
@@ -90,7 +90,7 @@ class RaySearchMeasurer(SearchMeasurer):
         return table
 
     def candidates(self, handle: ModelHandle, candidates: Sequence[tuple[str, Any]], data: ImageDataset, *,
-                   registry: MethodRegistry, batch_size: int = 256, progress: Optional[ProgressCallback] = None,
+                   registry: MethodRegistry, batch_size: Optional[int] = None, progress: Optional[ProgressCallback] = None,
                    cancel: Optional[CancelToken] = None) -> list[CandidateResult]:
         self.reference(handle, data, batch_size=batch_size, cancel=cancel)
         items = list(candidates)

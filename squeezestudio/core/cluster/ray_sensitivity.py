@@ -39,7 +39,7 @@ def layer_sensitivity_on_ray(conn: RayConnection, handle: ModelHandle, data: Ima
                              layers: Optional[Sequence[str]] = None,
                              prune_levels: Sequence[float] = PRUNE_LEVELS,
                              quant_bits: Sequence[int] = QUANT_BITS, cluster_bits: Sequence[int] = (),
-                             batch_size: int = 256, log: Optional[PointLog] = None,
+                             batch_size: Optional[int] = None, log: Optional[PointLog] = None,
                              on_point: Optional[Callable[[int, Optional[SensitivityPoint]], None]] = None,
                              progress: Optional[ProgressCallback] = None,
                              cancel: Optional[CancelToken] = None) -> ClusterSensitivity:

@@ -64,7 +64,7 @@ def put_shared(conn: RayConnection, handle: ModelHandle, data: ImageDataset, *mo
 
 
 def run_sweep_on_ray(conn: RayConnection, handle: ModelHandle, data: ImageDataset,
-                     points: Sequence[tuple[str, Any]], *, batch_size: int = 256,
+                     points: Sequence[tuple[str, Any]], *, batch_size: Optional[int] = None,
                      log: Optional[PointLog] = None,
                      on_point: Optional[Callable[[PointArrival], None]] = None,
                      progress: Optional[ProgressCallback] = None,

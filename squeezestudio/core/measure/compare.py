@@ -20,6 +20,7 @@ from torch import nn
 
 from squeezestudio.core.data.dataset import ImageDataset
 from squeezestudio.core.measure.evaluation import predict_topk
+from squeezestudio.core.measure.runtime_forward import runtime_batch_size
 from squeezestudio.core.progress import CancelToken, ProgressCallback, check, report
 
 DIFF_COLUMNS = ("layer", "bytes_a", "bytes_b", "bits_per_weight_a", "bits_per_weight_b",
@@ -143,7 +144,7 @@ def layer_states(module: nn.Module, encodings: Optional[dict[str, Any]] = None,
 
 
 def compare_models(a: Any, b: Any, data: Optional[ImageDataset] = None, *, names: tuple[str, str] = ("A", "B"),
-                   sizes: tuple[int, int] = (0, 0), max_images: int = 48, batch_size: int = 256,
+                   sizes: tuple[int, int] = (0, 0), max_images: int = 48, batch_size: Optional[int] = None,
                    progress: Optional[ProgressCallback] = None,
                    cancel: Optional[CancelToken] = None) -> Comparison:
     """Compare two models given as ``(module, encodings, size_report)`` triples on ``data``.
@@ -161,6 +162,8 @@ def compare_models(a: Any, b: Any, data: Optional[ImageDataset] = None, *, names
     classes = list(data.class_names)
     correct_a = correct_b = same = 0
     labelled = data.labels is not None
+    # 256 images of 3x224x224 at once thrash memory; the evaluation's own size for this image size otherwise.
+    batch_size = batch_size or runtime_batch_size(int(data.images[0].numel()))
     for start in range(0, len(data), batch_size):
         check(cancel)
         report(progress, start / len(data), f"comparing images {start}..")

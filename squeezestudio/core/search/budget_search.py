@@ -200,7 +200,7 @@ def search_budget(handle: ModelHandle, train_data: ImageDataset, *, registry: Me
                   settings: Optional[Sequence[LayerSetting]] = None, layers: Optional[Sequence[str]] = None,
                   table: Optional[LayerTable] = None, sensitivity: Optional[SensitivityResult] = None,
                   finetune: Optional[dict[str, Any]] = None, selection_fraction: float = SELECTION_FRACTION,
-                  seed: int = 0, batch_size: int = 256, measurer: Optional[SearchMeasurer] = None,
+                  seed: int = 0, batch_size: Optional[int] = None, measurer: Optional[SearchMeasurer] = None,
                   progress: Optional[ProgressCallback] = None,
                   cancel: Optional[CancelToken] = None) -> SearchResult:
     """Find the most accurate per-layer recipe within ``budget_bytes`` (or ``max_drop`` top-1 points).

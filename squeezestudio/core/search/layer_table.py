@@ -129,7 +129,7 @@ def table_jobs(layers: Sequence[str], settings: Sequence[LayerSetting]) -> list[
 
 
 def measure_table_base(handle: ModelHandle, selection: ImageDataset, *, registry: MethodRegistry,
-                       batch_size: int = 256,
+                       batch_size: Optional[int] = None,
                        cancel: Optional[CancelToken] = None) -> tuple[LayerTable, torch.Tensor]:
     """An empty table holding the original's file length and loss, and its predictions (the reference)."""
     from squeezestudio.core.compression.codec import encode_sqz
@@ -145,7 +145,7 @@ def measure_table_base(handle: ModelHandle, selection: ImageDataset, *, registry
 
 def measure_table_entry(handle: ModelHandle, selection: ImageDataset, layer: str, setting: LayerSetting, *,
                         base_bytes: int, reference: torch.Tensor, registry: MethodRegistry,
-                        reused: Optional[tuple[float, Optional[float]]] = None, batch_size: int = 256,
+                        reused: Optional[tuple[float, Optional[float]]] = None, batch_size: Optional[int] = None,
                         cancel: Optional[CancelToken] = None) -> TableEntry:
     """One cell of the table: ``setting`` on ``layer`` alone; ``reused`` (loss, top-1) skips the evaluation.
 
@@ -168,7 +168,7 @@ def measure_table_entry(handle: ModelHandle, selection: ImageDataset, layer: str
 def measure_layer_table(handle: ModelHandle, selection: ImageDataset, layers: Sequence[str],
                         settings: Sequence[LayerSetting], *, registry: MethodRegistry,
                         sensitivity: Optional[SensitivityResult] = None,
-                        batch_size: int = 256, progress: Optional[ProgressCallback] = None,
+                        batch_size: Optional[int] = None, progress: Optional[ProgressCallback] = None,
                         cancel: Optional[CancelToken] = None) -> LayerTable:
     """Measure every (layer, setting) on ``selection`` (see the module docstring)."""
     report(progress, 0.0, "measuring the original model")

@@ -41,13 +41,13 @@ class SearchMeasurer:
 
     def table(self, handle: ModelHandle, selection: ImageDataset, layers: Sequence[str],
               settings: Sequence[LayerSetting], *, registry: MethodRegistry,
-              sensitivity: Optional[SensitivityResult] = None, batch_size: int = 256,
+              sensitivity: Optional[SensitivityResult] = None, batch_size: Optional[int] = None,
               progress: Optional[ProgressCallback] = None, cancel: Optional[CancelToken] = None) -> LayerTable:
         return measure_layer_table(handle, selection, layers, settings, registry=registry, sensitivity=sensitivity,
                                    batch_size=batch_size, progress=progress, cancel=cancel)
 
     def candidates(self, handle: ModelHandle, candidates: Sequence[tuple[str, Any]], data: ImageDataset, *,
-                   registry: MethodRegistry, batch_size: int = 256, progress: Optional[ProgressCallback] = None,
+                   registry: MethodRegistry, batch_size: Optional[int] = None, progress: Optional[ProgressCallback] = None,
                    cancel: Optional[CancelToken] = None) -> list[CandidateResult]:
         """One result per ``(label, recipe)``, in the same order."""
         reference = self.reference(handle, data, batch_size=batch_size, cancel=cancel)
