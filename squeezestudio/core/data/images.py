@@ -251,10 +251,18 @@ def prepare_pixels(image: Image.Image, spec: PreprocessSpec) -> np.ndarray:
 
 
 def normalise_pixels(pixels: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
-    """uint8 ``(..., C, H, W)`` -> float32 ``pixels / 255 * pixel_scale``, then ``(x - mean) / std``."""
+    """uint8 ``(..., C, H, W)`` -> float32 ``pixels / (255 / pixel_scale)``, then ``(x - mean) / std``.
+
+    A division, not a multiplication by 1/255: that is what the pipelines
+    models are trained and checked with compute (torchvision's ``ToTensor``,
+    ``np.asarray(img, np.float32) / 255``), bit for bit. Multiplying by the
+    reciprocal differs by one float32 ulp on some pixels, and an int8 model
+    turns that ulp into a different class where an activation sits on a
+    quantization boundary (2 of 359 images flipped on an int8 ONNX file).
+    """
     mean, std = normalisation(spec)
-    scale = np.float32(spec.pixel_scale / 255.0)
-    return np.ascontiguousarray((pixels.astype(np.float32) * scale - mean) / std, dtype=np.float32)
+    divisor = np.float32(255.0 / spec.pixel_scale)
+    return np.ascontiguousarray((pixels.astype(np.float32) / divisor - mean) / std, dtype=np.float32)
 
 
 def normalise_tensor(pixels: torch.Tensor, spec: PreprocessSpec) -> torch.Tensor:
@@ -270,7 +278,7 @@ def normalise_tensor(pixels: torch.Tensor, spec: PreprocessSpec) -> torch.Tensor
     """
     mean, std = normalisation(spec)
     out = pixels.numpy().astype(np.float32)
-    np.multiply(out, np.float32(spec.pixel_scale / 255.0), out=out)
+    np.divide(out, np.float32(255.0 / spec.pixel_scale), out=out)
     np.subtract(out, mean, out=out)
     np.divide(out, std, out=out)
     return torch.from_numpy(out)

@@ -30,6 +30,18 @@ def _check_labels(labels: torch.Tensor, num_outputs: int) -> None:
                         "the data's classes do not match the model")
 
 
+def ranked_classes(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """The ``k`` best classes of each row, best first; tied scores in class order (the lowest index first).
+
+    ``topk`` leaves the order of ties unspecified, and ties are common where
+    a model's outputs are quantized (an int8 ONNX file's probabilities come
+    in steps of 1/255): measured on 359 images, ``topk`` scored such a file
+    98.05% where onnxruntime's outputs with numpy's ``argmax`` (the first
+    maximum) scored 97.49%. A stable descending sort gives numpy's answer.
+    """
+    return torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :k]
+
+
 class EvalTally:
     """Collects each batch's class scores and reduces them in chunks of :data:`CHUNK_ELEMENTS`.
 
@@ -72,7 +84,7 @@ class EvalTally:
         self._pending, self._pending_elements = [], 0
         assert self.top is not None
         logits = as_logits(scores, self._kind)
-        self.top[start:stop] = logits.topk(self.top.shape[1], dim=1).indices.cpu()
+        self.top[start:stop] = ranked_classes(logits, self.top.shape[1]).cpu()
         if self._labels is not None:
             y = self._labels[start:stop].to(device=logits.device, dtype=torch.int64)
             self.loss_sum += float(F.cross_entropy(logits.float(), y, reduction="none").double().sum())

@@ -20,7 +20,7 @@ from torch import nn
 from squeezestudio.core.data.dataset import ImageDataset
 from squeezestudio.core.devices import resolve_device
 from squeezestudio.core.errors import DataError
-from squeezestudio.core.measure.eval_tally import EvalTally
+from squeezestudio.core.measure.eval_tally import EvalTally, ranked_classes
 from squeezestudio.core.measure.runtime_choice import counting_macs, runtime_pays
 from squeezestudio.core.measure.runtime_forward import runtime_batch_size, runtime_forward_for
 from squeezestudio.core.model.outputs import class_scores, model_logits, output_kind_of
@@ -352,5 +352,5 @@ def predict_topk(model: nn.Module, images: torch.Tensor, k: int = 5) -> tuple[to
     with _EvalMode(model), torch.inference_mode():
         logits = model_logits(model, images.to(device=device, dtype=dtype))
         probs = torch.softmax(logits.float(), dim=1)
-        top = probs.topk(min(k, probs.shape[1]), dim=1)
-    return top.values, top.indices
+        indices = ranked_classes(probs, min(k, probs.shape[1]))  # ties in class order, as evaluate ranks them
+    return probs.gather(1, indices), indices
