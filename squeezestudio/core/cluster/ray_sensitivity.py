@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
 from squeezestudio.core.cluster.connection import RayConnection
+from squeezestudio.core.measure.evaluation import reference_predictions
 from squeezestudio.core.measure.point_log import PointLog, inputs_fingerprint, point_key
 from squeezestudio.core.cluster.ray_sweep import FailedPoint, put_shared
 from squeezestudio.core.cluster.task_stream import TaskOutcome, remote_function, stream_tasks
@@ -61,8 +62,14 @@ def layer_sensitivity_on_ray(conn: RayConnection, handle: ModelHandle, data: Ima
         else:
             todo.append(i)
     resumed = len(values)
-    report(progress, 0.0, "sending the model and the data to the cluster")
-    shared = put_shared(conn, handle, data) if todo else []
+    shared: list[Any] = []
+    if todo:
+        # The original's predictions once, here, as the local scan computes them: each worker would otherwise
+        # run the original again for every point's agreement.
+        report(progress, 0.0, "measuring the original model")
+        reference = reference_predictions(handle.module, data, batch_size=batch_size, cancel=cancel)
+        report(progress, 0.0, "sending the model and the data to the cluster")
+        shared = put_shared(conn, handle, data, reference)
     point_task = remote_function(conn, measure_sensitivity_point)
     baseline_task = remote_function(conn, evaluate_baseline)
     settings = WorkerSettings.of_driver(conn.target.cpus_per_task)

@@ -114,9 +114,11 @@ def measure_sensitivity_point(bundle_ref: list[Any], job: tuple[str, str, float]
     from squeezestudio.core.measure.sensitivity import measure_sensitivity_job
 
     settings.apply()
-    handle, data = shared_inputs(bundle_ref)
+    handle, data, *more = shared_inputs(bundle_ref)
+    reference = more[0] if more else None  # the original's predictions, computed once by the driver
     try:
-        point = measure_sensitivity_job(handle, data, job, registry=worker_registry(), batch_size=batch_size)
+        point = measure_sensitivity_job(handle, data, job, registry=worker_registry(), batch_size=batch_size,
+                                        reference=reference)
     except SqueezeStudioError as exc:
         return PointError(str(exc)), None, _here()
     return point, None, _here()
@@ -128,7 +130,7 @@ def evaluate_baseline(bundle_ref: list[Any], batch_size: int,
     from squeezestudio.core.measure.evaluation import evaluate
 
     settings.apply()
-    handle, data = shared_inputs(bundle_ref)
+    handle, data = shared_inputs(bundle_ref)[:2]
     try:
         top1 = evaluate(handle.module, data, batch_size=batch_size).top1
     except SqueezeStudioError as exc:
