@@ -63,3 +63,20 @@ def test_a_folder_named_by_a_repeated_class_name_is_refused_in_one_sentence(tmp_
     csv.write_text("val/crane/a.png,crane\n")
     with pytest.raises(DataError, match="list.csv line 1: the class name 'crane' belongs to 2"):
         load_dataset(str(csv), spec, class_names=["tench", "crane", "crane", "head cabbage"])
+
+
+def test_the_app_reads_a_folder_made_of_links(tmp_path, nhwc_set):
+    """A folder picked in the window is the user's choice: its links are followed (the CLI asks for a flag)."""
+    from squeezestudio.core.session.studio_session import StudioSession
+
+    for label, path in zip(nhwc_set.labels, nhwc_set.paths):
+        target = tmp_path / "links" / f"c{int(label)}"
+        target.mkdir(parents=True, exist_ok=True)
+        (target / path.name).symlink_to(path)
+    for c in range(nhwc_set.probabilities.shape[1]):
+        (tmp_path / "links" / f"c{c}").mkdir(parents=True, exist_ok=True)
+    session = StudioSession(registry=default_registry())
+    handle = session.load_model_file(str(nhwc_set.model), preprocess={"resize": 40, "mean": 0.5, "std": 0.5})
+    session.set_model(handle, str(nhwc_set.model))
+    data = session.open_data(str(tmp_path / "links"))
+    assert len(data) == len(nhwc_set.paths) and not data.skipped

@@ -464,7 +464,9 @@ class StudioSession(SessionPoints, SessionSubset):
 def _default_data_loader(source: str, handle: Any) -> Any:
     from squeezestudio.core.data.dataset import PreprocessSpec  # lazy: torch (see the module's docstring)
     from squeezestudio.core.data.folders import class_names_from_data, load_dataset, match_classes
-    dataset = load_dataset(source, PreprocessSpec.from_input_spec(handle.input_spec))
+    # Links are followed: in the window the user picked or dropped this folder, often a subset made of links
+    # into a full set (the CLI asks for --follow-links, since a script may be pointed at anything).
+    dataset = load_dataset(source, PreprocessSpec.from_input_spec(handle.input_spec), follow_links=True)
     names = class_names_from_data(handle.class_names, dataset)
     if names is not None:
         handle.class_names = names  # the model had none: the folders name its classes
