@@ -152,3 +152,14 @@ def nhwc_softmax_set(tmp_path_factory) -> ThirdPartySet:
     """Channels-last [N, 40, 40, 3] input ending in Softmax (a Keras classifier as converters ship it), 3 classes."""
     return _build(tmp_path_factory.mktemp("nhwc_softmax"), seed=4, classes=3, size=(40, 40), mean=0.5, std=0.5,
                   softmax=True, nhwc=True)
+
+
+def linked_folder(s: ThirdPartySet, root: Path) -> Path:
+    """A class folder per output whose images are symbolic links into ``s``'s own image folder."""
+    for label, path in zip(s.labels, s.paths):
+        target = root / f"c{int(label)}"
+        target.mkdir(parents=True, exist_ok=True)
+        (target / path.name).symlink_to(path)
+    for c in range(s.probabilities.shape[1]):
+        (root / f"c{c}").mkdir(parents=True, exist_ok=True)
+    return root

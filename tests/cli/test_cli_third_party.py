@@ -13,6 +13,7 @@ import re
 import numpy as np
 
 from squeezestudio.cli.main import main
+from third_party_fixtures import linked_folder
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
@@ -98,12 +99,7 @@ def test_nhwc_model_loads_as_three_channels_and_matches_onnxruntime(capsys, nhwc
 def test_a_folder_of_symbolic_links_says_how_to_use_it(capsys, tmp_path, nhwc_set):
     """An ImageNet subset is often a folder of links into the full set: refused by default, in one sentence."""
     s = nhwc_set
-    for label, path in zip(s.labels, s.paths):
-        target = tmp_path / "links" / f"c{int(label)}"
-        target.mkdir(parents=True, exist_ok=True)
-        (target / path.name).symlink_to(path)
-    for c in range(s.probabilities.shape[1]):
-        (tmp_path / "links" / f"c{c}").mkdir(parents=True, exist_ok=True)
+    linked_folder(s, tmp_path / "links")
     flags = ["--resize", "40,40", "--mean", "0.5", "--std", "0.5", "--json"]
     code, out, err = run_cli(capsys, "eval", str(s.model), "--data", str(tmp_path / "links"), *flags)
     assert code == 2 and "symbolic links" in err and "--follow-links" in err and "Traceback" not in err

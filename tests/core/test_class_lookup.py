@@ -17,6 +17,7 @@ from squeezestudio.core.data.folders import load_dataset, match_classes
 from squeezestudio.core.errors import DataError
 from squeezestudio.core.io.loading import load_model
 from squeezestudio.core.model.labels import ClassLookup
+from third_party_fixtures import linked_folder
 
 SYNSET_WORDS = ["n01440764 tench, Tinca tinca", "n02012849 crane", "n03126707 crane", "n07714571 head cabbage"]
 
@@ -69,12 +70,7 @@ def test_the_app_reads_a_folder_made_of_links(tmp_path, nhwc_set):
     """A folder picked in the window is the user's choice: its links are followed (the CLI asks for a flag)."""
     from squeezestudio.core.session.studio_session import StudioSession
 
-    for label, path in zip(nhwc_set.labels, nhwc_set.paths):
-        target = tmp_path / "links" / f"c{int(label)}"
-        target.mkdir(parents=True, exist_ok=True)
-        (target / path.name).symlink_to(path)
-    for c in range(nhwc_set.probabilities.shape[1]):
-        (tmp_path / "links" / f"c{c}").mkdir(parents=True, exist_ok=True)
+    linked_folder(nhwc_set, tmp_path / "links")
     session = StudioSession(registry=default_registry())
     handle = session.load_model_file(str(nhwc_set.model), preprocess={"resize": 40, "mean": 0.5, "std": 0.5})
     session.set_model(handle, str(nhwc_set.model))
