@@ -108,10 +108,11 @@ def load_data_for(handle: "ModelHandle", source: str, label: str = "loading data
     from squeezestudio.core.data.subsets import limited
 
     spec = PreprocessSpec.from_input_spec(handle.input_spec)
+    if follow_links is None:
+        follow_links = bool(getattr(args, "follow_links", False))
     with TerminalProgress(label) as bar:
         data = load_dataset(source, spec, progress=bar, max_classes=len(handle.class_names),
-                            follow_links=bool(getattr(args, "follow_links", False) if follow_links is None
-                                              else follow_links))
+                            follow_links=follow_links)
     from squeezestudio.core.printable import printable
 
     for notice in data.notices:
@@ -159,7 +160,9 @@ def load_training_for(handle: "ModelHandle", args: "argparse.Namespace", data: "
     if retrain and source is None:
         raise DataError("retraining needs training data apart from the evaluation data; pass --train-data")
     needed = retrain or (calibrate and source is not None)
-    train = load_data_for(handle, source, "loading training data",
-                          follow_links=bool(getattr(args, "follow_links", False))) if needed and source is not None else None
+    train = None
+    if needed and source is not None:
+        train = load_data_for(handle, source, "loading training data",
+                              follow_links=bool(getattr(args, "follow_links", False)))
     return train, (calibration_images(train, data) if calibrate else None)
 

@@ -90,7 +90,8 @@ class RaySearchMeasurer(SearchMeasurer):
         return table
 
     def candidates(self, handle: ModelHandle, candidates: Sequence[tuple[str, Any]], data: ImageDataset, *,
-                   registry: MethodRegistry, batch_size: Optional[int] = None, progress: Optional[ProgressCallback] = None,
+                   registry: MethodRegistry, batch_size: Optional[int] = None,
+                   progress: Optional[ProgressCallback] = None,
                    cancel: Optional[CancelToken] = None) -> list[CandidateResult]:
         self.reference(handle, data, batch_size=batch_size, cancel=cancel)
         items = list(candidates)

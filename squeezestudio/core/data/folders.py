@@ -102,6 +102,7 @@ def _plan_folder(root: Path, class_names: Optional[Sequence[str]], follow_links:
     folder_names = [d.name for d in subdirs]
     if class_names is None:
         names = folder_names
+        index = {n: i for i, n in enumerate(names)}
     else:
         names = list(class_names)
         lookup = ClassLookup(names)
@@ -109,8 +110,6 @@ def _plan_folder(root: Path, class_names: Optional[Sequence[str]], follow_links:
         if unknown:
             raise DataError(f"the folder {root / unknown[0]} is not one of the {len(names)} class names given")
         index = {n: lookup.index(n) for n in folder_names}
-    if class_names is None:
-        index = {n: i for i, n in enumerate(names)}
     items = [(p, index[d]) for d in folder_names for p in per_class[d]]
     skipped = link_skips + [SkippedFile(str(p), "not inside a class sub-folder") for p in loose]
     return _Plan(root.name, items, names, labelled=True, skipped=skipped)

@@ -39,7 +39,7 @@ KEPT_STRUCTURES = 2
 """Graphs kept (a scan alternates between at most the original's and the compressed model's structure)."""
 
 MAX_KEPT_BYTES = 256 * 1024 * 1024
-"""A larger graph is not kept (its copy would cost more memory than its export costs time)."""
+"""A larger export is not parsed to be kept (parsing and rewriting it would cost about what exporting does)."""
 
 _PLAIN = (bool, int, float, str, type(None))
 
@@ -55,21 +55,26 @@ def _plain_attributes(module: nn.Module) -> list[tuple[str, str]]:
     return out
 
 
-def structure_key(module: nn.Module, example: torch.Tensor) -> Optional[str]:
-    """A digest of everything but the weights' values, or None when the module must always be exported."""
+def structure_key(module: nn.Module, example: torch.Tensor,
+                  state: Optional[dict[str, torch.Tensor]] = None) -> Optional[str]:
+    """A digest of everything but the weights' values, or None when the module must always be exported.
+
+    ``state`` is ``module.state_dict()`` when the caller has it already.
+    """
     h = hashlib.blake2b(digest_size=16)
     h.update(repr((tuple(example.shape[1:]), str(example.dtype))).encode())
     for name, sub in module.named_modules():
         if sub._forward_hooks or sub._forward_pre_hooks or getattr(sub, "parametrizations", None):
             return None
         h.update(repr((name, type(sub).__module__, type(sub).__qualname__, _plain_attributes(sub))).encode())
-    for name, tensor in module.state_dict().items():
+    for name, tensor in (module.state_dict() if state is None else state).items():
         h.update(repr((name, tuple(tensor.shape), str(tensor.dtype))).encode())
     return h.hexdigest()
 
 
-def _weights_by_name(module: nn.Module) -> dict[str, torch.Tensor]:
-    return {name: t for name, t in module.state_dict().items() if t.is_floating_point()}
+def _floating(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The state_dict entries an export writes as float initializers (not integer counters)."""
+    return {name: t for name, t in state.items() if t.is_floating_point()}
 
 
 def _reusable(proto: onnx.ModelProto, weights: dict[str, torch.Tensor]) -> bool:
@@ -87,13 +92,14 @@ class ExportTemplates:
 
     def __init__(self, size: int = KEPT_STRUCTURES) -> None:
         self._size = size
-        self._graphs: OrderedDict[str, onnx.ModelProto] = OrderedDict()
+        self._graphs: OrderedDict[str, tuple[onnx.ModelProto, list[str]]] = OrderedDict()  # graph, weight names
         self._lock = threading.Lock()
         self.reused = 0  # how many exports were saved (for tests and benchmarks)
 
     def onnx_bytes(self, module: nn.Module, example: torch.Tensor, export: Callable[[], bytes]) -> bytes:
         """``module`` as ONNX bytes: a kept graph with its weights written in, else ``export()`` (then kept)."""
-        key = structure_key(module, example)
+        state = module.state_dict()
+        key = structure_key(module, example, state)  # None: hooks or parametrizations, never reused
         if key is None:
             return export()
         with self._lock:
@@ -101,24 +107,27 @@ class ExportTemplates:
             if template is not None:
                 self._graphs.move_to_end(key)
         if template is not None:
-            return self._with_weights(template, _weights_by_name(module))
+            return self._with_weights(template, _floating(state))
         data = export()
         if len(data) > MAX_KEPT_BYTES:
             return data
         proto = onnx.load_from_string(data)
-        if _reusable(proto, _weights_by_name(module)):
+        if _reusable(proto, _floating(state)):
+            order = [t.name for t in proto.graph.initializer]
+            del proto.graph.initializer[:]  # kept without its weights: each reuse writes its own
             with self._lock:
-                self._graphs[key] = proto
+                self._graphs[key] = (proto, order)
                 while len(self._graphs) > self._size:
                     self._graphs.popitem(last=False)
         return data
 
-    def _with_weights(self, template: onnx.ModelProto, weights: dict[str, torch.Tensor]) -> bytes:
+    def _with_weights(self, template: tuple[onnx.ModelProto, list[str]], weights: dict[str, torch.Tensor]) -> bytes:
+        graph, order = template
         proto = onnx.ModelProto()
-        proto.CopyFrom(template)
-        for init in proto.graph.initializer:
-            array = weights[init.name].detach().cpu().numpy()
-            init.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(array), init.name))
+        proto.CopyFrom(graph)  # the graph only: the weights are not copied twice
+        proto.graph.initializer.extend(
+            numpy_helper.from_array(np.ascontiguousarray(weights[name].detach().cpu().numpy()), name)
+            for name in order)
         with self._lock:
             self.reused += 1
         return proto.SerializeToString()

@@ -16,12 +16,12 @@ choice depends on them, not any number it produces.
 
 from __future__ import annotations
 
-import math
 from contextlib import contextmanager
 from typing import Iterator
 
-import torch
 from torch import nn
+
+from squeezestudio.core.model.inspection import layer_macs
 
 TORCH_MACS_PER_S = 20e9
 """Eager torch on the CPU (2 cores): a MobileNetV2-shaped 224x224 model (0.3 GMAC/image) ran 100 images in
@@ -37,24 +37,16 @@ MIN_TORCH_S = 0.5
 
 
 class MacCounter:
-    """Counts the multiply-accumulates per image of the convolutions and linear layers one forward pass runs."""
+    """Counts the multiply-accumulates per image of the convolutions and linear layers one forward pass runs.
+
+    Each call is counted as :func:`~squeezestudio.core.model.inspection.layer_macs` counts it for the layer table.
+    """
 
     def __init__(self) -> None:
         self.per_image = 0
 
     def hook(self, module: nn.Module, inputs: tuple, output: object) -> None:
-        out = output[0] if isinstance(output, (tuple, list)) and output else output
-        if not isinstance(out, torch.Tensor) or out.dim() == 0 or out.shape[0] == 0:
-            return
-        per_item = out.numel() // out.shape[0]
-        if isinstance(module, nn.modules.conv._ConvTransposeNd):
-            x = inputs[0]
-            self.per_image += int(x.numel() // x.shape[0] * (module.out_channels // module.groups)
-                                  * math.prod(module.kernel_size))
-        elif isinstance(module, nn.modules.conv._ConvNd):
-            self.per_image += int(per_item * (module.in_channels // module.groups) * math.prod(module.kernel_size))
-        elif isinstance(module, nn.Linear):
-            self.per_image += int(per_item * module.in_features)
+        self.per_image += layer_macs(module, inputs, output) or 0
 
 
 @contextmanager

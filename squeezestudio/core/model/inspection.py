@@ -127,7 +127,7 @@ def _count_text(value: Optional[int]) -> str:
     return "?" if value is None else f"{value:,}"
 
 
-def _layer_macs(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> Optional[int]:
+def layer_macs(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> Optional[int]:
     """MACs of one call of ``module`` per example (batch of 1), or None for unknown types."""
     out = output[0] if isinstance(output, (tuple, list)) and output else output
     if isinstance(module, nn.modules.conv._ConvTransposeNd):
@@ -154,7 +154,7 @@ def _measure_macs(model: nn.Module, owners: dict[str, nn.Module], example: torch
 
     def hook_for(name: str):
         def hook(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
-            value = _layer_macs(module, inputs, output)
+            value = layer_macs(module, inputs, output)
             prev = macs[name]
             macs[name] = None if value is None or prev is None else prev + value
         return hook

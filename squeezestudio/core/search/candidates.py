@@ -38,7 +38,8 @@ class CandidateResult:
 
 def measure_candidates(handle: ModelHandle, candidates: Sequence[tuple[str, Any]], data: ImageDataset, *,
                        registry: MethodRegistry,
-                       train_data: Optional[ImageDataset] = None, reference: Any = None, batch_size: Optional[int] = None,
+                       train_data: Optional[ImageDataset] = None, reference: Any = None,
+                       batch_size: Optional[int] = None,
                        progress: Optional[ProgressCallback] = None,
                        cancel: Optional[CancelToken] = None) -> list[CandidateResult]:
     """``[(label, recipe), ...]`` -> one :class:`CandidateResult` each, in the same order."""

@@ -47,7 +47,8 @@ class SearchMeasurer:
                                    batch_size=batch_size, progress=progress, cancel=cancel)
 
     def candidates(self, handle: ModelHandle, candidates: Sequence[tuple[str, Any]], data: ImageDataset, *,
-                   registry: MethodRegistry, batch_size: Optional[int] = None, progress: Optional[ProgressCallback] = None,
+                   registry: MethodRegistry, batch_size: Optional[int] = None,
+                   progress: Optional[ProgressCallback] = None,
                    cancel: Optional[CancelToken] = None) -> list[CandidateResult]:
         """One result per ``(label, recipe)``, in the same order."""
         reference = self.reference(handle, data, batch_size=batch_size, cancel=cancel)
